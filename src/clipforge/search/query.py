@@ -13,7 +13,8 @@ The "text-delta" variant moves the image along the direction the text adds over 
 
 The model runs under ``torch.no_grad`` and a lock: one forward at a time, so concurrent requests
 never share activations and the thread count stays what ``torch.set_num_threads`` allows. A server
-turns on :meth:`QueryEncoder.enable_batching` so concurrent text queries share forwards.
+turns on :meth:`QueryEncoder.enable_batching` so concurrent text queries share forwards
+(:mod:`.batching`).
 """
 
 from __future__ import annotations
@@ -73,10 +74,11 @@ class QueryEncoder:
         self._batcher = None
 
     def enable_batching(self, max_batch: int = 32) -> None:
-        """Serve :meth:`text` through a :class:`.batching.TextBatcher` (for servers)."""
+        """Serve :meth:`text` through a :class:`.batching.MicroBatcher` (for servers):
+        concurrent callers share one forward of :meth:`texts`."""
         if self._batcher is None:
-            from .batching import TextBatcher
-            self._batcher = TextBatcher(self.model, self.tokenizer, self._lock, max_batch)
+            from .batching import MicroBatcher
+            self._batcher = MicroBatcher(self.texts, max_batch, name="text-batcher")
 
     @property
     def dim(self) -> int:
@@ -90,9 +92,23 @@ class QueryEncoder:
         return ids[:, : int(ends[0]) + 1] if len(ends) else ids
 
     @torch.no_grad()
+    def texts(self, texts: list[str]) -> np.ndarray:
+        """Normalised embeddings [B, D] of ``texts`` in one forward.
+
+        Rows are cut after the longest row's end-of-text token; the causal text tower pools at
+        each row's own end-of-text token, so the padding after it changes nothing.
+        """
+        ids = self.tokenizer(texts)                                      # [B, T]
+        is_end = ids == self.model.config.text.eos_token_id
+        ends = torch.where(is_end.any(1), is_end.int().argmax(1), ids.shape[1] - 1)
+        ids = ids[:, : int(ends.max()) + 1]
+        with self._lock:
+            return self.model.encode_text(ids).float().numpy()
+
+    @torch.no_grad()
     def text(self, text: str) -> np.ndarray:
         if self._batcher is not None:
-            return self._batcher.encode(text)
+            return self._batcher(text)
         ids = self._token_ids(text)
         with self._lock:
             return self.model.encode_text(ids)[0].float().numpy()

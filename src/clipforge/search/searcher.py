@@ -11,6 +11,7 @@ Result ids are row numbers of the index (0 … N−1); ``item(id)`` gives a row'
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class Searcher:
             if "image_rel" in names else pa.array([""] * metadata.num_rows)
         self._extra = [n for n in names if n not in ("key", "caption", "image_rel")]
         self._metadata = metadata
+        self._text_searches = None          # MicroBatcher once enable_batching() ran
         if info.get("search_params"):
             set_search_params(dense_index, info["search_params"])
         if "IVF" in info.get("index_type", ""):
@@ -154,6 +156,38 @@ class Searcher:
         stored = np.stack([self.dense_index.reconstruct(int(i)) for i in ids])
         dense_scores = normalized(stored) @ normalise(np.asarray(dense_query).ravel())
         return self.hits(*fuse(ids, dense_scores, all_sparse[ids], weight, k))
+
+    def search_texts(self, requests: list[tuple[str, int]]) -> list[list[Hit]]:
+        """Dense search for many ``(text, k)`` at once: one forward, one FAISS call."""
+        if self.encoder is None:
+            raise ValueError("no model loaded to embed the query (index_info.json names none; "
+                             "pass --model)")
+        texts = [text for text, _ in requests]
+        scores, ids = self.search_vectors(self.encoder.texts(texts),
+                                          max(k for _, k in requests))
+        return [self.hits(row_scores[:k], row_ids[:k])
+                for (_, k), row_scores, row_ids in zip(requests, scores, ids)]
+
+    def enable_batching(self, max_batch: int = 32) -> None:
+        """For servers: concurrent text searches share forwards and FAISS calls
+        (:meth:`submit_text_search`), and so do the text parts of other queries."""
+        if self.encoder is None or self._text_searches is not None:
+            return
+        from .batching import MicroBatcher
+        self.encoder.enable_batching(max_batch)
+        self._text_searches = MicroBatcher(self.search_texts, max_batch, name="text-search")
+
+    def submit_text_search(self, text: str, k: int = 10) -> Future:
+        """A future of the dense hits for ``text`` (batched with concurrent callers once
+        :meth:`enable_batching` ran; computed at once otherwise)."""
+        if self._text_searches is not None:
+            return self._text_searches.submit((text, k))
+        future: Future = Future()
+        try:
+            future.set_result(self.search_texts([(text, k)])[0])
+        except Exception as error:  # noqa: BLE001 - the caller reads it from the future
+            future.set_exception(error)
+        return future
 
     def search(self, query: Query, k: int = 10, mode: str = "dense",
                hybrid_weight: float = 0.5) -> list[Hit]:

@@ -17,13 +17,16 @@ don't decode or exceed 50 megapixels → 400, unknown item ids → 404. Image pa
 relative, free of ``..``, resolving (symlinks followed) inside the image root, with an image
 suffix — anything else is a plain 404 that never says why.
 
-The model loads once, in :func:`create_app`. Handlers run the model and FAISS in Starlette's
-thread pool; the model forward holds a lock and runs under ``torch.no_grad``; concurrent text
-queries are embedded together (:mod:`.batching`), which is what keeps latency flat under load.
+The model loads once, in :func:`create_app`. Plain text searches (the common case) are awaited
+on the event loop: concurrent ones are embedded in one forward and searched in one FAISS call by a
+worker thread (:mod:`.batching`), which is what keeps latency flat under load. Image, composed,
+item and sparse/hybrid searches run in Starlette's thread pool; the model forward holds a lock
+and runs under ``torch.no_grad``.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations at runtime
 
+import asyncio
 import io
 import json
 import time
@@ -144,8 +147,9 @@ def create_app(index_dir: str | Path, config: ServerConfig | None = None,
     # that calls FAISS would get its own spinning team: measured 2.5× slower per request.
     require("faiss").omp_set_num_threads(config.faiss_threads)
     searcher = searcher or Searcher.open(index_dir, model=config.model)
-    if searcher.encoder is not None and config.batch_text_queries:
-        searcher.encoder.enable_batching()
+    batched = searcher.encoder is not None and config.batch_text_queries
+    if batched:
+        searcher.enable_batching()
     image_root = Path(searcher.info["image_root"]) if searcher.info.get("image_root") else None
     metrics = Metrics()
     SearchRequest, SearchResponse = _request_models()
@@ -168,10 +172,13 @@ def create_app(index_dir: str | Path, config: ServerConfig | None = None,
             raise HTTPException(404, str(error.args[0])) from None
         except ValueError as error:
             raise HTTPException(400, str(error)) from None
+        return respond(hits, params.mode, started)
+
+    def respond(hits, mode: str, started: float) -> Response:
         body = {"results": [{"id": h.id, "score": h.score, "caption": h.caption,
                              "image_url": image_url(h.image_rel), "key": h.key} for h in hits],
-                "mode": params.mode, "took_ms": round((time.perf_counter() - started) * 1e3, 3)}
-        # serialised here, in the worker thread: skips FastAPI's generic encoder on the loop
+                "mode": mode, "took_ms": round((time.perf_counter() - started) * 1e3, 3)}
+        # serialised by hand: FastAPI's generic encoder walks every value, json.dumps doesn't
         return Response(json.dumps(body), media_type="application/json")
 
     def validate(raw: dict):
@@ -241,7 +248,18 @@ def create_app(index_dir: str | Path, config: ServerConfig | None = None,
             raise HTTPException(400, "body is neither JSON nor a multipart form") from None
         if not isinstance(raw, dict):
             raise HTTPException(422, "the JSON body must be an object")
-        return await run_in_threadpool(run_search, validate(raw), None)
+        params = validate(raw)
+        if batched and params.mode == "dense" and params.id is None and params.text \
+                and params.text.strip():
+            # the common case, text → images: awaited on the loop, no thread-pool hop
+            started = time.perf_counter()
+            future = searcher.submit_text_search(params.text, params.k)
+            try:
+                hits = await asyncio.wrap_future(future)
+            except ValueError as error:
+                raise HTTPException(400, str(error)) from None
+            return respond(hits, params.mode, started)
+        return await run_in_threadpool(run_search, params, None)
 
     @app.get("/items/{item_id}")
     def item(item_id: int) -> dict:
