@@ -310,6 +310,25 @@ def test_lexlip_sparse_vectors_and_loss_by_hand():
     assert not torch.allclose(unmasked[0], got[0])           # the pad would have counted
 
 
+def test_lexlip_starts_near_the_uniform_loss_at_tiny_scale():
+    """The default head init keeps the first sparse dot products small: with std 0.02 a tiny
+    run started at loss ~17 and collapsed; the contrastive term must start near ln B."""
+    torch.manual_seed(0)
+    batch, patches, words, dim, vocab = 64, 64, 32, 256, 4096
+    objective = LexLipLoss()
+    objective.heads = LexiconHeads(dim, vocab)
+    outputs = ModelOutput(torch.zeros(batch, dim), torch.zeros(batch, dim), t(1.0),
+                          image_tokens=torch.randn(batch, patches, dim),
+                          text_tokens=torch.randn(batch, words, dim),
+                          text_token_mask=torch.ones(batch, words, dtype=torch.bool))
+    terms = objective(outputs, None)
+    assert abs(terms["contrastive"].item() - math.log(batch)) < 0.5
+    assert terms["flops"].item() * objective.flops_weight < 0.5
+    wide = LexLipLoss()
+    wide.heads = LexiconHeads(dim, vocab, init_std=0.02)     # the old init: far from ln B
+    assert wide(outputs, None)["contrastive"].item() > math.log(batch) + 2
+
+
 def test_lexicon_heads_round_trip_through_the_run_directory(tmp_path):
     from clipforge.search.lexicon import load_lexicon_heads
     from clipforge.training.checkpoint import save_objectives
