@@ -144,8 +144,9 @@ def run_all(chosen: list[str], jobs: int, **kwargs) -> dict[str, dict]:
 
 
 def format_table(rows: list[dict], budget: float, seed: int, jobs: int, threads: int) -> str:
-    header = "| method | steps | " + " | ".join(name for _, name in COLUMNS) + " | notes |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 3)]
+    header = ("| method | steps | train s | " + " | ".join(name for _, name in COLUMNS)
+              + " | notes |")
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 4)]
     for row in rows:
         if "error" in row:
             lines.append(f"| {row['label']} | failed: {row['error']} |")
@@ -158,7 +159,8 @@ def format_table(rows: list[dict], budget: float, seed: int, jobs: int, threads:
         note = NOTES.get(row["label"], "")
         if "gap_before" in row:
             note += f"; gap {row['gap_before']:.3f} → {row['modality_gap']:.3f}"
-        lines.append(f"| {row['label']} | {row['steps']} | " + " | ".join(cells) + f" | {note} |")
+        lines.append(f"| {row['label']} | {row['steps']} | {row.get('train_seconds', 0):.0f} | "
+                     + " | ".join(cells) + f" | {note} |")
     setting = (f"{jobs} runs at a time, {threads} torch thread(s) each" if jobs > 1
                else f"one run at a time, {threads} torch thread(s)")
     return (f"Budget {budget:g} min of training per method ({setting}), seed {seed}, `tiny` "
