@@ -64,7 +64,7 @@ NOTES = {
     "lit": "text tower = frozen all-MiniLM-L6-v2",
     "distill": "3+3-layer student, teacher = the `clip` row",
     "refine": "`clipforge refine` of the `clip` row: +1 epoch, lr 1e-5",
-    "grow": "starts at half depth/width, grows mid-run",
+    "grow": "2 layers × 128 wide → 4 × 128 at 30 % → 4 × 256 at 60 % (tiny: 6 × 256)",
 }
 COLUMNS = [("acc1", "zero-shot acc1"), ("image_retrieval_recall@1", "T→I R@1"),
            ("image_retrieval_recall@5", "T→I R@5"), ("text_retrieval_recall@1", "I→T R@1"),
