@@ -57,6 +57,8 @@ def test_batched_text_search_equals_one_query_at_a_time(tmp_path):
     requests = [("a red apple", 3), ("a blue square number 2", 5), ("a green square", 1),
                 ("a red apple", 12)]
     expected = [searcher.search(Query(text), k) for text, k in requests]
+    with pytest.raises(RuntimeError, match="enable_batching"):
+        searcher.submit_text_search("a red apple")
     searcher.enable_batching()
     futures = [searcher.submit_text_search(text, k) for text, k in requests]
     for (text, k), future, alone in zip(requests, futures, expected):

@@ -84,24 +84,19 @@ class QueryEncoder:
     def dim(self) -> int:
         return self.model.config.embed_dim
 
-    def _token_ids(self, text: str) -> torch.Tensor:
-        """[1, T'] ids cut after the end-of-text token: the causal text tower's output there
-        does not depend on the padding after it, and a short query costs T'/T of the work."""
-        ids = self.tokenizer([text])
-        ends = (ids[0] == self.model.config.text.eos_token_id).nonzero()
-        return ids[:, : int(ends[0]) + 1] if len(ends) else ids
-
-    @torch.no_grad()
-    def texts(self, texts: list[str]) -> np.ndarray:
-        """Normalised embeddings [B, D] of ``texts`` in one forward.
-
-        Rows are cut after the longest row's end-of-text token; the causal text tower pools at
-        each row's own end-of-text token, so the padding after it changes nothing.
-        """
+    def _token_ids(self, texts: list[str]) -> torch.Tensor:
+        """[B, T'] ids cut after the longest row's end-of-text token: the causal text tower pools
+        at each row's own end-of-text token, so the padding after it changes nothing, and short
+        queries cost T'/T of the work."""
         ids = self.tokenizer(texts)                                      # [B, T]
         is_end = ids == self.model.config.text.eos_token_id
         ends = torch.where(is_end.any(1), is_end.int().argmax(1), ids.shape[1] - 1)
-        ids = ids[:, : int(ends.max()) + 1]
+        return ids[:, : int(ends.max()) + 1]
+
+    @torch.no_grad()
+    def texts(self, texts: list[str]) -> np.ndarray:
+        """Embeddings [B, D] of ``texts`` in one forward."""
+        ids = self._token_ids(texts)
         with self._lock:
             return self.model.encode_text(ids).float().numpy()
 
@@ -109,9 +104,7 @@ class QueryEncoder:
     def text(self, text: str) -> np.ndarray:
         if self._batcher is not None:
             return self._batcher(text)
-        ids = self._token_ids(text)
-        with self._lock:
-            return self.model.encode_text(ids)[0].float().numpy()
+        return self.texts([text])[0]
 
     @torch.no_grad()
     def image(self, image: Image.Image) -> np.ndarray:
@@ -123,7 +116,7 @@ class QueryEncoder:
     def text_sparse(self, text: str) -> np.ndarray | None:
         if self.sparse_encoder is None:
             return None
-        ids = self._token_ids(text)
+        ids = self._token_ids([text])
         with self._lock:
             _, tokens, mask = self.model.encode_text(ids, return_tokens=True)
             return self.sparse_encoder.encode_text_sparse(tokens, mask)[0].float().numpy()

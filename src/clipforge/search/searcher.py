@@ -178,16 +178,11 @@ class Searcher:
         self._text_searches = MicroBatcher(self.search_texts, max_batch, name="text-search")
 
     def submit_text_search(self, text: str, k: int = 10) -> Future:
-        """A future of the dense hits for ``text`` (batched with concurrent callers once
-        :meth:`enable_batching` ran; computed at once otherwise)."""
-        if self._text_searches is not None:
-            return self._text_searches.submit((text, k))
-        future: Future = Future()
-        try:
-            future.set_result(self.search_texts([(text, k)])[0])
-        except Exception as error:  # noqa: BLE001 - the caller reads it from the future
-            future.set_exception(error)
-        return future
+        """A future of the dense hits for ``text``, batched with concurrent callers (after
+        :meth:`enable_batching`; :meth:`search` is the one-call way)."""
+        if self._text_searches is None:
+            raise RuntimeError("submit_text_search needs enable_batching() first")
+        return self._text_searches.submit((text, k))
 
     def search(self, query: Query, k: int = 10, mode: str = "dense",
                hybrid_weight: float = 0.5) -> list[Hit]:
