@@ -33,7 +33,7 @@ VAL = "builtin:emoji?split=val"
 @dataclass
 class Method:
     config: str                                   # configs/*.yaml it trains from
-    overrides: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)   # key=value; $AFTER = that run's dir
     after: str | None = None                      # label of a run it starts from
     refine: bool = False                          # `clipforge refine` instead of `train`
 
@@ -57,7 +57,10 @@ METHODS: dict[str, Method] = {
                          ["objectives=[{name: clip}, {name: filip, weight: 0.5}]"]),
     "cep+hardneg": Method("configs/demo.yaml",
                           ["objectives=[{name: cep}, {name: hardneg, weight: 0.5}]"]),
-    "distill": Method("configs/distill.yaml", after="clip"),
+    "distill": Method("configs/distill.yaml",
+                      ["objectives=[{name: clip, weight: 1.0}, {name: distill, weight: 1.0, "
+                       "teacher: $AFTER, temperature: 1.0, use_logit_scale: true}]"],
+                      after="clip"),
     "refine": Method("configs/refine.yaml", after="clip", refine=True),
 }
 NOTES = {
@@ -77,11 +80,8 @@ def train_command(label: str, method: Method, budget: float, seed: int, out_root
         return [sys.executable, "-m", "clipforge", "refine", "--model", str(out_root / method.after),
                 "--data", "builtin:emoji", "--val", VAL, "--out", str(out), "--seed", str(seed),
                 "--no-progress"]
-    extra = list(method.overrides)
-    if label == "distill":
-        extra.append("objectives=[{name: clip, weight: 1.0}, {name: distill, weight: 1.0, "
-                      f"teacher: {out_root / method.after}, temperature: 1.0, "
-                      "use_logit_scale: true}]")
+    after = str(out_root / method.after) if method.after else ""
+    extra = [override.replace("$AFTER", after) for override in method.overrides]
     return [sys.executable, "-m", "clipforge", "train", "--config", str(ROOT / method.config),
             "--time-budget", str(budget), "--seed", str(seed), "--out", str(out),
             "--no-progress", "run.save_every=null", *extra]
