@@ -19,7 +19,6 @@ Objectives can ask for extra inputs by name (``Objective.extra_inputs``):
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import random
 import re
@@ -32,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from .. import distributed
 from .batch import Batch
-from .record import BadRecordError, RawRecord, clean_captions, decode_image
+from .record import BadRecordError, RawRecord, clean_captions, decode_image, open_image
 from .sources.base import MapSource, StreamSource
 from .tokenizer import Tokenizer
 from .transforms import ImageTransform
@@ -126,9 +125,8 @@ def with_jpeg_draft(record: RawRecord, transform: ImageTransform) -> RawRecord:
     if isinstance(ref, Image.Image):
         return record
     try:
-        image = Image.open(io.BytesIO(bytes(ref)) if isinstance(ref, (bytes, bytearray, memoryview))
-                           else ref)
-    except Exception:                     # noqa: BLE001 — decode_image names the problem
+        image = open_image(ref, record.key)       # refuses decompression bombs from the header
+    except BadRecordError:                # decode_image names the problem
         return record
     if image.format == "JPEG":
         width, height = image.size

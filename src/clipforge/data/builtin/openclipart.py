@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from ..record import RawRecord
+from ..record import BadRecordError, RawRecord, open_image
 from ..sources.base import MapSource
 from .openclipart_names import clipart_captions, learn_authors, readable_category, title_from_stem
 from .splits import check_split, choose_val_units
@@ -112,10 +112,11 @@ def build_index(root: Path, paths: list[str]) -> pa.Table:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the header; (0, 0) when unreadable or a decompression bomb."""
     try:
-        with Image.open(path) as image:       # reads the header only
+        with open_image(path, str(path)) as image:    # reads the header only
             return image.size
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except BadRecordError:
         return (0, 0)
 
 
@@ -177,11 +178,11 @@ class OpenClipartSource(MapSource):
         """The drawing at most ``max_side`` px; the path itself when it will not open, so that
         decoding reports the bad record by name."""
         try:
-            with Image.open(path) as image:
+            with open_image(path, str(path)) as image:
                 image = image.convert("RGBA") if image.mode not in ("RGB", "RGBA") else image
                 image.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
                 return image.copy()
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except (BadRecordError, OSError, ValueError):
             return path
 
     def captions(self) -> Iterator[str]:
