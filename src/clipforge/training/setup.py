@@ -8,7 +8,7 @@ from typing import Any
 
 from ..data.loader import LoaderConfig, build_loader
 from ..data.sources import MapSource, StreamSource, open_source
-from ..data.tokenizer import Tokenizer
+from ..data.tokenizer import STREAM_TOKENIZER_CAPTIONS, Tokenizer
 from ..data.transforms import ImageTransform
 from ..models import MODELS, CLIP, ModelConfig, create_model, model_config
 from ..models.io import load_model_dir
@@ -78,10 +78,9 @@ def build_model_and_tokenizer(section: ModelSection, objectives: dict[str, Objec
         config.text.pad_token_id, config.text.eos_token_id = tokenizer.pad_id, tokenizer.eot_id
         return create_model(config), tokenizer
     vocab = section.tokenizer_vocab_size or config.text.vocab_size
-    if not isinstance(source, MapSource):
-        raise ValueError("training a tokenizer needs a listable data source; give a model "
-                         "directory with a tokenizer to train on a stream")
-    tokenizer = Tokenizer.train(source.captions(), vocab_size=vocab,
+    captions = (source.captions() if isinstance(source, MapSource)
+                else source.captions(STREAM_TOKENIZER_CAPTIONS))    # a stream: its first N
+    tokenizer = Tokenizer.train(captions, vocab_size=vocab,
                                 context_length=config.text.context_length)
     config.text.vocab_size = tokenizer.vocab_size
     config.text.eos_token_id = tokenizer.eot_id

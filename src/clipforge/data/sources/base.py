@@ -117,5 +117,17 @@ class StreamSource(ABC):
     @abstractmethod
     def __iter__(self) -> Iterator[RawRecord]: ...
 
+    def captions(self, limit: int) -> Iterator[str]:
+        """The first ``limit`` captions of the stream in its listed order, for training a
+        tokenizer. It must be the same on every rank and worker (so must the tokenizer): a
+        source that splits itself across ranks overrides this, as WebDataset does."""
+        count = 0
+        for record in self:
+            for caption in record.captions:
+                if count >= limit:
+                    return
+                count += 1
+                yield caption
+
     def set_epoch(self, epoch: int) -> None:
         """Reseed the shard/sample shuffle for a new epoch."""
