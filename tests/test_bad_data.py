@@ -94,3 +94,68 @@ def test_pixel_limit_is_read_per_image_and_applies_to_jpeg_drafts(monkeypatch):
     skipped, good = skipped_and_good(loader_over(OneRecord(record), train=True))
     assert good == [] and "decompression-bomb" in skipped["photo"]
 
+
+
+# ------------------------------------------------- a broken shard at the end of the stream
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_broken_shard_marker_in_the_dropped_partial_batch_is_still_counted(tmp_path, workers):
+    # shard 00000: 4 good samples, a full batch; shard 00001: 1 good sample, then the marker of
+    # its truncation: a partial batch (in one reader, or in worker 1 of 2) that drop_last
+    # throws away, and with it the only report of the broken shard
+    write_shards(tmp_path / "shards", shards=2, per_shard=4)
+    broken = tmp_path / "shards" / "00001.tar"
+    truncate_shard_inside(broken, "000010001.jpg")
+    source = open_source(f"wds:{tmp_path / 'shards'}", shuffle_buffer=0)
+    loader = loader_over(source, batch_size=4, drop_last=True, workers=workers)
+    skipped, good = skipped_and_good(loader)
+    assert list(skipped) == [f"shard-error:{broken}"]
+    assert sorted(good) == [f"00000{item:04d}" for item in range(4)]   # whole batches only
+
+
+def test_stream_run_reports_a_broken_last_shard_in_skipped_records(tmp_path):
+    import json
+
+    from test_data_training import micro_flags
+
+    from clipforge.cli.main import main
+    write_shards(tmp_path / "shards", shards=2, per_shard=4)
+    truncate_shard_inside(tmp_path / "shards" / "00001.tar", "000010001.jpg")
+    run = tmp_path / "run"
+    assert main(["train", "--data", f"wds:{tmp_path / 'shards'}?shuffle_buffer=0", "--val",
+                 "none", "--steps", "2", *micro_flags(run)]) == 0   # step 2: the last batch
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["skipped_records"]["count"] == 1
+    assert summary["skipped_records"]["examples"][0]["key"].endswith("00001.tar")
+
+
+# ----------------------------------------------------------------- a non-UTF-8 CSV row
+
+def test_non_utf8_byte_in_one_csv_row_skips_that_row_only(tmp_path):
+    for index in range(3):
+        (tmp_path / f"{index}.png").write_bytes(image_bytes(index))
+    (tmp_path / "pairs.csv").write_bytes(b"image,caption\n0.png,a red square\n"
+                                         b"1.png,caf\xe9 au lait\n2.png,a blue square\n")
+    source = open_source(f"csv:{tmp_path / 'pairs.csv'}")
+    assert len(source) == 3
+    assert source[2].captions == ("a blue square",)
+    skipped, good = skipped_and_good(loader_over(source))
+    assert good == ["0", "2"]
+    assert list(skipped) == ["1"]
+    assert "row 1" in skipped["1"] and "'caption'" in skipped["1"] and "UTF-8" in skipped["1"]
+    with pytest.raises(BadRecordError, match="row 1"):        # embedding skips it too
+        decode_image(source[1])
+
+
+# --------------------------------------------------------------- an empty class folder
+
+def test_empty_class_folder_is_reported_not_counted_as_a_class(tmp_path):
+    for name, count in (("cat", 2), ("dog", 0), ("fish", 1)):
+        (tmp_path / name).mkdir()
+        for index in range(count):
+            (tmp_path / name / f"{index}.png").write_bytes(image_bytes(index))
+    with pytest.warns(UserWarning, match="left out of the classes: dog"):
+        source = open_source(f"classfolder:{tmp_path}")
+    assert source.class_names() == ["cat", "fish"]
+    assert source.empty_classes == ["dog"]
+    assert [source[i].metadata["label"] for i in range(len(source))] == [0, 0, 1]

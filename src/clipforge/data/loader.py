@@ -62,6 +62,7 @@ class Sample:
     label: int | None = None
     error: str | None = None
     extras: dict = field(default_factory=dict)
+    filler: bool = False        # pads a batch of bad-record reports; neither trained nor counted
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> random.Random:
@@ -162,11 +163,18 @@ class StreamDataset(IterableDataset):
     takes them in turn, always starting at worker 0). To resume after k batches, each worker
     drops ⌊k / W⌋ batches' worth of records *before decoding*, and the consumer discards the
     first k mod W batches the loader then makes (:func:`set_loader_epoch` says how many).
+
+    With ``drop_last`` the DataLoader drops each worker's last partial batch, and with it the
+    reports of any bad records in it (often a broken shard's marker, which comes last). So
+    samples are handed on a batch at a time, and a partial last batch holding bad records
+    becomes one batch of only those reports, padded with fillers that :class:`Collate` ignores:
+    nothing is trained on, everything bad is counted.
     """
 
-    def __init__(self, source: StreamSource, maker: SampleMaker, seed: int, batch_size: int = 1):
+    def __init__(self, source: StreamSource, maker: SampleMaker, seed: int, batch_size: int = 1,
+                 drop_last: bool = False):
         self.source, self.maker, self.seed = source, maker, seed
-        self.batch_size = batch_size
+        self.batch_size, self.drop_last = batch_size, drop_last
         self.epoch = 0
         self.skip_batches = 0     # batches of this epoch already consumed (set on resume)
 
@@ -176,10 +184,22 @@ class StreamDataset(IterableDataset):
         worker_id, workers = (worker.id, worker.num_workers) if worker else (0, 1)
         skip = self.skip_batches // workers * self.batch_size
         salt = distributed.rank() * workers + worker_id     # this reader's slot
+        pending: list[Sample] = []
         for position, record in enumerate(self.source):
             if position < skip:
                 continue
-            yield self.maker(record, sample_rng(self.seed, self.epoch, hash((salt, position))))
+            sample = self.maker(record, sample_rng(self.seed, self.epoch, hash((salt, position))))
+            if not self.drop_last:
+                yield sample
+                continue
+            pending.append(sample)
+            if len(pending) == self.batch_size:
+                yield from pending
+                pending = []
+        reports = [sample for sample in pending if sample.error is not None]
+        if reports:                                 # the partial batch the loader would drop
+            yield from reports
+            yield from (Sample("", filler=True) for _ in range(self.batch_size - len(reports)))
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):
@@ -214,6 +234,7 @@ class Collate:
         self.tokenizer, self.config = tokenizer, config
 
     def __call__(self, samples: Sequence[Sample]) -> Batch:
+        samples = [s for s in samples if not s.filler]
         good = [s for s in samples if s.error is None]
         skipped = [(s.key, s.error) for s in samples if s.error is not None]
         if not good:
@@ -265,7 +286,8 @@ def build_loader(source: MapSource | StreamSource, transform: ImageTransform,
     if config.workers > 0:
         common["prefetch_factor"] = config.prefetch_factor
     if isinstance(source, StreamSource):
-        return DataLoader(StreamDataset(source, maker, config.seed, config.batch_size), **common)
+        return DataLoader(StreamDataset(source, maker, config.seed, config.batch_size,
+                                        config.drop_last), **common)
     sampler = EpochSampler(len(source), config.shuffle, config.seed, rank, world_size)
     return DataLoader(MapDataset(source, maker, config.seed), sampler=sampler, **common)
 

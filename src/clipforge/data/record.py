@@ -22,6 +22,9 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 ImageRef = bytes | str | Path | Image.Image
+# metadata key a source sets on a record it already knows is bad (e.g. an undecodable CSV row):
+# decode_image and clean_captions then raise BadRecordError with its value as the reason
+RECORD_ERROR = "record_error"
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ def decode_image(record: RawRecord, background: tuple[int, int, int] = (255, 255
     An image over ``max_pixels`` (default: Pillow's ``MAX_IMAGE_PIXELS``) is refused from its
     header, before decoding. A PIL image already opened is trusted: whoever opened it checked it
     (:func:`open_image`; the loader's JPEG draft shrinks the size it reports)."""
+    if RECORD_ERROR in record.metadata:
+        raise BadRecordError(record.key, str(record.metadata[RECORD_ERROR]))
     ref = record.image
     if isinstance(ref, Image.Image):
         image = ref
@@ -107,6 +112,8 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
 
 def clean_captions(record: RawRecord) -> list[str]:
     """Non-empty, whitespace-normalised captions; raises if none is left."""
+    if RECORD_ERROR in record.metadata:
+        raise BadRecordError(record.key, str(record.metadata[RECORD_ERROR]))
     captions = [" ".join(c.split()) for c in record.captions if c and c.strip()]
     if not captions:
         raise BadRecordError(record.key, "empty caption")
