@@ -106,7 +106,7 @@ def freeze(model: CLIP, prefixes: list[str]) -> int:
 def build_train_loader(source, section: DataSection, model: CLIP, tokenizer: Tokenizer,
                        objectives: dict[str, Objective], seed: int, rank: int, world: int):
     transform = ImageTransform(model.config.preprocess, train=True, crop_scale=section.crop_scale)
-    extras = tuple(sorted({name for o in objectives.values() for name in o.extra_inputs}))
+    extras = tuple(extra for o in objectives.values() for extra in o.extra_inputs)  # declared
     config = LoaderConfig(batch_size=section.batch_size, workers=section.workers, shuffle=True,
                           drop_last=True, seed=seed, strict=section.strict, extra_inputs=extras)
     return build_loader(source, transform, tokenizer, config, rank=rank, world_size=world)
