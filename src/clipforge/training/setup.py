@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ..data.loader import LoaderConfig, build_loader
-from ..data.sources import MapSource, StreamSource, open_source
+from ..data.holdout import HOLDOUT_FRACTION, HOLDOUT_MAX, HOLDOUT_MIN_RECORDS, split_holdout
+from ..data.sources import DATA_SOURCES, MapSource, SourceSpec, StreamSource, open_source
 from ..data.tokenizer import STREAM_TOKENIZER_CAPTIONS, Tokenizer
 from ..data.transforms import ImageTransform
 from ..models import MODELS, CLIP, ModelConfig, create_model, model_config
@@ -114,3 +115,42 @@ def build_train_loader(source, section: DataSection, model: CLIP, tokenizer: Tok
 
 def open_train_source(spec: str, seed: int) -> MapSource | StreamSource:
     return open_source(spec, seed=seed)
+
+
+def open_train_and_val(section: DataSection, seed: int,
+                       train_source: MapSource | StreamSource | None = None,
+                       val_source: MapSource | None = None
+                       ) -> tuple[MapSource | StreamSource, MapSource | StreamSource | None, str]:
+    """The training source, the validation source (or None) and a line saying which.
+
+    ``data.val: auto`` (the default) validates on the training data's own: a built-in set's
+    ``val`` split, else records held out of the training data (:mod:`clipforge.data.holdout`:
+    5 %, at most 1,000, not trained on), else none (a stream, or under 100 records). A spec is
+    opened now, so a missing validation set fails before training, not after it."""
+    train = train_source or open_train_source(section.train, seed)
+    if val_source is not None:
+        return train, val_source, "validation: the given source"
+    if section.val is None:
+        return train, None, "validation: none"
+    if section.val != "auto":
+        return train, open_source(section.val), f"validation: {section.val}"
+    builtin = builtin_val_spec(section.train) if train_source is None else None
+    if builtin:
+        return train, open_source(builtin), f"validation: {builtin} (the set's own split)"
+    if not isinstance(train, MapSource):
+        return train, None, "validation: none (a stream has no held-out split; give --val)"
+    kept, held = split_holdout(train)
+    if held is None:
+        return train, None, (f"validation: none ({len(train)} records are under "
+                             f"{HOLDOUT_MIN_RECORDS} to hold some out; give --val)")
+    return kept, held, (f"validation: {len(held)} records held out of the training data "
+                        f"({HOLDOUT_FRACTION:.0%}, at most {HOLDOUT_MAX:,}; not trained on)")
+
+
+def builtin_val_spec(train_spec: str) -> str | None:
+    """``builtin:NAME`` training on its train split → ``builtin:NAME?split=val``, else None."""
+    parsed = SourceSpec.parse(train_spec, DATA_SOURCES.names())
+    if parsed.kind != "builtin" or parsed.query.get("split", "train") != "train":
+        return None
+    query = "&".join(f"{k}={v}" for k, v in {**parsed.query, "split": "val"}.items())
+    return f"builtin:{parsed.location}?{query}"
