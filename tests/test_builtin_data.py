@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import time
-from types import SimpleNamespace
 from collections import Counter, defaultdict
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,13 +13,13 @@ from PIL import Image
 
 from clipforge.data.builtin import BUILTIN_SETS, EmojiSource, OpenClipartSource
 from clipforge.data.builtin.emoji import EMOJI_ASSET
-from clipforge.data.builtin.emoji_captions import base_name, class_name, phrase, with_article
 from clipforge.data.builtin.openclipart import OPENCLIPART_ROOT
 from clipforge.data.builtin.openclipart_names import (clipart_captions, learn_authors,
                                                       title_from_stem)
 from clipforge.data.builtin.splits import choose_val_units, stable_fraction
 from clipforge.data.record import decode_image
 from clipforge.data.sources import open_source
+from emoji_asset.emoji_captions import base_name, class_name, phrase, with_article
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +166,8 @@ def test_missing_emoji_asset_names_the_rebuild_command(tmp_path):
 
 
 def test_shipped_emoji_match_a_fresh_preparation(emoji):
-    from clipforge.data.builtin.prepare import (debian_emoji_files, emoji_font, emoji_table,
-                                                render)
-    from clipforge.data.builtin.unicode_emoji import read_emoji
+    from emoji_asset.prepare import debian_emoji_files, emoji_font, emoji_table, render
+    from emoji_asset.unicode_emoji import read_emoji
     missing = [str(path) for path in debian_emoji_files() if not path.exists()]
     if missing:
         pytest.skip(f"Debian emoji sources not installed ({', '.join(missing)}): apt-get install "
