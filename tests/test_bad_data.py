@@ -14,7 +14,7 @@ from PIL import Image, ImageFile
 from clipforge.data.loader import LoaderConfig, build_loader
 from clipforge.data.preprocess import PreprocessConfig
 from clipforge.data.record import BadRecordError, RawRecord, decode_image
-from clipforge.data.sources import SourceOptions, open_source
+from clipforge.data.sources import open_source
 from clipforge.data.sources.base import MapSource
 from clipforge.data.tokenizer import Tokenizer
 from clipforge.data.transforms import ImageTransform, eval_transform

@@ -43,9 +43,9 @@ def test_train_from_scratch_on_a_webdataset_stream(tmp_path, capsys):
 
 
 def write_pairs_csv(root, count):
-    from synthetic import COLORS, SHAPES, draw
     import pyarrow as pa
     import pyarrow.csv as pacsv
+    from synthetic import COLORS, SHAPES, draw
     (root / "images").mkdir(parents=True)
     paths, captions = [], []
     for index in range(count):
@@ -73,7 +73,7 @@ def test_holdout_is_deterministic_disjoint_and_sized():
 
     assert [holdout_size(n) for n in (99, 100, 10_000, 50_000)] == [0, 5, 500, 1000]
     kept, held = split_holdout(Numbers(400))
-    again_kept, again_held = split_holdout(Numbers(400))
+    _, again_held = split_holdout(Numbers(400))
     assert held.indices == again_held.indices and len(held) == 20
     assert sorted(kept.indices + held.indices) == list(range(400))
     assert held.indices != list(range(20))                     # spread, not the first rows
