@@ -22,15 +22,14 @@ def main() -> int:
     started = time.perf_counter()
     if args.name == "emoji":
         from clipforge.data.builtin.emoji import EMOJI_ASSET, EmojiSource
-        from clipforge.data.builtin.prepare import prepare_emoji
+        from emoji_asset.prepare import prepare_emoji      # scripts/ is on sys.path
         path = prepare_emoji(args.out or EMOJI_ASSET, args.size)
         every = EmojiSource("all", path)
         print(f"wrote {path}: {len(every)} emoji, {path.stat().st_size / 2**20:.2f} MiB, "
               f"{len(EmojiSource('val', path))} in val")
     else:
-        from clipforge.data.builtin.openclipart import OpenClipartSource, cache_dir
-        every = OpenClipartSource("all")
-        print(f"indexed {len(every)} drawings from {every.root} (cache in {cache_dir()})")
+        from clipforge.data.builtin.openclipart import OpenClipartSource
+        print(OpenClipartSource.prepare())         # as `clipforge data prepare openclipart`
     print(f"took {time.perf_counter() - started:.1f} s")
     return 0
 

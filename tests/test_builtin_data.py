@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 from collections import Counter, defaultdict
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,13 +13,13 @@ from PIL import Image
 
 from clipforge.data.builtin import BUILTIN_SETS, EmojiSource, OpenClipartSource
 from clipforge.data.builtin.emoji import EMOJI_ASSET
-from clipforge.data.builtin.emoji_captions import base_name, class_name, phrase, with_article
 from clipforge.data.builtin.openclipart import OPENCLIPART_ROOT
 from clipforge.data.builtin.openclipart_names import (clipart_captions, learn_authors,
                                                       title_from_stem)
 from clipforge.data.builtin.splits import choose_val_units, stable_fraction
 from clipforge.data.record import decode_image
 from clipforge.data.sources import open_source
+from emoji_asset.emoji_captions import base_name, class_name, phrase, with_article
 
 
 @pytest.fixture(scope="module")
@@ -165,9 +166,8 @@ def test_missing_emoji_asset_names_the_rebuild_command(tmp_path):
 
 
 def test_shipped_emoji_match_a_fresh_preparation(emoji):
-    from clipforge.data.builtin.prepare import (debian_emoji_files, emoji_font, emoji_table,
-                                                render)
-    from clipforge.data.builtin.unicode_emoji import read_emoji
+    from emoji_asset.prepare import debian_emoji_files, emoji_font, emoji_table, render
+    from emoji_asset.unicode_emoji import read_emoji
     missing = [str(path) for path in debian_emoji_files() if not path.exists()]
     if missing:
         pytest.skip(f"Debian emoji sources not installed ({', '.join(missing)}): apt-get install "
@@ -208,15 +208,72 @@ def test_clipart_titles_drop_authors_and_numbering():
 
 
 def test_missing_openclipart_gives_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="apt-get install openclipart-png"):
-        OpenClipartSource("train", root=tmp_path / "openclipart", install=False)
+    with pytest.raises(FileNotFoundError, match="run `clipforge data prepare openclipart`"):
+        OpenClipartSource("train", root=tmp_path / "openclipart")
+
+
+def pretend_root_with_apt(monkeypatch, root, installs=None):
+    """Make ``root`` the Debian location and us root with apt-get; record apt-get calls."""
+    from clipforge.data.builtin import openclipart
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append(command)
+        if installs:
+            installs(root)
+        return SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(openclipart, "OPENCLIPART_ROOT", root)
+    monkeypatch.setattr(openclipart.os, "geteuid", lambda: 0, raising=False)
+    monkeypatch.setattr(openclipart.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(openclipart.subprocess, "run", fake_run)
+    return calls
+
+
+def fake_openclipart_tree(root):
+    for folder, count in (("animals", 7), ("signs_and_symbols", 7)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            Image.new("RGBA", (32, 24), (10 * index, 90, 160, 255)).save(
+                root / folder / f"thing_{folder}_{index:02d}.png")
+
+
+def test_opening_openclipart_never_runs_apt_get(tmp_path, monkeypatch):
+    calls = pretend_root_with_apt(monkeypatch, tmp_path / "png")
+    with pytest.raises(FileNotFoundError, match="clipforge data prepare openclipart"):
+        OpenClipartSource("train", root=tmp_path / "png")
+    with pytest.raises(FileNotFoundError, match="clipforge data prepare openclipart"):
+        open_source("builtin:openclipart")
+    assert calls == []
+
+
+def test_data_prepare_openclipart_installs_then_indexes(tmp_path, monkeypatch, capsys):
+    from clipforge.cli.main import main
+    monkeypatch.setenv("CLIPFORGE_CACHE", str(tmp_path / "cache"))
+    calls = pretend_root_with_apt(monkeypatch, tmp_path / "png", installs=fake_openclipart_tree)
+    assert main(["data", "prepare", "openclipart", "--root", str(tmp_path / "png")]) == 0
+    assert calls == [["apt-get", "install", "-y", "openclipart-png"]]
+    assert "ready: 14 drawings" in capsys.readouterr().out
+    assert list((tmp_path / "cache").glob("openclipart-index-*.parquet"))
+    assert len(OpenClipartSource("all", root=tmp_path / "png")) == 14
+
+
+def test_data_prepare_errors_and_shipped_sets(tmp_path, capsys):
+    from clipforge.cli.main import main
+    assert main(["data", "prepare", "openclipart", "--no-install",
+                 "--root", str(tmp_path / "nowhere")]) == 2
+    assert "sudo apt-get install openclipart-png" in capsys.readouterr().err
+    assert main(["data", "prepare", "emoji"]) == 0
+    assert "ships with clipforge" in capsys.readouterr().out
+    assert main(["data", "prepare", "emojj"]) == 2
+    assert "emoji, openclipart" in capsys.readouterr().err
 
 
 def test_openclipart_listing_split_and_records(tmp_path, monkeypatch):
     monkeypatch.setenv("CLIPFORGE_CACHE", str(tmp_path))
     if not OPENCLIPART_ROOT.is_dir():                        # not installed: the error path
-        with pytest.raises(FileNotFoundError, match="openclipart-png"):
-            OpenClipartSource("train", install=False)
+        with pytest.raises(FileNotFoundError, match="clipforge data prepare openclipart"):
+            OpenClipartSource("train")
         return
     every = OpenClipartSource("all")                         # builds and caches the index
     assert list(tmp_path.glob("openclipart-index-*.parquet"))

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "measure training speed: clipforge bench train --json"),
     "eval": ("eval", "evaluate a model: zero-shot classification or image-text retrieval"),
     "convert": ("convert", "convert between clipforge and Hugging Face CLIP directories"),
+    "data": ("data", "data-set chores: clipforge data prepare openclipart"),
 }
 
 

@@ -6,23 +6,16 @@ randomness from ``Random(seed, epoch, index)``, so batches are identical for any
 after a resume) → ``collate`` tokenises and stacks, dropping bad records and reporting them in
 ``Batch.skipped``.
 
-Objectives can ask for extra inputs by name (``Objective.extra_inputs``):
-
-- ``image_view2``   a second augmented view of each image [B, 3, H, W] (TCL, CLIP-improved)
-- ``text_view2``    an EDA-augmented copy of the caption, tokenised [B, T] (TCL, CLIP-improved)
-- ``sub_captions``  up to K sentences of the caption, tokenised [B, K, T] + ``sub_caption_mask``
-                    [B, K] (DreamLIP)
-- ``alt_text``      the first extra caption column (e.g. synthetic captions), tokenised [B, T]
-                    + ``alt_text_present`` [B] (ALIP)
+Objectives ask for extra inputs (a second view, sub-captions, …) by declaring them
+(``Objective.extra_inputs``); what each is and how it is made lives in :mod:`.extras`, and the
+loader only calls it, so it knows no objective.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import random
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -32,13 +25,11 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from .. import distributed
 from .batch import Batch
-from .record import BadRecordError, RawRecord, clean_captions, decode_image
+from .extras import ExtraInput, SampleView, resolve_extra_inputs
+from .record import BadRecordError, RawRecord, clean_captions, decode_image, open_image
 from .sources.base import MapSource, StreamSource
 from .tokenizer import Tokenizer
 from .transforms import ImageTransform
-
-EXTRA_INPUTS = ("image_view2", "text_view2", "sub_captions", "alt_text")
-
 
 @dataclass
 class LoaderConfig:
@@ -49,8 +40,7 @@ class LoaderConfig:
     seed: int = 0
     strict: bool = False               # stop at the first bad record instead of skipping it
     caption_choice: str = "random"     # "random" | "first": which caption of a record to use
-    extra_inputs: tuple[str, ...] = ()
-    max_sub_captions: int = 6          # DreamLIP's K
+    extra_inputs: tuple[str | ExtraInput, ...] = ()   # names in data.extras or objects
     prefetch_factor: int = 4
     jpeg_draft: bool = True            # decode big JPEGs at 1/2, 1/4, 1/8 scale when enough
 
@@ -63,6 +53,7 @@ class Sample:
     label: int | None = None
     error: str | None = None
     extras: dict = field(default_factory=dict)
+    filler: bool = False        # pads a batch of bad-record reports; neither trained nor counted
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> random.Random:
@@ -75,9 +66,7 @@ class SampleMaker:
     def __init__(self, transform: ImageTransform, config: LoaderConfig):
         self.transform = transform
         self.config = config
-        for name in config.extra_inputs:
-            if name not in EXTRA_INPUTS:
-                raise ValueError(f"unknown extra input {name!r}; known: {EXTRA_INPUTS}")
+        self.extras = resolve_extra_inputs(config.extra_inputs)
 
     def __call__(self, record: RawRecord, rng: random.Random) -> Sample:
         if "shard_error" in record.metadata:          # a marker for the rest of a broken shard
@@ -96,18 +85,9 @@ class SampleMaker:
         caption = captions[0] if self.config.caption_choice == "first" else rng.choice(captions)
         sample = Sample(record.key, self.transform(image, rng), caption,
                         record.metadata.get("label"))
-        extras = self.config.extra_inputs
-        if "image_view2" in extras:
-            sample.extras["image_view2"] = self.transform(image, rng)
-        if "text_view2" in extras:
-            from .text_augment import eda_augment
-            sample.extras["text_view2"] = eda_augment(caption, rng)
-        if "sub_captions" in extras:
-            sentences = split_sentences(" ".join(captions))
-            rng.shuffle(sentences)
-            sample.extras["sub_captions"] = sentences[: self.config.max_sub_captions] or [caption]
-        if "alt_text" in extras:
-            sample.extras["alt_text"] = captions[1] if len(captions) > 1 else ""
+        if self.extras:
+            view = SampleView(captions, caption, image, self.transform, rng)
+            sample.extras = {extra.name: extra.make(view) for extra in self.extras}
         return sample
 
 
@@ -126,9 +106,8 @@ def with_jpeg_draft(record: RawRecord, transform: ImageTransform) -> RawRecord:
     if isinstance(ref, Image.Image):
         return record
     try:
-        image = Image.open(io.BytesIO(bytes(ref)) if isinstance(ref, (bytes, bytearray, memoryview))
-                           else ref)
-    except Exception:                     # noqa: BLE001 — decode_image names the problem
+        image = open_image(ref, record.key)       # refuses decompression bombs from the header
+    except BadRecordError:                # decode_image names the problem
         return record
     if image.format == "JPEG":
         width, height = image.size
@@ -139,10 +118,6 @@ def with_jpeg_draft(record: RawRecord, transform: ImageTransform) -> RawRecord:
         if factor >= 2:
             image.draft(None, (math.ceil(width / factor), math.ceil(height / factor)))
     return dataclasses.replace(record, image=image)
-
-
-def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in re.split(r"(?<=[.!?;])\s+", text) if len(s.strip()) > 1]
 
 
 class MapDataset(Dataset):
@@ -164,11 +139,18 @@ class StreamDataset(IterableDataset):
     takes them in turn, always starting at worker 0). To resume after k batches, each worker
     drops ⌊k / W⌋ batches' worth of records *before decoding*, and the consumer discards the
     first k mod W batches the loader then makes (:func:`set_loader_epoch` says how many).
+
+    With ``drop_last`` the DataLoader drops each worker's last partial batch, and with it the
+    reports of any bad records in it (often a broken shard's marker, which comes last). So
+    samples are handed on a batch at a time, and a partial last batch holding bad records
+    becomes one batch of only those reports, padded with fillers that :class:`Collate` ignores:
+    nothing is trained on, everything bad is counted.
     """
 
-    def __init__(self, source: StreamSource, maker: SampleMaker, seed: int, batch_size: int = 1):
+    def __init__(self, source: StreamSource, maker: SampleMaker, seed: int, batch_size: int = 1,
+                 drop_last: bool = False):
         self.source, self.maker, self.seed = source, maker, seed
-        self.batch_size = batch_size
+        self.batch_size, self.drop_last = batch_size, drop_last
         self.epoch = 0
         self.skip_batches = 0     # batches of this epoch already consumed (set on resume)
 
@@ -178,10 +160,22 @@ class StreamDataset(IterableDataset):
         worker_id, workers = (worker.id, worker.num_workers) if worker else (0, 1)
         skip = self.skip_batches // workers * self.batch_size
         salt = distributed.rank() * workers + worker_id     # this reader's slot
+        pending: list[Sample] = []
         for position, record in enumerate(self.source):
             if position < skip:
                 continue
-            yield self.maker(record, sample_rng(self.seed, self.epoch, hash((salt, position))))
+            sample = self.maker(record, sample_rng(self.seed, self.epoch, hash((salt, position))))
+            if not self.drop_last:
+                yield sample
+                continue
+            pending.append(sample)
+            if len(pending) == self.batch_size:
+                yield from pending
+                pending = []
+        reports = [sample for sample in pending if sample.error is not None]
+        if reports:                                 # the partial batch the loader would drop
+            yield from reports
+            yield from (Sample("", filler=True) for _ in range(self.batch_size - len(reports)))
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):
@@ -214,8 +208,10 @@ class Collate:
 
     def __init__(self, tokenizer: Tokenizer, config: LoaderConfig):
         self.tokenizer, self.config = tokenizer, config
+        self.extras = resolve_extra_inputs(config.extra_inputs)
 
     def __call__(self, samples: Sequence[Sample]) -> Batch:
+        samples = [s for s in samples if not s.filler]
         good = [s for s in samples if s.error is None]
         skipped = [(s.key, s.error) for s in samples if s.error is not None]
         if not good:
@@ -227,30 +223,10 @@ class Collate:
         captions = [s.caption for s in good]
         batch = Batch(torch.stack([s.image for s in good]), self.tokenizer(captions),
                       [s.key for s in good], captions, labels, skipped)
-        self._collate_extras(good, batch)
+        for extra in self.extras:
+            values = [s.extras[extra.name] for s in good]
+            batch.extras.update(extra.collate(values, captions, self.tokenizer))
         return batch
-
-    def _collate_extras(self, good: Sequence[Sample], batch: Batch) -> None:
-        extras = self.config.extra_inputs
-        if "image_view2" in extras:
-            batch.extras["image_view2"] = torch.stack([s.extras["image_view2"] for s in good])
-        if "text_view2" in extras:
-            batch.extras["text_view2"] = self.tokenizer([s.extras["text_view2"] for s in good])
-        if "alt_text" in extras:
-            alts = [s.extras["alt_text"] for s in good]
-            batch.extras["alt_text"] = self.tokenizer([a or s.caption for a, s in zip(alts, good)])
-            batch.extras["alt_text_present"] = torch.tensor([bool(a) for a in alts])
-        if "sub_captions" in extras:
-            k = self.config.max_sub_captions
-            context = self.tokenizer.context_length
-            ids = torch.full((len(good), k, context), self.tokenizer.pad_id, dtype=torch.long)
-            mask = torch.zeros(len(good), k, dtype=torch.bool)
-            for row, sample in enumerate(good):
-                subs = sample.extras["sub_captions"][:k]
-                ids[row, : len(subs)] = self.tokenizer(subs)
-                mask[row, : len(subs)] = True
-            batch.extras["sub_captions"] = ids
-            batch.extras["sub_caption_mask"] = mask
 
 
 def build_loader(source: MapSource | StreamSource, transform: ImageTransform,
@@ -267,7 +243,8 @@ def build_loader(source: MapSource | StreamSource, transform: ImageTransform,
     if config.workers > 0:
         common["prefetch_factor"] = config.prefetch_factor
     if isinstance(source, StreamSource):
-        return DataLoader(StreamDataset(source, maker, config.seed, config.batch_size), **common)
+        return DataLoader(StreamDataset(source, maker, config.seed, config.batch_size,
+                                        config.drop_last), **common)
     sampler = EpochSampler(len(source), config.shuffle, config.seed, rank, world_size)
     return DataLoader(MapDataset(source, maker, config.seed), sampler=sampler, **common)
 

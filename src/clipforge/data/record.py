@@ -3,21 +3,28 @@
 Sources stay cheap: they list records and hand over encoded bytes or a path. Decoding happens in
 data-loader workers (:func:`decode_image`), where a bad record raises :class:`BadRecordError`
 naming it; the loader skips and counts such records (or stops on the first one with ``strict``).
+
+Decompression bombs: an image whose header declares more than Pillow's limit
+(``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 MP unless the application changed it) is a bad record,
+refused before any pixel is decoded. Pillow itself only warns between 1× and 2× its limit, and a
+268–536 MP image then costs ~2 GB and seconds to decode. This module reads the limit per image
+and never changes Pillow's globals.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-# Large drawings are legitimate (openclipart has 10k × 10k PNGs); decompression bombs are not.
-Image.MAX_IMAGE_PIXELS = 16_384 * 16_384
-
 ImageRef = bytes | str | Path | Image.Image
+# metadata key a source sets on a record it already knows is bad (e.g. an undecodable CSV row):
+# decode_image and clean_captions then raise BadRecordError with its value as the reason
+RECORD_ERROR = "record_error"
 
 
 @dataclass(frozen=True)
@@ -37,22 +44,57 @@ class BadRecordError(ValueError):
         self.reason = reason
 
 
-def decode_image(record: RawRecord, background: tuple[int, int, int] = (255, 255, 255)
-                 ) -> Image.Image:
-    """Decode the record's image to RGB, compositing transparency onto ``background``."""
-    ref = record.image
+def pixel_limit(max_pixels: int | None = None) -> int | None:
+    """The decompression-bomb limit in pixels: ``max_pixels``, else Pillow's current one."""
+    return Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+
+
+def open_image(ref: bytes | str | Path, key: str, max_pixels: int | None = None) -> Image.Image:
+    """Open (not decode) an encoded image, refusing one whose header declares more than
+    :func:`pixel_limit` pixels; raises :class:`BadRecordError` naming ``key``."""
     try:
-        if isinstance(ref, Image.Image):
-            image = ref
-        elif isinstance(ref, (bytes, bytearray, memoryview)):
-            image = Image.open(io.BytesIO(bytes(ref)))
-        else:
-            image = Image.open(Path(ref))
-        image.load()
+        with warnings.catch_warnings():        # we raise for the 1×–2× range Pillow only warns on
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if isinstance(ref, (bytes, bytearray, memoryview)):
+                image = Image.open(io.BytesIO(bytes(ref)))
+            else:
+                image = Image.open(Path(ref))
     except FileNotFoundError:
-        raise BadRecordError(record.key, f"image file not found: {ref}") from None
+        raise BadRecordError(key, f"image file not found: {ref}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
             Image.DecompressionBombError) as error:
+        raise BadRecordError(key, f"cannot decode image: {error}") from None
+    check_pixels(image, key, max_pixels)
+    return image
+
+
+def check_pixels(image: Image.Image, key: str, max_pixels: int | None = None) -> None:
+    """Raise :class:`BadRecordError` when ``image`` (opened, header read) is over the limit."""
+    limit = pixel_limit(max_pixels)
+    width, height = image.size
+    if limit is not None and width * height > limit:
+        raise BadRecordError(key, f"image is {width} × {height} = {width * height:,} pixels, over "
+                                  f"the decompression-bomb limit of {limit:,} "
+                                  f"(PIL.Image.MAX_IMAGE_PIXELS)")
+
+
+def decode_image(record: RawRecord, background: tuple[int, int, int] = (255, 255, 255),
+                 max_pixels: int | None = None) -> Image.Image:
+    """Decode the record's image to RGB, compositing transparency onto ``background``.
+
+    An image over ``max_pixels`` (default: Pillow's ``MAX_IMAGE_PIXELS``) is refused from its
+    header, before decoding. A PIL image already opened is trusted: whoever opened it checked it
+    (:func:`open_image`; the loader's JPEG draft shrinks the size it reports)."""
+    if RECORD_ERROR in record.metadata:
+        raise BadRecordError(record.key, str(record.metadata[RECORD_ERROR]))
+    ref = record.image
+    if isinstance(ref, Image.Image):
+        image = ref
+    else:
+        image = open_image(ref, record.key, max_pixels)
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise BadRecordError(record.key, f"cannot decode image: {error}") from None
     return to_rgb(image, background)
 
@@ -70,6 +112,8 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
 
 def clean_captions(record: RawRecord) -> list[str]:
     """Non-empty, whitespace-normalised captions; raises if none is left."""
+    if RECORD_ERROR in record.metadata:
+        raise BadRecordError(record.key, str(record.metadata[RECORD_ERROR]))
     captions = [" ".join(c.split()) for c in record.captions if c and c.strip()]
     if not captions:
         raise BadRecordError(record.key, "empty caption")

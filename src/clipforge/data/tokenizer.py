@@ -9,6 +9,11 @@ Two kinds:
 
 Every row is ``[SOT] tokens… [EOT] pad…`` of exactly ``context_length`` ids; over-long text is
 truncated so the EOT token is kept (the text tower pools there).
+
+A BPE trained from scratch learns from every caption of a listable source, and from the first
+:data:`STREAM_TOKENIZER_CAPTIONS` (100,000) captions of a stream (WebDataset shards in their
+listed order): for a vocabulary of a few thousand to ~50k merges that sample sees the frequent
+words, and it bounds the pass over the shards to the first ~100k samples.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
 PAD, SOT, EOT = "<pad>", "<start_of_text>", "<end_of_text>"
 CLIP_SOT, CLIP_EOT = "<|startoftext|>", "<|endoftext|>"
+STREAM_TOKENIZER_CAPTIONS = 100_000     # captions of a stream a new tokenizer is trained on
 
 
 class Tokenizer:

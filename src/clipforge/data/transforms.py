@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..models.config import PreprocessConfig
+from .preprocess import PreprocessConfig
 
 RESAMPLE = Image.Resampling.BICUBIC
 

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..data.preprocess import PreprocessConfig  # re-exported: models.config.PreprocessConfig
+
 Activation = Literal["gelu", "quick_gelu"]
 
 
@@ -54,17 +56,6 @@ class TextConfig:
     pretrained: str | None = None
     pretrained_config: dict | None = None   # its config.json, kept so a run dir rebuilds alone
     pooling: str = "mean"                   # pretrained encoders: "mean" over tokens or "cls"
-
-
-@dataclass
-class PreprocessConfig:
-    """How images are turned into tensors for this model; stored with the weights."""
-
-    image_size: int = 224
-    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
-    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
-    resize_mode: Literal["shortest", "squash"] = "shortest"   # then centre crop
-    background: tuple[int, int, int] = (255, 255, 255)         # fill for transparent pixels
 
 
 @dataclass

@@ -26,7 +26,7 @@ class Objective(nn.Module):
     name: ClassVar[str] = "objective"
     needs_tokens: ClassVar[bool] = False             # ask the model for token/patch features
     model_defaults: ClassVar[dict[str, Any]] = {}    # model config fields this objective expects
-    extra_inputs: ClassVar[tuple[str, ...]] = ()     # see clipforge.data.loader.EXTRA_INPUTS
+    extra_inputs: ClassVar[tuple] = ()               # names or objects: clipforge.data.extras
 
     def setup(self, model: CLIP) -> None:
         """Called once with the model before training starts."""

@@ -52,7 +52,8 @@ class ModelSection:
 @dataclass
 class DataSection:
     train: str = "builtin:emoji"
-    val: str | None = "builtin:emoji?split=val"
+    val: str | None = "auto"     # auto: the built-in set's val split, else 5 % (≤ 1,000) of
+                                 # the training data held out (setup.open_train_and_val); None
     batch_size: int = 64
     workers: int = 2
     crop_scale: tuple[float, float] = (0.8, 1.0)

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ..data.loader import LoaderConfig, build_loader
-from ..data.sources import MapSource, StreamSource, open_source
-from ..data.tokenizer import Tokenizer
+from ..data.holdout import HOLDOUT_FRACTION, HOLDOUT_MAX, HOLDOUT_MIN_RECORDS, split_holdout
+from ..data.sources import DATA_SOURCES, MapSource, SourceSpec, StreamSource, open_source
+from ..data.tokenizer import STREAM_TOKENIZER_CAPTIONS, Tokenizer
 from ..data.transforms import ImageTransform
 from ..models import MODELS, CLIP, ModelConfig, create_model, model_config
 from ..models.io import load_model_dir
@@ -78,10 +79,9 @@ def build_model_and_tokenizer(section: ModelSection, objectives: dict[str, Objec
         config.text.pad_token_id, config.text.eos_token_id = tokenizer.pad_id, tokenizer.eot_id
         return create_model(config), tokenizer
     vocab = section.tokenizer_vocab_size or config.text.vocab_size
-    if not isinstance(source, MapSource):
-        raise ValueError("training a tokenizer needs a listable data source; give a model "
-                         "directory with a tokenizer to train on a stream")
-    tokenizer = Tokenizer.train(source.captions(), vocab_size=vocab,
+    captions = (source.captions() if isinstance(source, MapSource)
+                else source.captions(STREAM_TOKENIZER_CAPTIONS))    # a stream: its first N
+    tokenizer = Tokenizer.train(captions, vocab_size=vocab,
                                 context_length=config.text.context_length)
     config.text.vocab_size = tokenizer.vocab_size
     config.text.eos_token_id = tokenizer.eot_id
@@ -107,7 +107,7 @@ def freeze(model: CLIP, prefixes: list[str]) -> int:
 def build_train_loader(source, section: DataSection, model: CLIP, tokenizer: Tokenizer,
                        objectives: dict[str, Objective], seed: int, rank: int, world: int):
     transform = ImageTransform(model.config.preprocess, train=True, crop_scale=section.crop_scale)
-    extras = tuple(sorted({name for o in objectives.values() for name in o.extra_inputs}))
+    extras = tuple(extra for o in objectives.values() for extra in o.extra_inputs)  # declared
     config = LoaderConfig(batch_size=section.batch_size, workers=section.workers, shuffle=True,
                           drop_last=True, seed=seed, strict=section.strict, extra_inputs=extras)
     return build_loader(source, transform, tokenizer, config, rank=rank, world_size=world)
@@ -115,3 +115,42 @@ def build_train_loader(source, section: DataSection, model: CLIP, tokenizer: Tok
 
 def open_train_source(spec: str, seed: int) -> MapSource | StreamSource:
     return open_source(spec, seed=seed)
+
+
+def open_train_and_val(section: DataSection, seed: int,
+                       train_source: MapSource | StreamSource | None = None,
+                       val_source: MapSource | None = None
+                       ) -> tuple[MapSource | StreamSource, MapSource | StreamSource | None, str]:
+    """The training source, the validation source (or None) and a line saying which.
+
+    ``data.val: auto`` (the default) validates on the training data's own: a built-in set's
+    ``val`` split, else records held out of the training data (:mod:`clipforge.data.holdout`:
+    5 %, at most 1,000, not trained on), else none (a stream, or under 100 records). A spec is
+    opened now, so a missing validation set fails before training, not after it."""
+    train = train_source or open_train_source(section.train, seed)
+    if val_source is not None:
+        return train, val_source, "validation: the given source"
+    if section.val is None:
+        return train, None, "validation: none"
+    if section.val != "auto":
+        return train, open_source(section.val), f"validation: {section.val}"
+    builtin = builtin_val_spec(section.train) if train_source is None else None
+    if builtin:
+        return train, open_source(builtin), f"validation: {builtin} (the set's own split)"
+    if not isinstance(train, MapSource):
+        return train, None, "validation: none (a stream has no held-out split; give --val)"
+    kept, held = split_holdout(train)
+    if held is None:
+        return train, None, (f"validation: none ({len(train)} records are under "
+                             f"{HOLDOUT_MIN_RECORDS} to hold some out; give --val)")
+    return kept, held, (f"validation: {len(held)} records held out of the training data "
+                        f"({HOLDOUT_FRACTION:.0%}, at most {HOLDOUT_MAX:,}; not trained on)")
+
+
+def builtin_val_spec(train_spec: str) -> str | None:
+    """``builtin:NAME`` training on its train split → ``builtin:NAME?split=val``, else None."""
+    parsed = SourceSpec.parse(train_spec, DATA_SOURCES.names())
+    if parsed.kind != "builtin" or parsed.query.get("split", "train") != "train":
+        return None
+    query = "&".join(f"{k}={v}" for k, v in {**parsed.query, "split": "val"}.items())
+    return f"builtin:{parsed.location}?{query}"

@@ -33,7 +33,7 @@ from .optim import WarmupCosine, build_optimizer
 from .precision import autocast, resolve_precision
 from .run_log import MetricsLog, plot_loss_curve, write_summary
 from .setup import (build_model_and_tokenizer, build_train_loader, check_model_section, freeze,
-                    open_train_source)
+                    open_train_and_val)
 
 PLAN_AFTER_STEPS = 6          # a time budget is planned from the step times measured so far
 
@@ -107,7 +107,10 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
     check_model_section(config.model, objectives)
     check_gradcache(objectives, config.optim.gradcache_chunk)
     validate_grow_schedule(config.grow)
-    source = train_source or open_train_source(config.data.train, run.seed)
+    source, val_source, val_note = open_train_and_val(config.data, run.seed, train_source,
+                                                      val_source)
+    if main_process:
+        print(val_note, flush=True)
     model_section = config.model
     if resume_from is not None:   # the checkpoint holds the model as it was (incl. growth)
         model_section = type(config.model)(**{**config.model.__dict__, "name": str(resume_from)})
@@ -209,7 +212,7 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
     if main_process:
         save_model_dir(out, model, tokenizer)
         ckpt.save_objectives(out, dict(module.objectives.items()))
-        if (config.data.val or val_source) and not (run.eval_every and state["step"] % run.eval_every == 0):
+        if val_source is not None and not (run.eval_every and state["step"] % run.eval_every == 0):
             evals = evaluate_during_training(model, tokenizer, config, state["step"], out,
                                              val_source)
         summary = build_summary(config, state, precision, frozen, evals, step_times)
@@ -296,15 +299,14 @@ def _save(out, step, module, tokenizer, optimizer, state, keep, main_process) ->
 def evaluate_during_training(model, tokenizer, config: TrainConfig, step: int, out: Path,
                              val_source: MapSource | None = None) -> dict[str, Any]:
     """Zero-shot + retrieval on the validation source; appended to ``eval.jsonl``."""
-    if not config.data.val and val_source is None:
+    if val_source is None:
         return {}
     from ..evaluation import evaluate
-    from ..data.sources import open_source
     import json
     was_training = model.training
     model.eval()
     metrics = evaluate(model, eval_transform(model.config.preprocess), tokenizer,
-                       val_source or open_source(config.data.val), workers=config.data.workers)
+                       val_source, workers=config.data.workers)
     model.train(was_training)
     with (out / "eval.jsonl").open("a") as handle:
         handle.write(json.dumps({"step": step, **metrics}) + "\n")

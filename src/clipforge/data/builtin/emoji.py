@@ -10,7 +10,7 @@ A small image-text set that works offline on any machine: the repository ships i
     group         "People & Body"                   9 groups
     subgroup      "hand-fingers-open"               99 subgroups (the zero-shot classes)
     keywords      ["hand", "wave", …]              CLDR keywords (none for 31 emoji new in 15.0)
-    captions      five phrasings, see :mod:`.emoji_captions`
+    captions      five phrasings, see ``scripts/emoji_asset/emoji_captions.py``
     base          "waving hand"                     the name without skin tones
     split         "train" | "val"
     emoji_version "1.0"

@@ -2,9 +2,10 @@
 
 Open Clip Art Library 0.18 (public domain, Creative Commons PD dedication) as Debian packages it:
 PNG files under ``/usr/share/openclipart/png/<category>/…``, 162 MB — too big to ship, so it is
-read where Debian installs it. When it is missing and we are root with ``apt-get``, it is
-installed (``apt-get install -y openclipart-png``, printed first); otherwise a clear error says
-what to install.
+read where Debian installs it. Opening the source never installs anything: when the folder is
+missing the error says to run ``clipforge data prepare openclipart``, which (as root, with
+``apt-get``) installs the package and builds the index below — an explicit step, not a side
+effect of reading data.
 
 **Records.** One per distinct file: 1,221 of the 8,121 paths are symbolic links filing the same
 drawing under a second folder; they add a caption ("…, science / astronomy") instead of a
@@ -36,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from ..record import RawRecord
+from ..record import BadRecordError, RawRecord, open_image
 from ..sources.base import MapSource
 from .openclipart_names import clipart_captions, learn_authors, readable_category, title_from_stem
 from .splits import check_split, choose_val_units
@@ -52,22 +53,36 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CLIPFORGE_CACHE") or Path.home() / ".cache" / "clipforge")
 
 
-def ensure_installed(root: Path = OPENCLIPART_ROOT, install: bool = True) -> Path:
-    """The image folder, installing the Debian package first when it is missing and we can."""
+PREPARE_COMMAND = "clipforge data prepare openclipart"
+
+
+def find_images(root: Path = OPENCLIPART_ROOT) -> Path:
+    """The image folder; when missing, an error saying which command prepares it."""
+    if root.is_dir():
+        return root
+    raise FileNotFoundError(
+        f"openclipart images not found at {root}; run `{PREPARE_COMMAND}` first (it installs "
+        f"the Debian/Ubuntu package {DEBIAN_PACKAGE}, about 160 MB, as root), or "
+        f"`sudo apt-get install {DEBIAN_PACKAGE}` yourself")
+
+
+def install_debian_package(root: Path = OPENCLIPART_ROOT, install: bool = True) -> Path:
+    """Install ``openclipart-png`` with ``apt-get`` when ``root`` (the Debian location) is
+    missing and we are root; only :func:`prepare` calls this, on the user's command."""
     if root.is_dir():
         return root
     can_install = install and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which(
         "apt-get")
     if can_install and root == OPENCLIPART_ROOT:
         command = ["apt-get", "install", "-y", DEBIAN_PACKAGE]
-        print(f"builtin:openclipart: {root} is missing; running: {' '.join(command)}", flush=True)
+        print(f"{root} is missing; running: {' '.join(command)}", flush=True)
         result = subprocess.run(command, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
                                 check=False)
         if result.returncode == 0 and root.is_dir():
             return root
     raise FileNotFoundError(
-        f"openclipart images not found at {root}; builtin:openclipart needs the Debian/Ubuntu "
-        f"package {DEBIAN_PACKAGE} (about 160 MB): run `sudo apt-get install {DEBIAN_PACKAGE}`")
+        f"openclipart images not found at {root}; install the Debian/Ubuntu package "
+        f"{DEBIAN_PACKAGE} (about 160 MB): `sudo apt-get install {DEBIAN_PACKAGE}`")
 
 
 def list_files(root: Path) -> list[str]:
@@ -112,10 +127,11 @@ def build_index(root: Path, paths: list[str]) -> pa.Table:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the header; (0, 0) when unreadable or a decompression bomb."""
     try:
-        with Image.open(path) as image:       # reads the header only
+        with open_image(path, str(path)) as image:    # reads the header only
             return image.size
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except BadRecordError:
         return (0, 0)
 
 
@@ -150,9 +166,9 @@ class OpenClipartSource(MapSource):
     name = "openclipart"
 
     def __init__(self, split: str = "train", root: str | Path = OPENCLIPART_ROOT,
-                 max_side: int = 256, install: bool = True):
+                 max_side: int = 256):
         check_split(split, "openclipart")
-        self.root = ensure_installed(Path(root), install)
+        self.root = find_images(Path(root))
         self.split, self.max_side = split, max_side
         table = load_index(self.root)
         self._class_names = sorted(set(table.column("category").to_pylist()))
@@ -177,11 +193,11 @@ class OpenClipartSource(MapSource):
         """The drawing at most ``max_side`` px; the path itself when it will not open, so that
         decoding reports the bad record by name."""
         try:
-            with Image.open(path) as image:
+            with open_image(path, str(path)) as image:
                 image = image.convert("RGBA") if image.mode not in ("RGB", "RGBA") else image
                 image.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
                 return image.copy()
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except (BadRecordError, OSError, ValueError):
             return path
 
     def captions(self) -> Iterator[str]:
@@ -190,3 +206,13 @@ class OpenClipartSource(MapSource):
 
     def class_names(self) -> list[str]:
         return [readable_category(name) for name in self._class_names]
+
+    @classmethod
+    def prepare(cls, root: str | Path = OPENCLIPART_ROOT, install: bool = True) -> str:
+        """``clipforge data prepare openclipart``: install the Debian package if missing (as
+        root, ``install`` allowing) and build the cached index; returns what was done."""
+        folder = install_debian_package(Path(root), install)
+        every = cls("all", folder)
+        val = sum(row["split"] == "val" for row in every.rows)
+        return (f"builtin:openclipart is ready: {len(every)} drawings ({val} in val) in "
+                f"{len(every.class_names())} classes from {folder}; index cached in {cache_dir()}")

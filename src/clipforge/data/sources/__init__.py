@@ -24,7 +24,7 @@ DATA_SOURCES: Registry = Registry("data source", {
 
 def open_source(spec: str, **options) -> MapSource | StreamSource:
     """Open the data source a spec string names; ``options`` override the spec's query."""
-    parsed = SourceSpec.parse(spec)
+    parsed = SourceSpec.parse(spec, DATA_SOURCES.names())
     factory = DATA_SOURCES.get(parsed.kind)
     return factory(parsed.location, SourceOptions.from_query(parsed.query, **options))
 

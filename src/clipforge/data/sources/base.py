@@ -7,14 +7,16 @@ A spec is ``KIND:LOCATION`` with optional ``?key=value&…`` options, e.g.::
     parquet:laion.parquet              wds:shards/{00000..00099}.tar?shuffle_buffer=2000
 
 A bare path is read by its look: a directory → ``folder``, ``.csv``/``.tsv``/``.parquet`` → table,
-``.tar`` or a brace pattern → ``wds``.
+``.tar`` or a brace pattern → ``wds``. The valid ``KIND`` prefixes are the names in the source
+registry (:data:`clipforge.data.sources.DATA_SOURCES`), passed to :meth:`SourceSpec.parse`, so
+a new source is one file plus one registry line.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -61,21 +63,20 @@ class SourceSpec:
     query: dict
 
     @classmethod
-    def parse(cls, spec: str) -> "SourceSpec":
+    def parse(cls, spec: str, kinds: Collection[str]) -> "SourceSpec":
+        """Split ``KIND:LOCATION?query``; ``kinds`` are the registered source names (a prefix
+        that is not one, like ``C:`` on Windows, is part of the location)."""
         if not spec:
             raise ValueError("empty data spec")
         body, _, query_text = spec.partition("?")
         query = dict(parse_qsl(query_text, keep_blank_values=True))
         kind, sep, location = body.partition(":")
-        if sep and kind in _KNOWN_PREFIXES:
+        if sep and kind in kinds:
             return cls(kind, location, query)
-        return cls(_guess_kind(body), body, query)
+        return cls(_guess_kind(body, kinds), body, query)
 
 
-_KNOWN_PREFIXES = ("builtin", "folder", "classfolder", "csv", "tsv", "parquet", "table", "wds")
-
-
-def _guess_kind(location: str) -> str:
+def _guess_kind(location: str, kinds: Collection[str]) -> str:
     lowered = location.lower()
     if lowered.endswith((".csv", ".tsv", ".parquet")):
         return "table"
@@ -85,7 +86,7 @@ def _guess_kind(location: str) -> str:
         return "folder"
     raise ValueError(
         f"cannot tell what kind of data {location!r} is; write it as KIND:LOCATION with KIND in "
-        f"{', '.join(_KNOWN_PREFIXES)}")
+        f"{', '.join(sorted(kinds))}")
 
 
 class MapSource(ABC):
@@ -116,6 +117,18 @@ class StreamSource(ABC):
 
     @abstractmethod
     def __iter__(self) -> Iterator[RawRecord]: ...
+
+    def captions(self, limit: int) -> Iterator[str]:
+        """The first ``limit`` captions of the stream in its listed order, for training a
+        tokenizer. It must be the same on every rank and worker (so must the tokenizer): a
+        source that splits itself across ranks overrides this, as WebDataset does."""
+        count = 0
+        for record in self:
+            for caption in record.captions:
+                if count >= limit:
+                    return
+                count += 1
+                yield caption
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed the shard/sample shuffle for a new epoch."""

@@ -18,7 +18,9 @@ The format comes from the suffix (``.csv`` comma, ``.tsv`` tab, ``.parquet``/``.
 with another suffix is read as delimited text, with ``options.separator`` (``tab`` or ``\\t``
 accepted) or else the delimiter its header line suggests. TSV is read without quoting (the TSV
 convention: a caption may start with ``"``); CSV follows RFC 4180 quoting, newlines allowed
-inside quoted cells.
+inside quoted cells. Delimited text is UTF-8: a row with an undecodable byte is a bad record
+(skipped and counted by the loader, its row number and column named), not a reason to refuse the
+whole file; its cells are kept with U+FFFD in place of the bad bytes.
 
 Memory: the table stays as Arrow columns (no pandas, no per-row Python objects); a row becomes
 Python values only when it is asked for. Loader workers get a pickled copy of the columns.
@@ -34,7 +36,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from ..record import RawRecord
+from ..record import RECORD_ERROR, RawRecord
 from .base import MapSource, SourceOptions
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -59,24 +61,51 @@ class ArrowColumn:
             yield from chunk.to_pylist()
 
 
-def read_table(path: Path, separator: str | None = None) -> pa.Table:
-    """The table in ``path`` as Arrow; see the module docstring for how the format is chosen."""
+def read_table(path: Path, separator: str | None = None) -> tuple[pa.Table, dict[int, str]]:
+    """The table in ``path`` as Arrow, and row → why it is bad for rows with undecodable text;
+    see the module docstring for how the format is chosen."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such table file")
     if path.suffix.lower() in PARQUET_SUFFIXES:
         import pyarrow.parquet as pa_parquet      # 0.2 s to import; only when needed
-        return pa_parquet.read_table(path)
+        return pa_parquet.read_table(path), {}
     delimiter = _delimiter(path, separator)
     parse = (pa_csv.ParseOptions(delimiter="\t", quote_char=False) if delimiter == "\t"
              else pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True))
     try:
         # every column as text: captions like "1984" and ids like "007" stay as written
+        # read as bytes, then decode: one bad byte must not reject the other rows
         header = pa_csv.open_csv(path, parse_options=parse).schema.names
-        convert = pa_csv.ConvertOptions(column_types={name: pa.string() for name in header})
-        return pa_csv.read_csv(path, parse_options=parse, convert_options=convert)
+        convert = pa_csv.ConvertOptions(column_types={name: pa.binary() for name in header})
+        raw = pa_csv.read_csv(path, parse_options=parse, convert_options=convert)
     except (pa.ArrowInvalid, StopIteration) as error:
         raise ValueError(f"{path}: cannot read as delimited text "
                          f"(delimiter {delimiter!r}): {error}") from None
+    return decode_text_columns(raw)
+
+
+def decode_text_columns(raw: pa.Table) -> tuple[pa.Table, dict[int, str]]:
+    """Binary columns → UTF-8 string columns; rows holding invalid UTF-8 are decoded with
+    U+FFFD and returned as row → reason (the first bad column of the row)."""
+    bad_rows: dict[int, str] = {}
+    columns = []
+    for name in raw.column_names:
+        column = raw.column(name)
+        try:
+            columns.append(column.cast(pa.string()))
+            continue
+        except pa.ArrowInvalid:                   # rare: find the bad cells in Python
+            pass
+        values = []
+        for row, cell in enumerate(column.to_pylist()):
+            try:
+                values.append(None if cell is None else cell.decode("utf-8"))
+            except UnicodeDecodeError as error:
+                bad_rows.setdefault(row, f"row {row}: column {name!r} is not valid UTF-8 "
+                                         f"({error.reason} at byte {error.start})")
+                values.append(cell.decode("utf-8", errors="replace"))
+        columns.append(pa.array(values, pa.string()))
+    return pa.table(columns, names=raw.column_names), bad_rows
 
 
 def _delimiter(path: Path, separator: str | None) -> str:
@@ -99,7 +128,7 @@ class TableSource(MapSource):
         options = options or SourceOptions()
         self.path = Path(location).expanduser()
         self.folder = self.path.parent
-        table = read_table(self.path, options.separator)
+        table, self.bad_rows = read_table(self.path, options.separator)
         if table.num_rows == 0:
             raise ValueError(f"{self.path}: the table has no rows")
         present = table.column_names
@@ -139,6 +168,8 @@ class TableSource(MapSource):
         for column in self.captions_by_column:
             captions.extend(_as_captions(column[index]))
         metadata = {name: column[index] for name, column in self.metadata_columns.items()}
+        if index in self.bad_rows:
+            metadata[RECORD_ERROR] = self.bad_rows[index]
         return RawRecord(key, self._image_ref(self.image[index]), tuple(captions), metadata)
 
     def _image_ref(self, value: Any) -> bytes | Path:

@@ -227,6 +227,20 @@ class WebDatasetSource(StreamSource):
         )
         yield from pipeline
 
+    def captions(self, limit: int) -> Iterator[str]:
+        """The first ``limit`` captions, shards in listed order, unshuffled, whatever the rank
+        or worker. Images are not decoded; an unreadable shard is passed over silently (training
+        reports it)."""
+        pipeline = wds.DataPipeline(wds.SimpleShardList(self.shards),
+                                    wds.tarfile_to_samples(handler=wds.ignore_and_continue))
+        count = 0
+        for sample in pipeline:
+            for caption in sample_to_record(sample).captions:
+                if count >= limit:
+                    return
+                count += 1
+                yield caption
+
 
 def _records(samples: Iterator[dict], log: _ShardErrorLog) -> Iterator[RawRecord]:
     for sample in samples:

@@ -33,9 +33,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont, features
 
-from .emoji import ASSET_FORMAT, EMOJI_ASSET
+from clipforge.data.builtin.emoji import ASSET_FORMAT, EMOJI_ASSET
+from clipforge.data.builtin.splits import choose_val_units
+
 from .emoji_captions import base_name, class_name, emoji_captions
-from .splits import choose_val_units
 from .unicode_emoji import (DEBIAN_CLDR_ANNOTATIONS, DEBIAN_EMOJI_FONT, DEBIAN_EMOJI_TEST,
                             DEBIAN_PACKAGES, EmojiEntry, read_emoji)
 
