@@ -66,7 +66,7 @@ METHODS: dict[str, Method] = {
 NOTES = {
     "lit": "text tower = frozen all-MiniLM-L6-v2",
     "distill": "3+3-layer student, teacher = the `clip` row",
-    "refine": "`clipforge refine` of the `clip` row: +1 epoch, lr 1e-5",
+    "refine": "`clipforge refine` of the `clip` row: +1 epoch, lr 1e-6 (the paper's)",
     "grow": "2 layers × 128 wide → 4 × 128 at 30 % → 4 × 256 at 60 % (tiny: 6 × 256)",
 }
 COLUMNS = [("acc1", "zero-shot acc1"), ("image_retrieval_recall@1", "T→I R@1"),

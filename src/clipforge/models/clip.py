@@ -24,6 +24,8 @@ class ModelOutput:
     image_tokens: torch.Tensor | None = None        # [B, N, D] projected patch tokens
     text_tokens: torch.Tensor | None = None         # [B, T, D] projected token features
     text_token_mask: torch.Tensor | None = None     # [B, T] True for real tokens
+    image_features: torch.Tensor | None = None      # [B, D] projector outputs before the L2 norm
+    text_features: torch.Tensor | None = None       # [B, D] (CLIP-Refine's HyCD / RaFA use them)
 
 
 class CLIP(nn.Module):
@@ -80,13 +82,15 @@ class CLIP(nn.Module):
     def forward(self, images: torch.Tensor, text: torch.Tensor,
                 return_tokens: bool = False) -> ModelOutput:
         if return_tokens:
-            image_embeds, image_tokens = self.encode_image(images, return_tokens=True)
-            text_embeds, text_tokens, mask = self.encode_text(text, return_tokens=True)
+            image_features, image_tokens = self.encode_image(images, True, normalize=False)
+            text_features, text_tokens, mask = self.encode_text(text, True, normalize=False)
         else:
-            image_embeds, text_embeds = self.encode_image(images), self.encode_text(text)
+            image_features = self.encode_image(images, normalize=False)
+            text_features = self.encode_text(text, normalize=False)
             image_tokens = text_tokens = mask = None
-        return ModelOutput(image_embeds, text_embeds, self.scale(), self.logit_bias,
-                           image_tokens, text_tokens, mask)
+        return ModelOutput(F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1),
+                           self.scale(), self.logit_bias, image_tokens, text_tokens, mask,
+                           image_features, text_features)
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.visual.transformer.grad_checkpointing = enabled
