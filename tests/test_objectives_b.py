@@ -1,4 +1,4 @@
-"""mlcd, cep, hardneg, distill, rafa, hycd, clip_improved against hand-computed cases; the
+"""mlcd, cep, distill, clip_improved against hand-computed cases; the
 modality gap; CLIP-Refine end to end; the literature configs parse."""
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from clipforge.models.io import save_model_dir
 from clipforge.objectives import OBJECTIVES
 from clipforge.objectives.cep import CepClipLoss
 from clipforge.objectives.distill import DistillLoss
-from clipforge.objectives.hardneg import HardNegativeLoss
 from clipforge.objectives.improved import ImprovedClipLoss
 from clipforge.objectives.mlcd import MultiLabelClusterLoss, spherical_kmeans
 from clipforge.objectives.teacher import adapt_images
@@ -32,7 +31,7 @@ from clipforge.training.setup import set_dotted
 from synthetic import ShapesSource, micro_model_overrides
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-MY_CONFIGS = ["mlcd", "cep", "hardneg", "distill", "refine", "grow", "lit", "clip-improved"]
+MY_CONFIGS = ["mlcd", "cep", "hcl", "unime", "distill", "refine", "grow", "lit", "clip-improved"]
 CAPTIONS = ["a red circle", "a blue square", "a green triangle"]
 
 
@@ -183,71 +182,10 @@ def test_cep_by_hand_and_only_in_training():
         pytest.approx(plain, rel=1e-6)
 
 
-# -- hardneg ------------------------------------------------------------------------------------
+# -- a 3 × 2 case (hcl, unime: tests/test_objective_hcl.py, test_objective_unime.py) ---------
 
 IMAGES3 = unit([[1.0, 0.2], [0.3, 1.0], [-1.0, 0.5]])
 TEXTS3 = unit([[0.9, 0.4], [0.1, 1.0], [-0.8, -0.2]])
-
-
-def reweighted_rows(logits, beta, keep=None):
-    total = 0.0
-    for r, row in enumerate(logits):
-        negatives = [j for j in range(len(row)) if j != r and (keep is None or j in keep(row, r))]
-        mean = sum(math.exp(beta * row[j]) for j in negatives) / len(negatives)
-        denominator = math.exp(row[r]) + sum(math.exp(beta * row[j]) / mean * math.exp(row[j])
-                                             for j in negatives)
-        total += -row[r] + math.log(denominator)
-    return total / len(logits)
-
-
-def test_hardneg_by_hand():
-    scale = 3.0
-    logits = [[scale * dot(i, t) for t in TEXTS3] for i in IMAGES3]
-    out = outputs(IMAGES3, TEXTS3, scale)
-    expected = (reweighted_rows(logits, 0.5) + reweighted_rows(transpose(logits), 0.5)) / 2
-    assert HardNegativeLoss(beta=0.5)(out, None)["loss"].item() == pytest.approx(expected, rel=1e-6)
-    # β = 0: plain InfoNCE
-    plain = (infonce_rows(logits) + infonce_rows(transpose(logits))) / 2
-    assert HardNegativeLoss(beta=0.0)(out, None)["loss"].item() == pytest.approx(plain, rel=1e-6)
-
-    # top-1: only the hardest negative of each row stays (its weight is then 1)
-    def hardest(row, r):
-        return {max((j for j in range(len(row)) if j != r), key=lambda j: row[j])}
-    expected = (reweighted_rows(logits, 0.5, hardest)
-                + reweighted_rows(transpose(logits), 0.5, hardest)) / 2
-    assert HardNegativeLoss(beta=0.5, top_k=1)(out, None)["loss"].item() == \
-        pytest.approx(expected, rel=1e-6)
-
-
-def test_hardneg_drops_probable_false_negatives():
-    # text 0 is a near-duplicate of text 1: image 0 scores its negative above its positive
-    images, texts = unit([[1.0, 0.0], [0.0, 1.0]]), unit([[0.9, 0.1], [1.0, 0.0]])
-    scale = 2.0
-    logits = [[scale * dot(i, t) for t in texts] for i in images]
-    assert logits[0][1] > logits[0][0]
-    loss = HardNegativeLoss(beta=0.5, false_negative_margin=0.0)(
-        outputs(images, texts, scale), None)["loss"].item()
-
-    def rows(matrix):
-        # 2 × 2: one negative per row, kept only if it does not beat the positive (margin 0);
-        # a row left without negatives costs −l_p + log(exp(l_p)) = 0
-        total = 0.0
-        for r, row in enumerate(matrix):
-            positive, negative = row[r], row[1 - r]
-            if negative <= positive:
-                total += -positive + math.log(math.exp(positive) + math.exp(negative))
-        return total / 2
-    expected = (rows(logits) + rows(transpose(logits))) / 2
-    assert expected > 0
-    assert loss == pytest.approx(expected, rel=1e-6)
-
-
-def test_hardneg_gradients_reach_embeddings():
-    images = torch.tensor(IMAGES3, requires_grad=True)
-    texts = torch.tensor(TEXTS3, requires_grad=True)
-    HardNegativeLoss(beta=0.5, top_k=1)(ModelOutput(images, texts, torch.tensor(3.0)),
-                                        None)["loss"].backward()
-    assert images.grad.abs().sum() > 0 and texts.grad.abs().sum() > 0
 
 
 # -- modality gap (rafa / hycd: test_objective_refine.py) ------------------------------------
