@@ -17,7 +17,7 @@ from clipforge.models.clip import ModelOutput
 from clipforge.objectives import OBJECTIVES
 from clipforge.objectives.alip import AlipLoss
 from clipforge.objectives.dreamlip import DreamLipLoss, group_patches, multi_positive_nce
-from clipforge.objectives.filip import FilipLoss, filip_scores, filip_similarity
+from clipforge.objectives.filip import FilipLoss, filip_similarity
 from clipforge.objectives.lexlip import LexiconHeads, LexLipLoss
 from clipforge.objectives.lightclip import LightClipLoss, soft_targets
 from clipforge.objectives.tcl import TripleContrastiveLoss, local_global_nce
@@ -109,17 +109,6 @@ def test_filip_ignores_padding_tokens():
         FilipLoss()(filip_outputs(), None)["loss"].item(), rel=1e-6)
     unmasked, _ = filip_similarity(t(FILIP_IMAGES), t(FILIP_TEXTS), None)
     assert unmasked[0, 1].item() == pytest.approx(1.0)     # the pad [1,0] would match patch 0
-
-
-def test_filip_scores_directions_and_chunking():
-    images, texts = torch.randn(5, 4, 8), torch.randn(3, 6, 8)
-    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1] * 6, [1, 1, 0, 0, 0, 0]]).bool()
-    s_i, s_t = filip_similarity(images, texts, mask)
-    assert torch.allclose(filip_scores(images, texts, mask, "image", chunk_size=2), s_i)
-    assert torch.allclose(filip_scores(images, texts, mask, "text", chunk_size=1), s_t)
-    assert torch.allclose(filip_scores(images, texts, mask), (s_i + s_t) / 2)
-    with pytest.raises(ValueError, match="direction"):
-        filip_scores(images, texts, mask, "sideways")
 
 
 # -- TCL -------------------------------------------------------------------------------------
