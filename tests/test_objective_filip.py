@@ -119,10 +119,11 @@ def test_lightclip_token_term_uses_words_only():
 
 
 def test_the_towers_mask_and_word_mask_leave_exactly_the_caption_tokens():
+    from synthetic import micro_model_overrides
+
     from clipforge.data.tokenizer import Tokenizer
     from clipforge.models import create_model, model_config
     from clipforge.training.setup import set_dotted
-    from synthetic import micro_model_overrides
     tokenizer = Tokenizer.train(["a red circle", "a blue square"] * 20, vocab_size=300,
                                 context_length=16, min_frequency=1)
     config = model_config("tiny")

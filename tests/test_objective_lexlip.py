@@ -107,7 +107,7 @@ def test_the_old_raw_dot_product_form_fails_the_reference_check():
 
 
 def test_lexicon_vectors_are_unit_norm_non_negative_and_keep_their_zeros():
-    heads, patches, words, mask = case()
+    heads, _, words, mask = case()
     weights = heads.encode_text_sparse(words, mask)
     raw = reference_bottleneck(words, heads.text_norm, heads.text_proj, mask)
     assert torch.allclose(weights.norm(dim=-1), torch.ones(B), atol=1e-6)
@@ -132,8 +132,10 @@ def test_the_sparse_index_scores_what_the_objective_trains():
 
 def test_search_imports_the_heads_from_models_not_from_the_objective():
     import ast
-    import clipforge.search.lexicon as lexicon
-    tree = ast.parse(open(lexicon.__file__).read())
+    from pathlib import Path
+
+    from clipforge.search import lexicon
+    tree = ast.parse(Path(lexicon.__file__).read_text())
     modules = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     assert "models.lexicon" in modules and not any("objectives" in m for m in modules)
     assert LexLipLoss().temperature == 0.05 and math.isclose(LexLipLoss().flops_weight, 0.002)

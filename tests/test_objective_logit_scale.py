@@ -10,11 +10,10 @@ from __future__ import annotations
 import math
 
 import torch
+from synthetic import ShapesSource, micro_model_overrides
 
 from clipforge.models import create_model
 from clipforge.training import TrainConfig, train
-
-from synthetic import ShapesSource, micro_model_overrides
 
 CAP = torch.tensor(math.log(100.0)).item()       # ln 100 as the float32 parameter holds it
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.distributions as dists
 import torch.nn.functional as F
+from synthetic import micro_model_overrides
 
 from clipforge.data.batch import Batch
 from clipforge.data.tokenizer import Tokenizer
@@ -23,8 +24,6 @@ from clipforge.models import create_model, model_config
 from clipforge.objectives import OBJECTIVES
 from clipforge.training.refine import RefineConfig, train_config
 from clipforge.training.setup import set_dotted
-
-from synthetic import micro_model_overrides
 
 CAPTIONS = ["a red circle", "a blue square", "a green triangle", "a red square"]
 
@@ -165,6 +164,7 @@ def test_refine_defaults_to_the_papers_learning_rate():
     assert config.lr == 1e-6
     assert train_config(config).optim.lr == 1e-6
     import argparse
+
     from clipforge.cli.refine import add_arguments
     parser = argparse.ArgumentParser()
     add_arguments(parser)

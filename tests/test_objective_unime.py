@@ -120,8 +120,9 @@ def test_hard_negative_configs_train_two_steps(name, tmp_path):
     import json
     from pathlib import Path
 
-    from clipforge.training import TrainConfig, train
     from synthetic import ShapesSource, micro_model_overrides
+
+    from clipforge.training import TrainConfig, train
     config = TrainConfig.from_yaml(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml",
                                    [f"run.out={tmp_path}", "run.steps=2", "run.time_budget=null",
                                     "run.progress=false", "run.log_every=1", "data.val=null",

@@ -48,7 +48,7 @@ class LexiconHeads(nn.Module):
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor], config: Any = None
-                        ) -> "LexiconHeads":
+                        ) -> LexiconHeads:
         """Rebuild heads from their own state dict (sizes read from the weights)."""
         if "image_proj.weight" not in state:
             raise ValueError(f"not a LexiconHeads state dict; keys: {sorted(state)[:6]}")

@@ -77,8 +77,8 @@ class HardNegativeContrastiveLoss(Objective):
         scale = outputs.logit_scale.float()
         per_image, per_text, labels = clip_logits(outputs.image_embeds.float(),
                                                   outputs.text_embeds.float(), scale)
-        options = dict(logit_scale=scale, beta=self.beta, tau_plus=self.tau_plus,
-                       detach_weights=self.detach_weights)
-        loss = (hard_negative_nce(per_image, labels, **options)
-                + hard_negative_nce(per_text, labels, **options)) / 2
+        image_to_text, text_to_image = (
+            hard_negative_nce(logits, labels, scale, self.beta, self.tau_plus,
+                              self.detach_weights) for logits in (per_image, per_text))
+        loss = (image_to_text + text_to_image) / 2
         return {"loss": loss}

@@ -36,7 +36,6 @@ lives outside the dual encoder).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..data.batch import Batch
 from ..models.clip import CLIP, ModelOutput

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from ..data.batch import Batch
 from ..models.clip import CLIP, ModelOutput
+from ..models.config import PreprocessConfig
 from .base import Objective
 from .distill import similarity_kl
 from .teacher import Teacher, frozen_copy, load_teacher, pair_logits
@@ -87,6 +88,7 @@ def hybrid_targets(teacher_logits: torch.Tensor, alpha: float, temperature: floa
 
 class HybridContrastiveDistillation(Objective):
     name = "hycd"
+    _student_preprocess: PreprocessConfig       # set in setup(), outside the module's state
 
     def __init__(self, alpha: float = 0.5, temperature: float = 1.0,
                  similarity: str = "scaled_cosine", teacher: str | None = None):
@@ -111,7 +113,7 @@ class HybridContrastiveDistillation(Objective):
 
     @torch.no_grad()
     def teacher_logits(self, batch: Batch, device: torch.device) -> torch.Tensor:
-        teacher: Teacher = getattr(self, "_teacher", None)
+        teacher: Teacher | None = getattr(self, "_teacher", None)
         if teacher is None:
             raise RuntimeError("hycd: setup(model) was not called before the first batch")
         dot = self.similarity == "dot"
