@@ -49,14 +49,15 @@ METHODS: dict[str, Method] = {
     "lexlip": Method("configs/lexlip.yaml"),
     "mlcd": Method("configs/mlcd.yaml"),
     "cep": Method("configs/cep.yaml"),
-    "hardneg": Method("configs/hardneg.yaml"),
+    "hcl": Method("configs/hcl.yaml"),
+    "unime": Method("configs/unime.yaml"),
     "clip-improved": Method("configs/clip-improved.yaml"),
     "grow": Method("configs/grow.yaml"),
     "lit": Method("configs/lit.yaml"),
     "clip+filip": Method("configs/demo.yaml",
                          ["objectives=[{name: clip}, {name: filip, weight: 0.5}]"]),
-    "cep+hardneg": Method("configs/demo.yaml",
-                          ["objectives=[{name: cep}, {name: hardneg, weight: 0.5}]"]),
+    "cep+hcl": Method("configs/demo.yaml",
+                      ["objectives=[{name: cep}, {name: hcl, weight: 0.5}]"]),
     "distill": Method("configs/distill.yaml",
                       ["objectives=[{name: clip, weight: 1.0}, {name: distill, weight: 1.0, "
                        "teacher: $AFTER, temperature: 1.0, use_logit_scale: true}]"],
@@ -66,7 +67,7 @@ METHODS: dict[str, Method] = {
 NOTES = {
     "lit": "text tower = frozen all-MiniLM-L6-v2",
     "distill": "3+3-layer student, teacher = the `clip` row",
-    "refine": "`clipforge refine` of the `clip` row: +1 epoch, lr 1e-5",
+    "refine": "`clipforge refine` of the `clip` row: +1 epoch, lr 1e-6 (the paper's)",
     "grow": "2 layers × 128 wide → 4 × 128 at 30 % → 4 × 256 at 60 % (tiny: 6 × 256)",
 }
 COLUMNS = [("acc1", "zero-shot acc1"), ("image_retrieval_recall@1", "T→I R@1"),

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from clipforge.data.batch import Batch
 from clipforge.training import TrainConfig, train
@@ -57,22 +58,30 @@ def test_gradcache_gradients_equal_the_full_batch_step(objective, size, chunk):
 
 
 def test_gradcache_replays_each_chunks_random_state():
-    """With a stochastic encoder (multiplicative noise), the re-run must see the first pass's
-    noise: the gradient is then the one of embedding chunk by chunk with gradients."""
+    """With a stochastic encoder (multiplicative noise per feature), the re-run must see the first
+    pass's noise: the gradient is then the one of embedding chunk by chunk with gradients.
+    GradCache caches the projector outputs (``normalize=False``) and L2-normalises them itself."""
     module = build_module("clip")
     model, batch, chunk = module.model, make_batch(32), 8
     clean_image, clean_text = model.encode_image, model.encode_text
-    model.encode_image = lambda x, **kw: clean_image(x, **kw) * (1 + 0.5 * torch.randn(len(x), 1))
-    model.encode_text = lambda t, **kw: clean_text(t, **kw) * (1 + 0.5 * torch.randn(len(t), 1))
+
+    def noisy(encode):
+        def encoded(x, **kw):
+            out = encode(x, **kw)
+            return out * (1 + 0.5 * torch.randn_like(out))
+        return encoded
+    model.encode_image, model.encode_text = noisy(clean_image), noisy(clean_text)
 
     torch.manual_seed(5)
     images, texts = [], []
     for start in range(0, 32, chunk):     # the first pass's order of random draws
-        images.append(model.encode_image(batch.images[start:start + chunk]))
-        texts.append(model.encode_text(batch.text[start:start + chunk]))
+        images.append(model.encode_image(batch.images[start:start + chunk], normalize=False))
+        texts.append(model.encode_text(batch.text[start:start + chunk], normalize=False))
     from clipforge.models.clip import ModelOutput
-    loss, _ = module.weighted_loss(ModelOutput(torch.cat(images), torch.cat(texts),
-                                               model.scale(), None), batch)
+    images, texts = torch.cat(images), torch.cat(texts)
+    loss, _ = module.weighted_loss(ModelOutput(F.normalize(images, dim=-1),
+                                               F.normalize(texts, dim=-1), model.scale(), None,
+                                               image_features=images, text_features=texts), batch)
     loss.backward()
     expected = grads_of(module)
     after_reference = torch.get_rng_state()

@@ -192,7 +192,7 @@ def test_lexlip_heads_saved_with_a_model_give_sparse_and_hybrid_search(tmp_path)
     from search_helpers import micro_model_dir
     from synthetic import ShapesSource
 
-    from clipforge.objectives.lexlip import LexiconHeads
+    from clipforge.models.lexicon import LexiconHeads
     from clipforge.search.embed import EmbedConfig, embed
     source = ShapesSource(12)
     model_dir = micro_model_dir(tmp_path / "model", list(source.captions()))

@@ -42,7 +42,8 @@ def test_siglip_loss_by_hand():
 
 def test_siglip_declares_paper_defaults_and_needs_a_bias():
     assert SigLipLoss.model_defaults == {"logit_scale_init": math.log(10.0),
-                                         "logit_bias_init": -10.0}
+                                         "logit_bias_init": -10.0,
+                                         "logit_scale_max": None}   # uncapped, as big_vision
     with pytest.raises(ValueError, match="logit bias"):
         SigLipLoss()(outputs([[1.0, 0.0]], [[1.0, 0.0]], 1.0), None)
 

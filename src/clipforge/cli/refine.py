@@ -12,12 +12,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run directory for the refined model")
     parser.add_argument("--val", help="data spec for the modality gap and metrics "
                                       "(default: --data)")
-    parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--lr", type=float,
+                        help="learning rate (default: the paper's 1e-6)")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--alpha", type=float, default=0.5, help="HyCD blend (identity share)")
     parser.add_argument("--temperature", type=float, default=1.0, help="HyCD temperature")
+    parser.add_argument("--similarity", choices=["scaled_cosine", "dot"],
+                        help="HyCD logits: s·cos (default) or the reference's unnormalised dot "
+                             "products")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument("--no-eval", action="store_true",
@@ -27,8 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..training.refine import RefineConfig, refine
+    chosen = {"lr": args.lr, "similarity": args.similarity}      # None: the dataclass default
     config = RefineConfig(model=args.model, data=args.data, out=args.out, val=args.val,
-                          lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                          **{k: v for k, v in chosen.items() if v is not None},
+                          epochs=args.epochs, batch_size=args.batch_size,
                           workers=args.workers, alpha=args.alpha, temperature=args.temperature,
                           seed=args.seed, precision=args.precision, evaluate=not args.no_eval,
                           progress=not args.no_progress)

@@ -99,7 +99,8 @@ def model_config_from_hf(hf_config: Any, preprocess: PreprocessConfig, eos_token
         preprocess=preprocess,
     )
     if "logit_scale_max" in extra:
-        config.logit_scale_max = float(extra["logit_scale_max"])
+        limit = extra["logit_scale_max"]          # None: an uncapped (SigLIP) scale
+        config.logit_scale_max = None if limit is None else float(limit)
     return config
 
 

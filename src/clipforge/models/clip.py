@@ -19,11 +19,13 @@ class ModelOutput:
 
     image_embeds: torch.Tensor                      # [B, D]
     text_embeds: torch.Tensor                       # [B, D]
-    logit_scale: torch.Tensor                       # scalar, exp(t) clamped at exp(max)
+    logit_scale: torch.Tensor                       # scalar exp(t), t ≤ logit_scale_max
     logit_bias: torch.Tensor | None = None          # scalar (SigLIP) or None
     image_tokens: torch.Tensor | None = None        # [B, N, D] projected patch tokens
     text_tokens: torch.Tensor | None = None         # [B, T, D] projected token features
     text_token_mask: torch.Tensor | None = None     # [B, T] True for real tokens
+    image_features: torch.Tensor | None = None      # [B, D] projector outputs before the L2 norm
+    text_features: torch.Tensor | None = None       # [B, D] (CLIP-Refine's HyCD / RaFA use them)
 
 
 class CLIP(nn.Module):
@@ -59,18 +61,36 @@ class CLIP(nn.Module):
         return F.normalize(out, dim=-1) if normalize else out
 
     def scale(self) -> torch.Tensor:
+        """exp(t). The forward clamp only caps a loaded t above the limit (HF checkpoints);
+        training keeps t itself in range with :meth:`clamp_logit_scale`."""
+        if self.config.logit_scale_max is None:
+            return self.logit_scale.exp()
         return self.logit_scale.clamp(max=self.config.logit_scale_max).exp()
+
+    @torch.no_grad()
+    def clamp_logit_scale(self) -> None:
+        """Clamp the parameter t in place to [0, logit_scale_max]; call after every optimizer step.
+
+        A forward-only clamp has zero gradient above the cap, so a t that overshoots ln 100 could
+        never come back; clamping the parameter itself (OpenAI CLIP, OpenCLIP's
+        ``clamp_(0, math.log(100))``, ALIP) keeps it where the gradient flows. No-op when
+        ``logit_scale_max`` is None (SigLIP: big_vision leaves t free).
+        """
+        if self.config.logit_scale_max is not None:
+            self.logit_scale.clamp_(0.0, self.config.logit_scale_max)
 
     def forward(self, images: torch.Tensor, text: torch.Tensor,
                 return_tokens: bool = False) -> ModelOutput:
         if return_tokens:
-            image_embeds, image_tokens = self.encode_image(images, return_tokens=True)
-            text_embeds, text_tokens, mask = self.encode_text(text, return_tokens=True)
+            image_features, image_tokens = self.encode_image(images, True, normalize=False)
+            text_features, text_tokens, mask = self.encode_text(text, True, normalize=False)
         else:
-            image_embeds, text_embeds = self.encode_image(images), self.encode_text(text)
+            image_features = self.encode_image(images, normalize=False)
+            text_features = self.encode_text(text, normalize=False)
             image_tokens = text_tokens = mask = None
-        return ModelOutput(image_embeds, text_embeds, self.scale(), self.logit_bias,
-                           image_tokens, text_tokens, mask)
+        return ModelOutput(F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1),
+                           self.scale(), self.logit_bias, image_tokens, text_tokens, mask,
+                           image_features, text_features)
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.visual.transformer.grad_checkpointing = enabled

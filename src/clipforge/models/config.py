@@ -67,7 +67,9 @@ class ModelConfig:
     text: TextConfig = field(default_factory=TextConfig)
     activation: Activation = "gelu"
     logit_scale_init: float = math.log(1 / 0.07)   # CLIP: t = ln(1/0.07); SigLIP: ln 10
-    logit_scale_max: float = math.log(100.0)       # clamp, as in CLIP
+    # t is kept in [0, logit_scale_max] after every optimizer step (CLIP.clamp_logit_scale, as
+    # OpenAI CLIP / OpenCLIP / ALIP do); None leaves it free (SigLIP, as big_vision does).
+    logit_scale_max: float | None = math.log(100.0)
     logit_bias_init: float | None = None           # SigLIP uses -10; None = no bias parameter
     projection: Literal["linear", "mlp"] = "linear"  # "mlp": CLIP-improved style 2-layer head
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)

@@ -8,7 +8,7 @@ from .clip import ClipLoss
 from .siglip import SigLipLoss
 from .cep import CepClipLoss
 from .distill import DistillLoss
-from .hardneg import HardNegativeLoss
+from .hcl import HardNegativeContrastiveLoss
 from .improved import ImprovedClipLoss
 from .mlcd import MultiLabelClusterLoss
 from .refine import HybridContrastiveDistillation, RandomFeatureAlignment
@@ -18,13 +18,15 @@ from .filip import FilipLoss
 from .lexlip import LexLipLoss
 from .lightclip import LightClipLoss
 from .tcl import TripleContrastiveLoss
+from .unime import UniMEHardNegativeLoss
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective", {
     "clip": ClipLoss,
     "siglip": SigLipLoss,
     "mlcd": MultiLabelClusterLoss,
     "cep": CepClipLoss,
-    "hardneg": HardNegativeLoss,
+    "hcl": HardNegativeContrastiveLoss,
+    "unime": UniMEHardNegativeLoss,
     "distill": DistillLoss,
     "rafa": RandomFeatureAlignment,
     "hycd": HybridContrastiveDistillation,

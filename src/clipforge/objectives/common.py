@@ -3,6 +3,7 @@
 - :func:`info_nce` / :func:`symmetric_info_nce`: cross-entropy against the diagonal, the core of
   every contrastive term here.
 - :func:`masked_mean`: an average over real tokens only (``text_token_mask``).
+- :func:`word_mask`: the caption's words — real tokens minus the start- and end-of-text tokens.
 - :func:`gather_global`: features of every rank, concatenated (identity in one process), so
   contrastive terms see the global batch as CLIP's does.
 """
@@ -33,6 +34,22 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Ten
     """
     mask = mask.to(values.dtype)
     return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
+
+
+def word_mask(text_token_mask: torch.Tensor) -> torch.Tensor:
+    """[B, T] True at the words of each caption: real tokens except the first (start-of-text,
+    BERT's [CLS]) and the last real one (end-of-text, [SEP]); padding stays False.
+
+    The start and end tokens are not words of the caption (the end token's feature is the pooled
+    sentence embedding), so token-wise matching (FILIP, LightCLIP) must not pick them. Assumes a
+    mask that is True from position 0 up to the end token, as the towers produce. A caption with
+    no word between the two keeps its real tokens, so it still gets a score.
+    """
+    mask = text_token_mask.bool()
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    last = mask.sum(dim=1, keepdim=True) - 1
+    words = mask & (positions > 0) & (positions < last)
+    return torch.where(words.any(dim=1, keepdim=True), words, mask)
 
 
 def gather_global(tensor: torch.Tensor) -> torch.Tensor:

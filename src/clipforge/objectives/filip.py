@@ -5,17 +5,18 @@ Language-Image Pre-Training", ICLR 2022 (arXiv 2111.07783, 2021).
 
 Instead of one dot product of pooled embeddings, every image patch looks for its most similar
 word and every word for its most similar patch. With L2-normalised patch tokens x_k (k = 1…N) of
-image i and real (non-padding) token features y_r (r = 1…T_j) of caption j::
+image i and the word features y_r (r = 1…T_j) of caption j::
 
     image side  S^I[i, j] = 1/N   Σ_k  max_r  x_kᵀ y_r        (how well caption j covers image i)
     text side   S^T[i, j] = 1/T_j Σ_r  max_k  x_kᵀ y_r        (how well image i covers caption j)
 
     L = ½ [ CE(s·S^I, diag) over texts per image  +  CE(s·S^T, diag) over images per text ]
 
-with the model's learnable temperature s. Padding is excluded from both the max and the mean
-(``text_token_mask``; the start/end tokens count as real, as in the paper's implementation where
-only padding is dropped). Across ranks, tokens are all-gathered so the scores cover the global
-batch. The paper also drops a random subset of patches/tokens to save memory; here, use
+with the model's learnable temperature s. Words are the caption's tokens without padding and
+without the start- and end-of-text tokens (:func:`.common.word_mask`): those two are not words
+(the end token's feature is the pooled sentence embedding, which patches would otherwise match
+instead of words). Across ranks, tokens are all-gathered so the scores cover the
+global batch. No code was released with the paper; this follows its equations (Sec. 3.1.1). The paper also drops a random subset of patches/tokens to save memory; here, use
 ``chunk_size`` to bound the [chunk, B, N, T] similarity tensor instead.
 
 :func:`filip_scores` exposes the same scores for retrieval re-ranking: score the top-k
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from ..data.batch import Batch
 from ..models.clip import ModelOutput
 from .base import Objective
-from .common import gather_global, info_nce, masked_mean
+from .common import gather_global, info_nce, masked_mean, word_mask
 
 
 def filip_similarity(image_tokens: torch.Tensor, text_tokens: torch.Tensor,
@@ -66,11 +67,13 @@ def filip_scores(image_tokens: torch.Tensor, text_tokens: torch.Tensor,
     """Fine-grained image-text scores [Bi, Bt] for retrieval re-ranking.
 
     Feed the token outputs of ``model.encode_image(images, return_tokens=True)`` and
-    ``model.encode_text(ids, return_tokens=True)`` (tokens and mask). ``direction``: ``"image"``
+    ``model.encode_text(ids, return_tokens=True)`` (tokens and mask; the start/end tokens are
+    dropped from the mask here, as in training). ``direction``: ``"image"``
     uses S^I (rank captions for an image query), ``"text"`` uses S^T (rank images for a text
     query), ``"mean"`` averages both. Higher is more similar; scores lie in [−1, 1].
     """
-    image_side, text_side = filip_similarity(image_tokens, text_tokens, text_mask, chunk_size)
+    words = None if text_mask is None else word_mask(text_mask)
+    image_side, text_side = filip_similarity(image_tokens, text_tokens, words, chunk_size)
     if direction == "image":
         return image_side
     if direction == "text":
@@ -96,7 +99,7 @@ class FilipLoss(Objective):
             raise ValueError("the filip objective needs token features (return_tokens=True)")
         image_tokens = gather_global(outputs.image_tokens)
         text_tokens = gather_global(outputs.text_tokens)
-        text_mask = gather_global(outputs.text_token_mask)
+        text_mask = word_mask(gather_global(outputs.text_token_mask))
         image_side, text_side = filip_similarity(image_tokens, text_tokens, text_mask,
                                                  self.chunk_size)
         scale = outputs.logit_scale.float()

@@ -18,7 +18,8 @@ token-level alignment between image patches and words.
    ``"similarity"``: w_ij ∝ exp(s·I_i·T_j) over the negatives, detached — negatives that look
    like positives receive more of the softened mass.
 
-2. Token level — relaxed bipartite matching. Each real word is matched to its most similar patch
+2. Token level — relaxed bipartite matching. Each word (real tokens minus the start- and
+   end-of-text tokens, :func:`.common.word_mask`) is matched to its most similar patch
    (the one-to-one matching relaxed to many-to-one, i.e. a max), scores averaged over words —
    FILIP's text-side score S^T (see :mod:`.filip`) — and contrasted over the batch::
 
@@ -35,12 +36,11 @@ lives outside the dual encoder).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..data.batch import Batch
 from ..models.clip import CLIP, ModelOutput
 from .base import Objective
-from .common import gather_global, symmetric_info_nce
+from .common import gather_global, symmetric_info_nce, word_mask
 from .filip import filip_similarity
 
 
@@ -108,7 +108,8 @@ class LightClipLoss(Objective):
                                                                 self.negative_weights))) / 2
         _, text_side = filip_similarity(gather_global(outputs.image_tokens),
                                         gather_global(outputs.text_tokens),
-                                        gather_global(outputs.text_token_mask), self.chunk_size)
+                                        word_mask(gather_global(outputs.text_token_mask)),
+                                        self.chunk_size)
         token = symmetric_info_nce(scale * text_side)
         return {"loss": instance + self.token_weight * token, "instance": instance.detach(),
                 "token": token.detach(),

@@ -7,8 +7,9 @@ otherwise, temperature s = exp(t′) and bias b::
 
     L = −(1/B) Σ_i Σ_j log σ( z_ij · (s · I_i·T_j + b) )
 
-Defaults from the paper: t′ initialised to ln 10, b to −10 (declared in ``model_defaults`` so a
-fresh model gets them). Across ranks the texts of every rank are visited in turn (a ring of
+Defaults from the paper: t′ initialised to ln 10, b to −10, and t′ not capped (big_vision
+leaves it free; ``logit_scale_max: None``) — declared in ``model_defaults`` so a fresh model
+gets them. Across ranks the texts of every rank are visited in turn (a ring of
 neighbour exchanges), so each rank holds only B_local × B_local logits at a time.
 """
 
@@ -38,7 +39,8 @@ def sigmoid_pair_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor,
 
 class SigLipLoss(Objective):
     name = "siglip"
-    model_defaults = {"logit_scale_init": math.log(10.0), "logit_bias_init": -10.0}
+    model_defaults = {"logit_scale_init": math.log(10.0), "logit_bias_init": -10.0,
+                      "logit_scale_max": None}
 
     def forward(self, outputs: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
         if outputs.logit_bias is None:

@@ -47,14 +47,16 @@ class Teacher:
 
     @torch.no_grad()
     def logits(self, batch: Batch, student_preprocess: PreprocessConfig,
-               device: torch.device, use_logit_scale: bool) -> torch.Tensor:
+               device: torch.device, use_logit_scale: bool, normalize: bool = True
+               ) -> torch.Tensor:
         """The teacher's image→text logits for ``batch``, [B, B]: captions re-tokenised with its
-        tokenizer (the batch's own ids when it has none), images adapted to its preprocessing."""
+        tokenizer (the batch's own ids when it has none), images adapted to its preprocessing.
+        ``normalize=False`` scores the projector outputs before the L2 norm (CLIP-Refine)."""
         self.to(device)
         text = batch.text if self.tokenizer is None else self.tokenizer(batch.captions)
         images = adapt_images(batch.images, student_preprocess, self.model.config.preprocess)
-        image_embeds = self.model.encode_image(images.to(device)).float()
-        text_embeds = self.model.encode_text(text.to(device)).float()
+        image_embeds = self.model.encode_image(images.to(device), normalize=normalize).float()
+        text_embeds = self.model.encode_text(text.to(device), normalize=normalize).float()
         return pair_logits(image_embeds, text_embeds,
                            self.model.scale().float() if use_logit_scale else 1.0)
 

@@ -1,19 +1,21 @@
 """Lexical (sparse) encoders for ``embed``: LexLIP's lexicon heads, when a run trained them.
 
-LexLIP (Luo et al., 2023) maps patch and token features to vocabulary-sized non-negative weights,
-so images and texts become bag-of-words vectors searchable with an inverted index. A run trained
-with the ``lexlip`` objective saves its heads in ``objectives.safetensors`` under keys
-``lexlip.…``; :func:`load_lexicon_heads` rebuilds them. Anything with the two methods of
+LexLIP (Luo et al., 2023) maps patch and token features to vocabulary-sized non-negative,
+L2-normalised weights (:mod:`clipforge.models.lexicon`), so images and texts become bag-of-words
+vectors searchable with an inverted index whose dot product is the cosine LexLIP trains on. A
+run trained with the ``lexlip`` objective saves its heads in ``objectives.safetensors`` under
+keys ``lexlip.…``; :func:`load_lexicon_heads` rebuilds them. Anything with the two methods of
 :class:`SparseEncoder` can be passed to :func:`clipforge.search.embed.embed` instead.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Protocol
 
 import torch
+
+from ..models.lexicon import LexiconHeads
 
 OBJECTIVES_FILE, PREFIX = "objectives.safetensors", "lexlip."
 
@@ -37,21 +39,10 @@ def lexicon_state(model_dir: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_lexicon_heads(model_dir: str | Path, model) -> SparseEncoder | None:
-    """LexLIP heads saved beside the model, or None (with a warning if they can't be rebuilt)."""
+    """LexLIP heads saved beside the model, or None when the run trained none."""
     state = lexicon_state(model_dir)
     if not state:
         return None
-    try:
-        from ..objectives.lexlip import LexiconHeads
-    except ImportError:
-        warnings.warn(f"{model_dir}: LexLIP weights found but clipforge.objectives.lexlip is "
-                      "not available; writing dense embeddings only", stacklevel=2)
-        return None
     if all(key.startswith("heads.") for key in state):
         state = {key[len("heads."):]: value for key, value in state.items()}
-    if hasattr(LexiconHeads, "from_state_dict"):
-        heads = LexiconHeads.from_state_dict(state, model.config)
-    else:
-        heads = LexiconHeads(model.config)
-        heads.load_state_dict(state)
-    return heads.eval()
+    return LexiconHeads.from_state_dict(state, model.config).eval()

@@ -8,7 +8,9 @@ dot product
     score(d) = Σ_{t ∈ T} q_t · D[d, t]
 
 reading only the posting lists of the query's terms (``D[:, T] @ q_T``), so the cost grows with
-the postings touched, not with N·V. Saved as ``IDX/sparse.npz`` (scipy's ``save_npz``).
+the postings touched, not with N·V. LexLIP's vectors are unit-norm
+(:mod:`clipforge.models.lexicon`), so this dot product is the cosine the ``lexlip`` objective
+trains (its logits are score / τ). Saved as ``IDX/sparse.npz`` (scipy's ``save_npz``).
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ def bench_train(config: BenchConfig) -> dict:
             loss, _ = module(batch)
         loss.backward()
         optimizer.step()
+        model.clamp_logit_scale()
         optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -1,8 +1,8 @@
 """CLIP-Refine: a short post-pre-training run that closes the modality gap.
 
 Yamaguchi et al., "Post-pre-training for Modality Alignment in Vision-Language Foundation
-Models", CVPR 2025. Starting from a trained model, train for about one epoch with a small
-learning rate on the objectives ``hycd`` (hybrid contrastive distillation from the frozen start
+Models", CVPR 2025. Starting from a trained model, train for about one epoch at the paper's
+learning rate 1e-6 (AdamW, weight decay 0.1) on the objectives ``hycd`` (hybrid contrastive distillation from the frozen start
 model) + ``rafa`` (random feature alignment) — see :mod:`clipforge.objectives.refine`. The
 modality gap (Liang et al., "Mind the Gap", NeurIPS 2022) is measured before and after::
 
@@ -40,12 +40,13 @@ class RefineConfig:
     data: str                           # training data spec (image-text pairs)
     out: str                            # run directory for the refined model
     val: str | None = None              # data for the gap and metrics; None = ``data``
-    lr: float = 1e-5                    # small: a post-pre-training nudge, not a re-train
+    lr: float = 1e-6                    # the paper's: a post-pre-training nudge, not a re-train
     epochs: float = 1.0
     batch_size: int = 64
     workers: int = 2
     alpha: float = 0.5                  # HyCD blend of identity and teacher targets
     temperature: float = 1.0            # HyCD temperature
+    similarity: str = "scaled_cosine"   # HyCD logits: s·cos, or "dot" (the reference's F_I·F_T)
     rafa_weight: float = 1.0
     hycd_weight: float = 1.0
     weight_decay: float = 0.1
@@ -79,7 +80,7 @@ def train_config(config: RefineConfig) -> TrainConfig:
                  "workers": config.workers},
         "objectives": [
             {"name": "hycd", "weight": config.hycd_weight, "alpha": config.alpha,
-             "temperature": config.temperature},
+             "temperature": config.temperature, "similarity": config.similarity},
             {"name": "rafa", "weight": config.rafa_weight},
         ],
         "optim": {"lr": config.lr, "weight_decay": config.weight_decay},

@@ -252,6 +252,7 @@ def _optimizer_step(trained, module: TrainModule, optimizer, batches: _Batches,
     if config.optim.grad_clip:
         torch.nn.utils.clip_grad_norm_(module.parameters(), config.optim.grad_clip)
     optimizer.step()
+    module.model.clamp_logit_scale()          # t back into [0, ln 100] so its gradient flows
     optimizer.zero_grad(set_to_none=True)
     return total_loss, {k: round(v, 5) for k, v in sums.items()}, samples
 
