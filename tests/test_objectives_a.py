@@ -16,7 +16,7 @@ from clipforge.models import model_config
 from clipforge.models.clip import ModelOutput
 from clipforge.objectives import OBJECTIVES
 from clipforge.objectives.alip import AlipLoss
-from clipforge.objectives.dreamlip import DreamLipLoss, group_patches, multi_positive_nce
+from clipforge.objectives.dreamlip import DreamLipLoss
 from clipforge.objectives.filip import FilipLoss, filip_scores, filip_similarity
 from clipforge.objectives.lexlip import LexiconHeads, LexLipLoss
 from clipforge.objectives.lightclip import LightClipLoss, soft_targets
@@ -154,29 +154,6 @@ def test_lightclip_similarity_weighted_negatives_by_hand():
     assert torch.allclose(targets, t(expected))
     assert torch.allclose(soft_targets(t(logits), 0.2, "uniform"),
                           t([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]]))
-
-
-# -- DreamLIP --------------------------------------------------------------------------------
-
-def test_dreamlip_multi_positive_by_hand():
-    images = [[1.0, 0.0], [0.0, 1.0]]
-    subs = [[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]              # sub-captions 0, 1 of image 0
-    owners = [0, 0, 1]
-    rows = [[dot(i, s) for s in subs] for i in images]
-    image_to_text = (soft_ce(rows[0], [0.5, 0.5, 0.0]) + soft_ce(rows[1], [0.0, 0.0, 1.0])) / 2
-    text_to_image = sum(ce([rows[0][m], rows[1][m]], owners[m]) for m in range(3)) / 3
-    got = multi_positive_nce(t(images), t(subs), torch.tensor(owners), t(1.0)).item()
-    assert got == pytest.approx((image_to_text + text_to_image) / 2, rel=1e-6)
-
-
-def test_dreamlip_grouping_by_hand():
-    patches = t([[[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [-1.0, 0.0]]])   # one image, N=4
-    # cosines with the sub-caption [1, 0]: 1, 0, 0.6, −1 → min-max: 1, 0.5, 0.8, 0
-    grouped = group_patches(patches, t([[2.0, 0.0]]), torch.tensor([0]))
-    expected = [(1.0 + 0.8 * 0.6) / 2.3, (0.5 + 0.8 * 0.8) / 2.3]      # threshold 1/4
-    assert torch.allclose(grouped, t([expected]), atol=1e-6)
-    sparse = group_patches(patches, t([[2.0, 0.0]]), torch.tensor([0]), threshold=0.6)
-    assert torch.allclose(sparse, t([[(1.0 + 0.8 * 0.6) / 1.8, 0.8 * 0.8 / 1.8]]), atol=1e-6)
 
 
 # -- ALIP ------------------------------------------------------------------------------------
