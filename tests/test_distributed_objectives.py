@@ -148,5 +148,6 @@ def test_two_ranks_match_one_process(rank_results, case):
             if not expected.abs().max() > 0:
                 continue                      # a parameter this loss does not reach
             assert name in grads, f"{case} rank {r}: no gradient for {name}"
+            where = f"{case} rank {r} {name}"
             torch.testing.assert_close(grads[name], expected, rtol=1e-4, atol=1e-6,
-                                       msg=lambda m: f"{case} rank {r} {name}: {m}")
+                                       msg=lambda m, where=where: f"{where}: {m}")

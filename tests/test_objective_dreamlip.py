@@ -31,7 +31,7 @@ def released_itc(images, texts, scale):
 
 def released_grouping(texts, patches, scale_local, delta):
     """finegrained_loss on texts [B, n, D] and patches [B, N, D]: min-max weights over an image's
-    normalised patches, threshold, weighted sum, then pairwise_contrastive_loss over all B·n rows."""
+    normalised patches, threshold, weighted sum, pairwise_contrastive_loss over all B·n rows."""
     patches, texts = F.normalize(patches, dim=-1), F.normalize(texts, dim=-1)
     similarity = torch.einsum("btd,bpd->btp", texts, patches)
     low, high = similarity.min(-1, keepdim=True).values, similarity.max(-1, keepdim=True).values
@@ -126,7 +126,7 @@ def test_the_old_formula_fails_the_released_check():
 
 
 def test_masked_slots_leave_their_terms_and_the_local_scale_is_learned_and_clamped():
-    images, captions, subs, patches, batch, outputs = case()
+    images, captions, subs, _, batch, outputs = case()
     batch.extras["sub_caption_mask"] = torch.tensor([[True, False], [True, False], [True, False]])
     objective = objective_for(subs)
     terms = objective(outputs, batch)

@@ -88,7 +88,8 @@ def reference_for(model, batch, objective, smoothing=0.1, avg_or_sum="sum"):
         image_feats = backbone(model, model.visual, model.encode_image, batch.extras["image_view2"])
         text_feats = backbone(model, model.text, model.encode_text, batch.extras["text_view2"])
         return reference_cl2l(out.image_embeds, out.text_embeds,
-                              [objective.image_head(image_feats)], [objective.text_head(text_feats)],
+                              [objective.image_head(image_feats)],
+                              [objective.text_head(text_feats)],
                               model.logit_scale.exp(), 7.0, smoothing, avg_or_sum)
 
 

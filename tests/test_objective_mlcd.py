@@ -12,8 +12,13 @@ import torch.nn.functional as F
 
 from clipforge.data.batch import Batch
 from clipforge.models.clip import ModelOutput
-from clipforge.objectives.mlcd import (MultiLabelClusterLoss, key_ids, mlcd_loss, sample_classes,
-                                       spherical_kmeans)
+from clipforge.objectives.mlcd import (
+    MultiLabelClusterLoss,
+    key_ids,
+    mlcd_loss,
+    sample_classes,
+    spherical_kmeans,
+)
 from clipforge.training.checkpoint import load_objectives, save_objectives
 
 
@@ -98,7 +103,7 @@ def clustered(steps=3):
 def test_labels_are_held_until_the_next_clustering():
     objective = clustered()
     assert bool(objective.centres_ready) and len(objective.label_keys) == 12
-    assert torch.allclose(objective.prototypes.detach(), objective.centres)     # W starts at centres
+    assert torch.allclose(objective.prototypes.detach(), objective.centres)   # W starts at C
     held, found = objective.lookup(key_ids(["k0", "k1"]))
     assert found.all()
     # k0 and k1 now embed near another axis: the held labels, not the nearest centre, are used
@@ -107,7 +112,8 @@ def test_labels_are_held_until_the_next_clustering():
         objective.prototypes.add_(0.1 * torch.randn(3, 3))            # W has trained away from C
     loss = objective(outputs(moved), batch_of(["k0", "k1"]))["loss"]
     sampled = torch.arange(3)
-    expected = reference_loss(moved.detach(), objective.prototypes.detach(), held, sampled, 4.0, 0.2)
+    expected = reference_loss(moved.detach(), objective.prototypes.detach(), held, sampled,
+                              4.0, 0.2)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     # the old objective recomputed labels from this embedding against the fixed centres
     old_labels = objective.nearest(moved.detach())

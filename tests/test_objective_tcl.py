@@ -16,12 +16,17 @@ import torch.nn.functional as F
 import clipforge
 from clipforge.data.batch import Batch
 from clipforge.models import model_config
-from clipforge.objectives.tcl import (TripleContrastiveLoss, in_batch_local_global,
-                                      pool_patches, word_mask)
+from clipforge.objectives.tcl import (
+    TripleContrastiveLoss,
+    in_batch_local_global,
+    pool_patches,
+    word_mask,
+)
 
 
 def reference_g2l(locals_, globals_, temp, mask=None):
-    """The code's in_batch_g2l_loss: −log p(own global) of each real local, per-sample mean, mean."""
+    """The code's in_batch_g2l_loss: −log p(own global) of each real local, mean per sample,
+    then over samples."""
     batch, count = locals_.shape[:2]
     mask = torch.ones(batch, count, dtype=torch.bool) if mask is None else mask
     per_sample = []
@@ -142,8 +147,8 @@ def test_momentum_loss_matches_the_released_loss_ita():
     with torch.no_grad():
         momentum = objective.momentum_model
         image_m, patches_m = momentum.encode_image(batch.extras["image_view2"], return_tokens=True)
-        text_m, words_m, mask_m = momentum.encode_text(batch.extras["text_view2"],
-                                                       return_tokens=True)
+        # the code feeds the momentum text encoder the same caption
+        text_m, words_m, mask_m = momentum.encode_text(batch.text, return_tokens=True)
         image_m, text_m = F.normalize(image_m, dim=-1), F.normalize(text_m, dim=-1)
         image_feat = F.normalize(outputs.image_embeds, dim=-1)
         text_feat = F.normalize(outputs.text_embeds, dim=-1)
@@ -161,7 +166,7 @@ def test_momentum_loss_matches_the_released_loss_ita():
         words = F.normalize(words_m, dim=-1)
         word_ok = mask_m.clone()
         word_ok[:, 0] = False
-        word_ok[torch.arange(4), (batch.extras["text_view2"] == 2).int().argmax(1)] = False
+        word_ok[torch.arange(4), (batch.text == 2).int().argmax(1)] = False
         loss_t2t_l = reference_g2l(words, text_feat, temp, word_ok)
         loss_i2i_l = reference_g2l(patch_pooling(F.normalize(patches_m, dim=-1)), image_feat, temp)
     loss_ita = (loss_t2t_l + loss_i2i_l + loss_i2t + loss_t2i + loss_i2i + loss_t2t) / 6

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from clipforge.data.batch import Batch
 from clipforge.data.tokenizer import Tokenizer

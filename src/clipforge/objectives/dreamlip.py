@@ -89,7 +89,8 @@ class DreamLipLoss(Objective):
                  threshold: float = 0.0, include_caption: bool = True,
                  max_sub_captions: int | None = None, local_scale_init: float = 1 / 0.07):
         super().__init__()
-        self.itc_weight, self.grouping_weight, self.threshold = itc_weight, grouping_weight, threshold
+        self.itc_weight, self.grouping_weight = itc_weight, grouping_weight
+        self.threshold = threshold
         self.include_caption, self.max_sub_captions = include_caption, max_sub_captions
         self.logit_scale_local = nn.Parameter(torch.tensor(math.log(local_scale_init)))
 

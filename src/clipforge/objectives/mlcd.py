@@ -47,7 +47,7 @@ from .base import Objective
 from .kmeans import spherical_kmeans
 from .teacher import adapt_images, load_teacher
 
-__all__ = ["MultiLabelClusterLoss", "mlcd_loss", "sample_classes", "key_ids", "spherical_kmeans"]
+__all__ = ["MultiLabelClusterLoss", "key_ids", "mlcd_loss", "sample_classes", "spherical_kmeans"]
 
 
 def key_ids(keys: list[str]) -> torch.Tensor:
@@ -98,7 +98,8 @@ class MultiLabelClusterLoss(Objective):
         self.num_clusters, self.positives = num_clusters, positives
         self.negative_ratio, self.scale, self.margin = negative_ratio, scale, margin
         self.bank_size, self.refresh_every = bank_size, refresh_every
-        self.kmeans_iterations, self.apply_to_text, self.seed = kmeans_iterations, apply_to_text, seed
+        self.kmeans_iterations, self.apply_to_text = kmeans_iterations, apply_to_text
+        self.seed = seed
         self.teacher_path = None if teacher is None else str(teacher)
         self.min_fill = min(bank_size, 4 * num_clusters)
         self.num_sample = max(1, int(negative_ratio * num_clusters))    # PartialFC's count
@@ -132,7 +133,7 @@ class MultiLabelClusterLoss(Objective):
 
     @torch.no_grad()
     def label_source(self, outputs: ModelOutput, batch: Batch) -> torch.Tensor:
-        """Normalised embeddings [B, D'] the clusters are built on: the teacher's, or the model's."""
+        """Normalised embeddings [B, D'] to cluster and label: the teacher's, or the model's."""
         teacher = getattr(self, "_teacher", None)
         if teacher is None:
             return F.normalize(outputs.image_embeds.detach().float(), dim=-1)
@@ -170,7 +171,8 @@ class MultiLabelClusterLoss(Objective):
         """Held labels [B, l] of ``keys`` and a mask [B] of those that have some."""
         table = self.label_keys.to(keys.device)
         if len(table) == 0:
-            return keys.new_zeros(len(keys), self.positives), torch.zeros_like(keys, dtype=torch.bool)
+            none = torch.zeros_like(keys, dtype=torch.bool)
+            return keys.new_zeros(len(keys), self.positives), none
         where = torch.searchsorted(table, keys).clamp(max=len(table) - 1)
         found = table[where] == keys
         return self.label_table.to(keys.device)[where], found

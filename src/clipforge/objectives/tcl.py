@@ -1,12 +1,14 @@
 """TCL: triple contrastive learning — cross-modal, intra-modal and local-global terms.
 
 Yang, Duan, Tran, Xu, Wang, Chen, Zeng, Chilimbi, Huang, "Vision-Language Pre-Training with
-Triple Contrastive Learning", CVPR 2022; code github.com/uta-smile/TCL (``models/model_pretrain.py``).
+Triple Contrastive Learning", CVPR 2022; code github.com/uta-smile/TCL
+(``models/model_pretrain.py``).
 
 Faithful to the released contrastive part (``loss_ita``; ITM and MLM need a fusion encoder and are
 not part of a dual encoder). With s the model's logit scale (1/τ), (I, T) the online normalised
-embeddings of the batch, (Î, T̂) the momentum encoder's embeddings of the second views (loader
-extras ``image_view2``, ``text_view2``), Q_I, Q_T the queues of past momentum embeddings and
+embeddings of the batch, (Î, T̂) the momentum encoder's embeddings of the second image view
+(loader extra ``image_view2``) and of the same caption (as the code does; the EMA encoder makes it
+a second view), Q_I, Q_T the queues of past momentum embeddings and
 CE(x, y) = −Σ_c y_c log softmax(x)_c::
 
     CMA  L_cma = ½ [ CE(s·I [T̂; Q_T]ᵀ, y_i2t) + CE(s·T [Î; Q_I]ᵀ, y_t2i) ]
@@ -26,9 +28,10 @@ global) and not the end-of-text token (CLIP's text global is pooled there). As i
 the local batch (no gather); the CMA/IMC terms use the gathered batch and queue.
 
 Defaults are the code's ``configs/Pretrain.yaml``: momentum 0.995, queue 65,536, α = 0.4.
-``momentum_encoder=False`` is a cheaper variant (simplified from the paper): second views and
-locals come from the online model with gradients, no queue or distillation; without view extras
-IMC is skipped. Shapes: image tokens [B, N, D] with N a square, text tokens [B, T, D], mask [B, T].
+``momentum_encoder=False`` is a cheaper variant (simplified from the paper): second views
+(``image_view2`` and the EDA caption ``text_view2``) and locals come from the online model with
+gradients, no queue or distillation; without view extras IMC is skipped.
+Shapes: image tokens [B, N, D] with N a square, text tokens [B, T, D], mask [B, T].
 """
 
 from __future__ import annotations
@@ -135,13 +138,17 @@ class TripleContrastiveLoss(Objective):
         self.text_queue[slots] = text_feats[:count].to(self.text_queue.dtype)
         self.queue_ptr.copy_((self.queue_ptr + count) % self.queue_size)
 
-    def _view_features(self, encoder: CLIP, batch: Batch, fallback: bool):
-        """(globals [B, D], pooled patches, words, word mask) of the second views, or None."""
-        images, texts = batch.extras.get("image_view2"), batch.extras.get("text_view2")
+    def _view_features(self, encoder: CLIP, batch: Batch, momentum: bool):
+        """(globals [B, D] ×2, pooled patches, words, word mask) of the second views, or None.
+
+        The momentum encoder sees ``image_view2`` (or the batch's images) and, as in the code,
+        the batch's own captions; the online variant needs both view extras."""
+        images = batch.extras.get("image_view2")
+        texts = batch.text if momentum else batch.extras.get("text_view2")
         if images is None or texts is None:
-            if not fallback:
+            if not momentum:
                 return None
-            images, texts = batch.images, batch.text
+            images = batch.images
         image_global, patches = encoder.encode_image(images, return_tokens=True)
         text_global, words, mask = encoder.encode_text(texts, return_tokens=True)
         return (F.normalize(image_global.float(), dim=-1), F.normalize(text_global.float(), dim=-1),
@@ -163,14 +170,16 @@ class TripleContrastiveLoss(Objective):
         if self.momentum_model is not None:
             with torch.no_grad():
                 images_m, texts_m, patches_m, words_m, words_mask = self._view_features(
-                    self.momentum_model, batch, fallback=True)
+                    self.momentum_model, batch, momentum=True)
                 images_m, texts_m = gather_global(images_m), gather_global(texts_m)
                 image_bank = torch.cat([images_m, self.image_queue.clone().float()])
                 text_bank = torch.cat([texts_m, self.text_queue.clone().float()])
                 hard = torch.eye(len(images_m), image_bank.shape[0], device=images.device)
                 alpha = self._alpha()
-                i2t_targets = alpha * F.softmax(scale * images_m @ text_bank.T, 1) + (1 - alpha) * hard
-                t2i_targets = alpha * F.softmax(scale * texts_m @ image_bank.T, 1) + (1 - alpha) * hard
+                i2t_targets = (alpha * F.softmax(scale * images_m @ text_bank.T, 1)
+                               + (1 - alpha) * hard)
+                t2i_targets = (alpha * F.softmax(scale * texts_m @ image_bank.T, 1)
+                               + (1 - alpha) * hard)
             cross = (soft_cross_entropy(scale * all_images @ text_bank.T, i2t_targets)
                      + soft_cross_entropy(scale * all_texts @ image_bank.T, t2i_targets)) / 2
             intra = (soft_cross_entropy(scale * all_images @ image_bank.T, hard)
@@ -180,7 +189,7 @@ class TripleContrastiveLoss(Objective):
             hard = torch.eye(len(all_images), device=images.device)
             cross = (soft_cross_entropy(scale * all_images @ all_texts.T, hard)
                      + soft_cross_entropy(scale * all_texts @ all_images.T, hard)) / 2
-            online = self._view_features(self._model, batch, fallback=False)
+            online = self._view_features(self._model, batch, momentum=False)
             if online is None:                      # locals from this forward, IMC skipped
                 intra = torch.zeros((), device=images.device)
                 patches_m = pool_patches(F.normalize(outputs.image_tokens.float(), dim=-1))
