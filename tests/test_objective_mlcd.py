@@ -4,6 +4,7 @@ unicom/partial_fc.py), labels held between clusterings, and the labels surviving
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -19,7 +20,12 @@ from clipforge.objectives.mlcd import (
     sample_classes,
     spherical_kmeans,
 )
+from clipforge.training import TrainConfig, train
 from clipforge.training.checkpoint import load_objectives, save_objectives
+
+from synthetic import ShapesSource, micro_model_overrides
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def reference_loss(embeds, weight, labels, sampled, s, m):
@@ -179,3 +185,27 @@ def test_spherical_kmeans_recovers_separated_clusters():
     centres = spherical_kmeans(points, 4, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(centres.norm(dim=-1), torch.ones(4), atol=1e-5)
     assert (centres @ axes.T).max(dim=0).values.min() > 0.95
+
+
+def test_a_resumed_run_keeps_the_held_labels(tmp_path):
+    from safetensors.torch import load_file
+
+    def run(steps: int, resume: bool) -> dict:
+        config = TrainConfig.from_yaml(CONFIGS / "mlcd.yaml", [
+            f"run.out={tmp_path}", f"run.steps={steps}", "run.time_budget=null",
+            "run.progress=false", "data.val=null", "data.workers=0", "data.batch_size=8",
+            "model.tokenizer_vocab_size=300", f"run.resume={str(resume).lower()}"])
+        config.objectives[1].params.update(num_clusters=4, positives=1, bank_size=16,
+                                           refresh_every=100)
+        config.model.overrides = micro_model_overrides()
+        train(config, ShapesSource(24))
+        return load_file(str(tmp_path / "objectives.safetensors"))
+
+    first = run(3, resume=False)     # clustered after step 2; step 3 labels 8 more on first sight
+    assert bool(first["mlcd.centres_ready"]) and len(first["mlcd.label_keys"]) == 16 + 8
+    second = run(5, resume=True)
+    keys, table = second["mlcd.label_keys"], second["mlcd.label_table"]
+    where = torch.searchsorted(keys, first["mlcd.label_keys"])
+    assert torch.equal(keys[where], first["mlcd.label_keys"])       # every held key is still held
+    assert torch.equal(table[where], first["mlcd.label_table"])     # with the same labels
+    assert torch.equal(second["mlcd.centres"], first["mlcd.centres"])

@@ -126,7 +126,8 @@ class MultiLabelClusterLoss(Objective):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name in ("label_keys", "label_table"):        # held labels grow: take the saved size
             if prefix + name in state_dict and hasattr(self, name):
-                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+                setattr(self, name, torch.empty_like(state_dict[prefix + name],
+                                                     device=getattr(self, name).device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- clustering and held labels -------------------------------------------------------------
