@@ -184,7 +184,8 @@ class TripleContrastiveLoss(Objective):
                      + soft_cross_entropy(scale * all_texts @ image_bank.T, t2i_targets)) / 2
             intra = (soft_cross_entropy(scale * all_images @ image_bank.T, hard)
                      + soft_cross_entropy(scale * all_texts @ text_bank.T, hard)) / 2
-            self._enqueue(images_m, texts_m)
+            if self.training:
+                self._enqueue(images_m, texts_m)
         else:
             hard = torch.eye(len(all_images), device=images.device)
             cross = (soft_cross_entropy(scale * all_images @ all_texts.T, hard)
