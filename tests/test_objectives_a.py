@@ -16,11 +16,10 @@ from clipforge.models import model_config
 from clipforge.models.clip import ModelOutput
 from clipforge.objectives import OBJECTIVES
 from clipforge.objectives.alip import AlipLoss
-from clipforge.objectives.dreamlip import DreamLipLoss, group_patches, multi_positive_nce
+from clipforge.objectives.dreamlip import DreamLipLoss
 from clipforge.objectives.filip import FilipLoss, filip_similarity
 from clipforge.objectives.lexlip import LexiconHeads, LexLipLoss
 from clipforge.objectives.lightclip import LightClipLoss, soft_targets
-from clipforge.objectives.tcl import TripleContrastiveLoss, local_global_nce
 from clipforge.training import TrainConfig, train
 
 from synthetic import ShapesSource, micro_model_overrides
@@ -111,41 +110,6 @@ def test_filip_ignores_padding_tokens():
     assert unmasked[0, 1].item() == pytest.approx(1.0)     # the pad [1,0] would match patch 0
 
 
-# -- TCL -------------------------------------------------------------------------------------
-
-def test_tcl_local_global_term_by_hand():
-    globals_ = [[1.0, 0.0], [0.0, 1.0]]
-    tokens = [[[1.0, 0.0], [0.6, 0.8]], [[0.0, 1.0], [5.0, 5.0]]]     # sample 1: token 2 is pad
-    expected = (ce([1.0, 0.0], 0) + ce([0.6, 0.8], 0) + ce([0.0, 1.0], 1)) / 3
-    mask = torch.tensor([[True, True], [True, False]])
-    got = local_global_nce(t(globals_), t(tokens), mask, t(1.0)).item()
-    assert got == pytest.approx(expected, rel=1e-6)
-
-
-def test_tcl_loss_by_hand():
-    images, texts = [[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.6, 0.8]]
-    images_2, texts_2 = [[0.8, 0.6], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]
-    patches = [[[1.0, 0.0]], [[0.6, 0.8]]]
-    words = [[[0.0, 1.0]], [[0.6, 0.8]]]
-    scale = 2.0
-    cross = nce(images, texts, scale)
-    intra = (nce(images, images_2, scale) + nce(texts, texts_2, scale)) / 2
-    image_local = (ce([scale * dot(patches[0][0], g) for g in images], 0)
-                   + ce([scale * dot(patches[1][0], g) for g in images], 1)) / 2
-    text_local = (ce([scale * dot(words[0][0], g) for g in texts], 0)
-                  + ce([scale * dot(words[1][0], g) for g in texts], 1)) / 2
-    expected = cross + 0.5 * intra + 2.0 * (image_local + text_local) / 2
-
-    objective = TripleContrastiveLoss(intra_weight=0.5, local_weight=2.0)
-    objective.setup(StubModel(t(images_2), t(texts_2)))
-    outputs = ModelOutput(t(images), t(texts), t(scale), image_tokens=t(patches),
-                          text_tokens=t(words), text_token_mask=torch.ones(2, 1).bool())
-    batch = stub_batch(image_view2=torch.zeros(2, 3, 2, 2), text_view2=torch.zeros(2, 2))
-    terms = objective(outputs, batch)
-    assert terms["loss"].item() == pytest.approx(expected, rel=1e-6)
-    assert terms["intra_modal"].item() == pytest.approx(intra, rel=1e-6)
-    no_views = objective(outputs, stub_batch())              # without extras: no intra term
-    assert no_views["intra_modal"].item() == 0.0
 
 
 # -- LightCLIP -------------------------------------------------------------------------------
@@ -181,29 +145,6 @@ def test_lightclip_similarity_weighted_negatives_by_hand():
     assert torch.allclose(targets, t(expected))
     assert torch.allclose(soft_targets(t(logits), 0.2, "uniform"),
                           t([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]]))
-
-
-# -- DreamLIP --------------------------------------------------------------------------------
-
-def test_dreamlip_multi_positive_by_hand():
-    images = [[1.0, 0.0], [0.0, 1.0]]
-    subs = [[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]              # sub-captions 0, 1 of image 0
-    owners = [0, 0, 1]
-    rows = [[dot(i, s) for s in subs] for i in images]
-    image_to_text = (soft_ce(rows[0], [0.5, 0.5, 0.0]) + soft_ce(rows[1], [0.0, 0.0, 1.0])) / 2
-    text_to_image = sum(ce([rows[0][m], rows[1][m]], owners[m]) for m in range(3)) / 3
-    got = multi_positive_nce(t(images), t(subs), torch.tensor(owners), t(1.0)).item()
-    assert got == pytest.approx((image_to_text + text_to_image) / 2, rel=1e-6)
-
-
-def test_dreamlip_grouping_by_hand():
-    patches = t([[[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [-1.0, 0.0]]])   # one image, N=4
-    # cosines with the sub-caption [1, 0]: 1, 0, 0.6, −1 → min-max: 1, 0.5, 0.8, 0
-    grouped = group_patches(patches, t([[2.0, 0.0]]), torch.tensor([0]))
-    expected = [(1.0 + 0.8 * 0.6) / 2.3, (0.5 + 0.8 * 0.8) / 2.3]      # threshold 1/4
-    assert torch.allclose(grouped, t([expected]), atol=1e-6)
-    sparse = group_patches(patches, t([[2.0, 0.0]]), torch.tensor([0]), threshold=0.6)
-    assert torch.allclose(sparse, t([[(1.0 + 0.8 * 0.6) / 1.8, 0.8 * 0.8 / 1.8]]), atol=1e-6)
 
 
 # -- ALIP ------------------------------------------------------------------------------------
@@ -335,31 +276,6 @@ def test_dreamlip_ignores_masked_sub_captions():
     before = objective(outputs, batch)["loss"].item()
     batch.extras["sub_captions"][:, 2] = 7                   # slot 2 is masked everywhere
     assert objective(outputs, batch)["loss"].item() == pytest.approx(before, rel=1e-6)
-
-
-def test_tcl_momentum_encoder_and_queue():
-    model = tiny_model()
-    objective = TripleContrastiveLoss(momentum=0.9, queue_size=6)
-    objective.setup(model)
-    assert not any(p.requires_grad for p in objective.momentum_model.parameters())
-    assert not any(p.requires_grad for p in objective.parameters())    # nothing to train
-    batch = real_batch()
-    outputs = model(batch.images, batch.text, return_tokens=True)
-    objective(outputs, batch)
-    expected = objective.momentum_model.encode_image(batch.extras["image_view2"])
-    assert objective.queue_ptr.item() == 4
-    assert torch.allclose(objective.image_queue[:4], expected, atol=1e-6)
-    objective(outputs, batch)                                # wraps around: slots 4, 5, 0, 1
-    assert objective.queue_ptr.item() == 2
-    assert torch.allclose(objective.image_queue[[4, 5, 0, 1]], expected, atol=1e-6)
-    online = model.logit_scale
-    old = objective.momentum_model.logit_scale.item()
-    with torch.no_grad():
-        online.add_(1.0)
-    objective.after_step(model, 1)
-    assert objective.momentum_model.logit_scale.item() == pytest.approx(
-        0.9 * old + 0.1 * online.item())
-    assert {"image_queue", "text_queue", "queue_ptr"} <= set(objective.state_dict())
 
 
 # -- configs ---------------------------------------------------------------------------------

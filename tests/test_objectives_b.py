@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from clipforge.data.batch import Batch
 from clipforge.data.tokenizer import Tokenizer
@@ -20,8 +18,6 @@ from clipforge.models.io import save_model_dir
 from clipforge.objectives import OBJECTIVES
 from clipforge.objectives.cep import CepClipLoss
 from clipforge.objectives.distill import DistillLoss
-from clipforge.objectives.improved import ImprovedClipLoss
-from clipforge.objectives.mlcd import MultiLabelClusterLoss, spherical_kmeans
 from clipforge.objectives.teacher import adapt_images
 from clipforge.training.config import TrainConfig
 from clipforge.training.module import build_objectives
@@ -87,78 +83,6 @@ def make_batch(tokenizer, image_size: int = 32, seed: int = 0) -> Batch:
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(len(CAPTIONS), 3, image_size, image_size, generator=generator)
     return Batch(images, tokenizer(CAPTIONS), [f"k{i}" for i in range(3)], list(CAPTIONS))
-
-
-# -- mlcd ---------------------------------------------------------------------------------------
-
-def mlcd_with_centres(centres, **kwargs) -> MultiLabelClusterLoss:
-    objective = MultiLabelClusterLoss(**kwargs)
-    objective.setup(SimpleNamespace(config=SimpleNamespace(embed_dim=len(centres[0]))))
-    objective.centres.copy_(torch.tensor(centres))
-    objective.centres_ready.fill_(True)
-    return objective.eval()
-
-
-def test_mlcd_by_hand():
-    # centres ±x, ±y; l = 1 positive, every other centre a negative (ratio 1); σ = 2, m = 0.1
-    centres = [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]
-    objective = mlcd_with_centres(centres, num_clusters=4, positives=1, negative_ratio=1.0,
-                                  scale=2.0, margin=0.1, bank_size=8)
-    images = [[1.0, 0.0], [0.6, 0.8]]
-    out = outputs(images, images, 1.0)
-    # row 0: cos = [1, 0, −1, 0] → positive centre 0
-    row0 = (math.log(1 + math.exp(-2 * (1 - 0.1)))
-            + math.log(1 + math.exp(0) + math.exp(-2) + math.exp(0)))
-    # row 1: cos = [0.6, 0.8, −0.6, −0.8] → positive centre 1
-    row1 = (math.log(1 + math.exp(-2 * (0.8 - 0.1)))
-            + math.log(1 + math.exp(1.2) + math.exp(-1.2) + math.exp(-1.6)))
-    assert objective(out, None)["loss"].item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
-
-
-def test_mlcd_samples_a_fraction_of_negatives_disjoint_from_positives():
-    torch.manual_seed(0)
-    centres = F.normalize(torch.randn(20, 4), dim=-1).tolist()
-    objective = mlcd_with_centres(centres, num_clusters=20, positives=3, negative_ratio=0.25,
-                                  bank_size=32)
-    embeds = F.normalize(torch.randn(5, 4), dim=-1)
-    positives, negatives = objective.sample_labels(embeds)
-    assert positives.sum(dim=1).tolist() == [3] * 5
-    assert negatives.sum(dim=1).tolist() == [math.ceil(0.25 * 17)] * 5
-    assert not (positives & negatives).any()
-    nearest = (embeds @ torch.tensor(centres).T).topk(3, dim=1).indices
-    assert positives.gather(1, nearest).all()
-
-
-def test_mlcd_fills_its_bank_clusters_then_trains():
-    objective = MultiLabelClusterLoss(num_clusters=3, positives=1, negative_ratio=1.0,
-                                      bank_size=12, refresh_every=5)
-    objective.setup(SimpleNamespace(config=SimpleNamespace(embed_dim=3)))
-    objective.train()
-    directions = torch.eye(3)
-    generator = torch.Generator().manual_seed(0)
-    for step in range(1, 4):   # 3 steps × 4 embeddings = the 12 the bank needs (min(12, 4·3))
-        points = directions.repeat(2, 1)[:4] + 0.05 * torch.randn(4, 3, generator=generator)
-        images = F.normalize(points, dim=-1).requires_grad_(True)
-        loss = objective(ModelOutput(images, images.detach(), torch.tensor(1.0)), None)["loss"]
-        assert loss.item() == 0.0                          # no centres yet
-        objective.after_step(None, step)
-    assert bool(objective.centres_ready) and int(objective.bank_filled) == 12
-    # the clusters are the three axes
-    assert (objective.centres @ directions).max(dim=0).values.min() > 0.99
-    images = F.normalize(directions + 0.05, dim=-1).requires_grad_(True)
-    loss = objective(ModelOutput(images, images.detach(), torch.tensor(1.0)), None)["loss"]
-    loss.backward()
-    assert loss.item() > 0 and images.grad.abs().sum() > 0
-
-
-def test_spherical_kmeans_recovers_separated_clusters():
-    generator = torch.Generator().manual_seed(1)
-    axes = torch.eye(4)
-    points = torch.cat([axes[i] + 0.1 * torch.randn(25, 4, generator=generator)
-                        for i in range(4)])
-    centres = spherical_kmeans(points, 4, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(centres.norm(dim=-1), torch.ones(4), atol=1e-5)
-    assert (centres @ axes.T).max(dim=0).values.min() > 0.95
 
 
 # -- cep ----------------------------------------------------------------------------------------
@@ -264,42 +188,6 @@ def test_distill_from_itself_is_zero(tmp_path, tokenizer):
     with torch.no_grad():
         loss = objective(model(batch.images, batch.text), batch)["loss"]
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
-
-
-# -- clip_improved -------------------------------------------------------------------------------
-
-def smoothed_rows(logits, eps):
-    total = 0.0
-    for r, row in enumerate(logits):
-        log_z = math.log(sum(math.exp(x) for x in row))
-        nll = [log_z - x for x in row]
-        total += (1 - eps) * nll[r] + eps * sum(nll) / len(row)
-    return total / len(logits)
-
-
-def test_clip_improved_by_hand(tokenizer):
-    model = micro_model()
-    objective = ImprovedClipLoss(label_smoothing=0.1)
-    objective.setup(model)
-    batch = make_batch(tokenizer)
-    batch.extras["image_view2"] = torch.randn(3, 3, 32, 32)
-    batch.extras["text_view2"] = tokenizer(["red circle a", "a square blue", "triangle"])
-    out = model(batch.images, batch.text)
-    loss = objective(out, batch)["loss"]
-    with torch.no_grad():
-        views = {"i1": out.image_embeds, "t1": out.text_embeds,
-                 "i2": model.encode_image(batch.extras["image_view2"]),
-                 "t2": model.encode_text(batch.extras["text_view2"])}
-        scale = out.logit_scale.item()
-
-    def nce(i, t):
-        logits = (scale * views[i] @ views[t].T).tolist()
-        return (smoothed_rows(logits, 0.1) + smoothed_rows(transpose(logits), 0.1)) / 2
-    expected = (nce("i1", "t1") + nce("i1", "t2") + nce("i2", "t1") + nce("i2", "t2")) / 4
-    assert loss.item() == pytest.approx(expected, rel=1e-5)
-    loss.backward()
-    assert model.visual.patch_embed.weight.grad.abs().sum() > 0
-    assert ImprovedClipLoss.extra_inputs == ("image_view2", "text_view2")
 
 
 def test_cep_gradients_flow():

@@ -22,6 +22,20 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the gradient contiguous. The differentiable all-gather's
+    backward on gloo sends each slice's raw storage (all-to-all): a non-contiguous gradient — e.g.
+    from an einsum over gathered token features (FILIP, LightCLIP) — arrives scrambled."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
 def all_gather_features(features: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
     """Concatenate ``features`` [B, D] from every rank → [world·B, D] (rank order).
 
@@ -36,7 +50,7 @@ def all_gather_features(features: torch.Tensor, with_grad: bool = True) -> torch
         return features
     if with_grad:
         import torch.distributed.nn.functional as dist_fn
-        return torch.cat(dist_fn.all_gather(features), dim=0)
+        return _ContiguousGrad.apply(torch.cat(dist_fn.all_gather(features), dim=0))
     gathered = [torch.empty_like(features) for _ in range(world_size())]
     dist.all_gather(gathered, features.contiguous())
     gathered[rank()] = features

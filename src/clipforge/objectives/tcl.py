@@ -1,41 +1,43 @@
 """TCL: triple contrastive learning — cross-modal, intra-modal and local-global terms.
 
 Yang, Duan, Tran, Xu, Wang, Chen, Zeng, Chilimbi, Huang, "Vision-Language Pre-Training with
-Triple Contrastive Learning", CVPR 2022.
+Triple Contrastive Learning", CVPR 2022; code github.com/uta-smile/TCL
+(``models/model_pretrain.py``).
 
-With s the model's temperature, (I, T) the pooled embeddings of the batch, (I′, T′) those of a
-second augmentation of each image and caption (loader extras ``image_view2`` and ``text_view2``,
-EDA-augmented text) and NCE(A, B) = ½ [CE(s·A Bᵀ, diag) + CE(s·B Aᵀ, diag)]::
+Faithful to the released contrastive part (``loss_ita``; ITM and MLM need a fusion encoder and are
+not part of a dual encoder). With s the model's logit scale (1/τ), (I, T) the online normalised
+embeddings of the batch, (Î, T̂) the momentum encoder's embeddings of the second image view
+(loader extra ``image_view2``) and of the same caption (as the code does; the EMA encoder makes it
+a second view), Q_I, Q_T the queues of past momentum embeddings and
+CE(x, y) = −Σ_c y_c log softmax(x)_c::
 
-    CMA (cross-modal alignment)   L_cma = NCE(I, T)
-    IMC (intra-modal contrastive) L_imc = ½ [ NCE(I, I′) + NCE(T, T′) ]
-    LMI (local mutual information) L_lmi = ½ [ G(I, patches) + G(T, words) ]
-        G(g, x) = mean over samples i and real tokens k of CE( s·[x̂_ik · ĝ_1, …, x̂_ik · ĝ_B], i )
+    CMA  L_cma = ½ [ CE(s·I [T̂; Q_T]ᵀ, y_i2t) + CE(s·T [Î; Q_I]ᵀ, y_t2i) ]
+    IMC  L_imc = ½ [ CE(s·I [Î; Q_I]ᵀ, 1_i) + CE(s·T [T̂; Q_T]ᵀ, 1_i) ]
+    LMI  L_lmi = ½ [ G(I, P̂) + G(T, Ŵ) ]
+    L = L_cma + intra_weight · L_imc + local_weight · L_lmi       (= 3 × the code's loss_ita)
 
-    L = L_cma + intra_weight · L_imc + local_weight · L_lmi
+y = (1−α)·1_i + α·softmax(momentum scores) are ALBEF's momentum-distilled targets (α =
+``distill_alpha`` = 0.4, ramped linearly over the first ``alpha_warmup_steps`` optimizer steps as
+the code ramps it over the first epoch). G is the code's ``in_batch_g2l_loss``: every local
+feature x̂_ik of sample i (momentum encoder, second view) must score its own global g_i above the
+local features of the *other* samples, G = mean_i mean_k −log e^{s g_i·x̂_ik} /
+(e^{s g_i·x̂_ik} + Σ_{j≠i, k'} e^{s g_i·x̂_jk'}). Image locals P̂ are the normalised projected
+patches average-pooled to a √side × √side grid (the code's ``patch_pooling``); text locals Ŵ are
+the projected word tokens — not padding, not the start-of-text token (the code drops [CLS], its
+global) and not the end-of-text token (CLIP's text global is pooled there). As in the code, G uses
+the local batch (no gather); the CMA/IMC terms use the gathered batch and queue.
 
-G is an InfoNCE lower bound on the mutual information between a sample's global embedding and
-its own local (patch / word) features: every normalised local token x̂_ik must pick its own
-global embedding ĝ_i among the batch. (Simplification: the paper scores the global feature of one
-view against the local features of the momentum-encoded other view through a small MLP; here
-global and local come from the same forward and share the projection.)
-
-Momentum encoder and queue (paper: momentum 0.995, queue 65,536, τ = 0.07 learnable), enabled
-with ``queue_size > 0``: ``setup`` deep-copies the model as a frozen momentum encoder, EMA-updated
-after each step (θ̂ ← m·θ̂ + (1−m)·θ); it encodes the second views (Î, T̂), and the last
-``queue_size`` momentum features serve as extra negatives::
-
-    L_cma = ½ [ CE(s·I [T̂; Q_T]ᵀ, i) + CE(s·T [Î; Q_I]ᵀ, i) ]
-    L_imc = ½ [ CE(s·I [Î; Q_I]ᵀ, i) + CE(s·T [T̂; Q_T]ᵀ, i) ]
-
-(The paper's momentum distillation of soft targets is not implemented.) Without the view extras
-in a batch, the second views fall back to the first ones (IMC is then skipped in the
-no-momentum mode, where it would be trivial).
+Defaults are the code's ``configs/Pretrain.yaml``: momentum 0.995, queue 65,536, α = 0.4.
+``momentum_encoder=False`` is a cheaper variant (simplified from the paper): second views
+(``image_view2`` and the EDA caption ``text_view2``) and locals come from the online model with
+gradients, no queue or distillation; without view extras IMC is skipped.
+Shapes: image tokens [B, N, D] with N a square, text tokens [B, T, D], mask [B, T].
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -43,23 +45,46 @@ import torch.nn.functional as F
 from ..data.batch import Batch
 from ..models.clip import CLIP, ModelOutput
 from .base import Objective
-from .common import gather_global, info_nce, symmetric_info_nce
+from .common import gather_global
 
 
-def local_global_nce(global_embeds: torch.Tensor, local_tokens: torch.Tensor,
-                     local_mask: torch.Tensor | None, scale: torch.Tensor) -> torch.Tensor:
-    """G(g, x): each real local token [B, N, D] classifies which global embedding [B, D] it
-    belongs to; averaged over all real tokens of the batch."""
-    local_tokens = F.normalize(local_tokens.float(), dim=-1)
-    global_embeds = F.normalize(global_embeds.float(), dim=-1)
-    batch, length = local_tokens.shape[:2]
-    logits = scale * torch.einsum("ind,jd->inj", local_tokens, global_embeds)   # [B, N, B]
-    owners = torch.arange(batch, device=logits.device)[:, None].expand(batch, length)
-    losses = F.cross_entropy(logits.flatten(0, 1), owners.flatten(), reduction="none")
-    if local_mask is None:
-        return losses.mean()
-    mask = local_mask.flatten().to(losses.dtype)
-    return (losses * mask).sum() / mask.sum().clamp(min=1.0)
+def word_mask(text_token_mask: torch.Tensor) -> torch.Tensor:
+    """[B, T] real-token mask → the words only: start-of-text and the last real token (EOT) off."""
+    words = text_token_mask.clone()
+    words[:, 0] = False
+    last = text_token_mask.long().cumsum(1).argmax(dim=1)          # last real position
+    words[torch.arange(words.shape[0], device=words.device), last] = False
+    return words
+
+
+def pool_patches(patches: torch.Tensor) -> torch.Tensor:
+    """[B, N, D] patch grid (N = side²) → [B, g², D] averaged on a g × g grid, g = ⌊√side⌋."""
+    batch, count, dim = patches.shape
+    side = math.isqrt(count)
+    if side * side != count:
+        raise ValueError(f"tcl: image tokens must form a square grid, got {count} patches")
+    grid = patches.reshape(batch, side, side, dim).permute(0, 3, 1, 2)
+    pooled = F.adaptive_avg_pool2d(grid, math.isqrt(side))
+    return pooled.flatten(2).transpose(1, 2)
+
+
+def in_batch_local_global(local_feats: torch.Tensor, global_feats: torch.Tensor,
+                          scale: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """G: locals [B, K, D] (normalised), globals [B, D] (normalised), mask [B, K] of real locals."""
+    batch, count = local_feats.shape[:2]
+    if mask is None:
+        mask = torch.ones(batch, count, dtype=torch.bool, device=local_feats.device)
+    scores = scale * torch.einsum("id,jkd->ijk", global_feats, local_feats)    # [B, B, K]
+    positives = scores.diagonal(dim1=0, dim2=1).T                              # [B, K]
+    others = ~torch.eye(batch, dtype=torch.bool, device=scores.device)[:, :, None] & mask[None]
+    negatives = scores.masked_fill(~others, float("-inf")).flatten(1).logsumexp(1)   # [B]
+    losses = F.softplus(negatives[:, None] - positives)           # −log p(own global), [B, K]
+    per_sample = (losses * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return per_sample.mean()
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
 
 
 class TripleContrastiveLoss(Objective):
@@ -68,28 +93,35 @@ class TripleContrastiveLoss(Objective):
     extra_inputs = ("image_view2", "text_view2")
 
     def __init__(self, intra_weight: float = 1.0, local_weight: float = 1.0,
-                 momentum: float = 0.995, queue_size: int = 0):
+                 momentum_encoder: bool = True, momentum: float = 0.995,
+                 queue_size: int = 65536, distill_alpha: float = 0.4,
+                 alpha_warmup_steps: int = 1000):
         super().__init__()
-        if queue_size < 0 or not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"tcl: need queue_size >= 0 and 0 <= momentum <= 1, got "
-                             f"queue_size={queue_size}, momentum={momentum}")
+        if queue_size < 0 or not 0.0 <= momentum <= 1.0 or not 0.0 <= distill_alpha <= 1.0:
+            raise ValueError(f"tcl: need queue_size >= 0 and momentum, distill_alpha in [0, 1], "
+                             f"got {queue_size}, {momentum}, {distill_alpha}")
+        if queue_size and not momentum_encoder:
+            raise ValueError("tcl: a queue (queue_size > 0) needs momentum_encoder=true")
         self.intra_weight, self.local_weight = intra_weight, local_weight
-        self.momentum, self.queue_size = momentum, queue_size
+        self.use_momentum, self.momentum, self.queue_size = momentum_encoder, momentum, queue_size
+        self.distill_alpha, self.alpha_warmup_steps = distill_alpha, alpha_warmup_steps
         self.momentum_model: CLIP | None = None
 
     def setup(self, model: CLIP) -> None:
         object.__setattr__(self, "_model", model)
-        if self.queue_size > 0:
-            self.momentum_model = copy.deepcopy(model)
-            self.momentum_model.requires_grad_(False)
-            dim = model.config.embed_dim
-            queue = F.normalize(torch.randn(2, self.queue_size, dim), dim=-1)
-            self.register_buffer("image_queue", queue[0].clone())
-            self.register_buffer("text_queue", queue[1].clone())
-            self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        if not self.use_momentum:
+            return
+        self.momentum_model = copy.deepcopy(model)
+        self.momentum_model.requires_grad_(False)
+        queue = F.normalize(torch.randn(2, self.queue_size, model.config.embed_dim), dim=-1)
+        self.register_buffer("image_queue", queue[0].clone())
+        self.register_buffer("text_queue", queue[1].clone())
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
     def after_step(self, model: CLIP, step: int) -> None:
+        self.steps_done.add_(1)
         if self.momentum_model is None:
             return
         for ema, online in zip(self.momentum_model.parameters(), model.parameters()):
@@ -98,54 +130,79 @@ class TripleContrastiveLoss(Objective):
     @torch.no_grad()
     def _enqueue(self, image_feats: torch.Tensor, text_feats: torch.Tensor) -> None:
         count = min(image_feats.shape[0], self.queue_size)
+        if count == 0:
+            return
         slots = (self.queue_ptr + torch.arange(count, device=self.queue_ptr.device)) \
             % self.queue_size
         self.image_queue[slots] = image_feats[:count].to(self.image_queue.dtype)
         self.text_queue[slots] = text_feats[:count].to(self.text_queue.dtype)
         self.queue_ptr.copy_((self.queue_ptr + count) % self.queue_size)
 
-    def _second_views(self, batch: Batch, encoder: CLIP | None
-                      ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Embeddings (I′, T′) of the second views, or None without extras/encoder."""
-        if encoder is None:
-            return None
+    def _view_features(self, encoder: CLIP, batch: Batch, momentum: bool):
+        """(globals [B, D] ×2, pooled patches, words, word mask) of the second views, or None.
+
+        The momentum encoder sees ``image_view2`` (or the batch's images) and, as in the code,
+        the batch's own captions; the online variant needs both view extras."""
         images = batch.extras.get("image_view2")
-        texts = batch.extras.get("text_view2")
+        texts = batch.text if momentum else batch.extras.get("text_view2")
         if images is None or texts is None:
-            if encoder is not self.momentum_model:
+            if not momentum:
                 return None
-            images, texts = batch.images, batch.text
-        return encoder.encode_image(images).float(), encoder.encode_text(texts).float()
+            images = batch.images
+        image_global, patches = encoder.encode_image(images, return_tokens=True)
+        text_global, words, mask = encoder.encode_text(texts, return_tokens=True)
+        return (F.normalize(image_global.float(), dim=-1), F.normalize(text_global.float(), dim=-1),
+                pool_patches(F.normalize(patches.float(), dim=-1)),
+                F.normalize(words.float(), dim=-1), word_mask(mask))
+
+    def _alpha(self) -> float:
+        warm = self.alpha_warmup_steps
+        ramp = 1.0 if warm <= 0 else min(1.0, int(self.steps_done) / warm)
+        return self.distill_alpha * ramp
 
     def forward(self, outputs: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
         if outputs.image_tokens is None or outputs.text_tokens is None:
             raise ValueError("the tcl objective needs token features (return_tokens=True)")
         scale = outputs.logit_scale.float()
-        images, texts = outputs.image_embeds.float(), outputs.text_embeds.float()
-        local = (local_global_nce(outputs.image_embeds, outputs.image_tokens, None, scale)
-                 + local_global_nce(outputs.text_embeds, outputs.text_tokens,
-                                    outputs.text_token_mask, scale)) / 2
+        images = F.normalize(outputs.image_embeds.float(), dim=-1)
+        texts = F.normalize(outputs.text_embeds.float(), dim=-1)
         all_images, all_texts = gather_global(images), gather_global(texts)
-        if self.momentum_model is None:
-            cross = symmetric_info_nce(scale * all_images @ all_texts.T)
-            views = self._second_views(batch, getattr(self, "_model", None))
-            if views is None:
-                intra = torch.zeros((), device=images.device)
-            else:
-                images_2, texts_2 = gather_global(views[0]), gather_global(views[1])
-                intra = (symmetric_info_nce(scale * all_images @ images_2.T)
-                         + symmetric_info_nce(scale * all_texts @ texts_2.T)) / 2
-        else:
+        if self.momentum_model is not None:
             with torch.no_grad():
-                images_m, texts_m = self._second_views(batch, self.momentum_model)
+                images_m, texts_m, patches_m, words_m, words_mask = self._view_features(
+                    self.momentum_model, batch, momentum=True)
                 images_m, texts_m = gather_global(images_m), gather_global(texts_m)
-            image_bank = torch.cat([images_m, self.image_queue.clone().float()])
-            text_bank = torch.cat([texts_m, self.text_queue.clone().float()])
-            cross = (info_nce(scale * all_images @ text_bank.T)
-                     + info_nce(scale * all_texts @ image_bank.T)) / 2
-            intra = (info_nce(scale * all_images @ image_bank.T)
-                     + info_nce(scale * all_texts @ text_bank.T)) / 2
-            self._enqueue(images_m, texts_m)
+                image_bank = torch.cat([images_m, self.image_queue.clone().float()])
+                text_bank = torch.cat([texts_m, self.text_queue.clone().float()])
+                hard = torch.eye(len(images_m), image_bank.shape[0], device=images.device)
+                alpha = self._alpha()
+                i2t_targets = (alpha * F.softmax(scale * images_m @ text_bank.T, 1)
+                               + (1 - alpha) * hard)
+                t2i_targets = (alpha * F.softmax(scale * texts_m @ image_bank.T, 1)
+                               + (1 - alpha) * hard)
+            cross = (soft_cross_entropy(scale * all_images @ text_bank.T, i2t_targets)
+                     + soft_cross_entropy(scale * all_texts @ image_bank.T, t2i_targets)) / 2
+            intra = (soft_cross_entropy(scale * all_images @ image_bank.T, hard)
+                     + soft_cross_entropy(scale * all_texts @ text_bank.T, hard)) / 2
+            if self.training:
+                self._enqueue(images_m, texts_m)
+        else:
+            hard = torch.eye(len(all_images), device=images.device)
+            cross = (soft_cross_entropy(scale * all_images @ all_texts.T, hard)
+                     + soft_cross_entropy(scale * all_texts @ all_images.T, hard)) / 2
+            online = self._view_features(self._model, batch, momentum=False)
+            if online is None:                      # locals from this forward, IMC skipped
+                intra = torch.zeros((), device=images.device)
+                patches_m = pool_patches(F.normalize(outputs.image_tokens.float(), dim=-1))
+                words_m = F.normalize(outputs.text_tokens.float(), dim=-1)
+                words_mask = word_mask(outputs.text_token_mask)
+            else:
+                images_2, texts_2, patches_m, words_m, words_mask = online
+                images_2, texts_2 = gather_global(images_2), gather_global(texts_2)
+                intra = (soft_cross_entropy(scale * all_images @ images_2.T, hard)
+                         + soft_cross_entropy(scale * all_texts @ texts_2.T, hard)) / 2
+        local = (in_batch_local_global(patches_m, images, scale)
+                 + in_batch_local_global(words_m, texts, scale, words_mask)) / 2
         loss = cross + self.intra_weight * intra + self.local_weight * local
         return {"loss": loss, "cross_modal": cross.detach(), "intra_modal": intra.detach(),
                 "local_global": local.detach()}
