@@ -108,10 +108,17 @@ def build_train_loader(source, section: DataSection, model: CLIP, tokenizer: Tok
                        objectives: dict[str, Objective], seed: int, rank: int, world: int):
     transform = ImageTransform(model.config.preprocess, train=True, crop_scale=section.crop_scale)
     extras = tuple(sorted({name for o in objectives.values() for name in o.extra_inputs}))
+    # strict=False: bad records reach the trainer, which stops at the first one in the main
+    # process (a worker's exception would arrive wrapped in its traceback)
     config = LoaderConfig(batch_size=section.batch_size, workers=section.workers, shuffle=True,
-                          drop_last=True, seed=seed, strict=section.strict, extra_inputs=extras)
+                          drop_last=True, seed=seed, strict=False, extra_inputs=extras)
     return build_loader(source, transform, tokenizer, config, rank=rank, world_size=world)
 
 
 def open_train_source(spec: str, seed: int) -> MapSource | StreamSource:
     return open_source(spec, seed=seed)
+
+
+def open_val_source(spec: str | None) -> MapSource | StreamSource | None:
+    """The validation source, opened when the run starts so a missing one fails at once."""
+    return open_source(spec) if spec else None
