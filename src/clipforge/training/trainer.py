@@ -151,6 +151,7 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
     batches = _Batches(loader, state["epoch"], state["batch_in_epoch"],
                        None if isinstance(source, MapSource) or per_epoch is None
                        else per_epoch * config.optim.accumulation)
+    distributed.barrier()       # every rank has checked --out before rank 0 writes there
     if main_process:
         run_dir.start_run_dir(config, resume)
     log = MetricsLog(out / "metrics.jsonl", state["step"] if resume_from else None) \
