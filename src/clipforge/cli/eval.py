@@ -59,13 +59,19 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..evaluation import EncodeConfig, RetrievalConfig, ZeroShotConfig, run_evaluation
+    from ..evaluation import (
+        EncodeConfig,
+        RetrievalConfig,
+        ZeroShotConfig,
+        run_evaluation,
+    )
     from ..evaluation.report import format_result
     from ..evaluation.runner import write_json
     dtype = AUTOCAST[args.precision]
     encode = EncodeConfig(**given(batch_size=args.batch_size, workers=args.workers),
                           autocast_dtype=getattr(torch, dtype) if dtype else None,
                           progress=not args.no_progress)
+    config: ZeroShotConfig | RetrievalConfig
     if args.task == "zeroshot":
         config = ZeroShotConfig(templates_file=Path(args.templates) if args.templates else None,
                                 encode=encode)

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"clipforge {args.verb}: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:                    # noqa: BLE001 — reported as one line
+    except Exception as error:                    # every error: one line unless --debug
         if args.debug:
             raise
         known = isinstance(error, USER_ERRORS)

@@ -112,8 +112,8 @@ def config_from_args(args: argparse.Namespace):
         apply_override(data, override)
     run = data.setdefault("run", {})
     if run.get("resume"):
-        from ..training.run_dir import merge_saved, saved_config
         from ..training.config import RunSection
+        from ..training.run_dir import merge_saved, saved_config
         saved = saved_config(run.get("out") or RunSection().out)
         if saved is not None:
             data = merge_saved(saved, data)

@@ -89,7 +89,10 @@ def start_run_dir(config: TrainConfig, resume: Resume | None) -> Path:
         if foreign_entries(out):       # checked before; re-checked as this deletes files
             raise ValueError(f"{out}: refusing to clear a folder holding other files")
         for entry in out.iterdir():
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     out.mkdir(parents=True, exist_ok=True)
     saved = config.to_dict()
     saved["run"].update(resume=False, overwrite=False)

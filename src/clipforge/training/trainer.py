@@ -144,7 +144,7 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
         optimizer.load_state_dict(saved["optimizer"])
         ckpt.set_rng_state(saved["rng"])
         state.update({k: v for k, v in saved.items() if k in state})
-        if resume.extends:
+        if resume and resume.extends:
             state["total_steps"] = run_dir.extended_total(total_steps, state["step"])
     schedule = WarmupCosine(config.optim.lr, state["total_steps"] or 10**6,
                             config.optim.warmup_fraction, config.optim.min_lr_fraction)

@@ -7,6 +7,7 @@ Each check raises a one-line ``ValueError`` naming the dotted key and the value,
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -21,7 +22,7 @@ def check_number(key: str, value: Any, kind: type, minimum: float | None = None,
     if isinstance(value, bool) or not isinstance(value, number_types):
         what = "an integer" if kind is int else "a number"
         raise ValueError(f"{key} must be {what}, got {value!r}")
-    if value != value:                                  # NaN
+    if math.isnan(value):
         raise ValueError(f"{key} must be a number, got {value!r}")
     if minimum is not None and (value <= minimum if exclusive else value < minimum):
         bound = f"greater than {minimum:g}" if exclusive else f"at least {minimum:g}"
