@@ -37,7 +37,7 @@ system-deps:
 	fi
 
 demo: $(STAMP)
-	$(VENV)/bin/clipforge train --config configs/demo.yaml
+	$(VENV)/bin/clipforge train --config configs/demo.yaml --overwrite   # rerun replaces runs/demo
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest tests -p no:cacheprovider --durations=15; status=$$?; \

@@ -85,7 +85,7 @@ def train_command(label: str, method: Method, budget: float, seed: int, out_root
     extra = [override.replace("$AFTER", after) for override in method.overrides]
     return [sys.executable, "-m", "clipforge", "train", "--config", str(ROOT / method.config),
             "--time-budget", str(budget), "--seed", str(seed), "--out", str(out),
-            "--no-progress", "run.save_every=null", *extra]
+            "--no-progress", "--overwrite", "run.save_every=null", *extra]
 
 
 def collect(label: str, out: Path, wall: float | None) -> dict:
@@ -114,8 +114,8 @@ def run_method(label: str, budget: float, seed: int, out_root: Path, threads: in
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.log").write_text(done.stdout + done.stderr)
+    out_root.mkdir(parents=True, exist_ok=True)        # beside the run: --overwrite clears
+    (out_root / f"{label}.log").write_text(done.stdout + done.stderr)   # only a run's files
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         return {"label": label, "error": last, "wall_s": round(wall, 1)}

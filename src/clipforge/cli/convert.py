@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+DESCRIPTION = """Convert between clipforge model directories and Hugging Face transformers
+CLIPModel directories (save_pretrained format), weights checked to match. Needs the `hf` extra
+(pip install 'clipforge[hf]')."""
+EXAMPLES = """examples:
+  clipforge convert --to-hf runs/demo --out hf_demo        # then CLIPModel.from_pretrained("hf_demo")
+  clipforge convert --from-hf path/to/hf_clip --out runs/converted"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,18 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="a clipforge run directory, checkpoint or model directory "
                                 "to export")
     parser.add_argument("--out", required=True, metavar="DIR",
-                        help="output directory (must be empty or absent)")
+                        help="output directory (must be empty or absent unless --force)")
     parser.add_argument("--force", action="store_true",
-                        help="write into a non-empty --out, replacing files of the same name")
+                        help="write into a non-empty --out, replacing files of the same name "
+                             "(default: refuse)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..interop.hf import convert_from_hf, convert_to_hf
     convert = convert_from_hf if args.from_hf else convert_to_hf
-    try:
-        out = convert(args.from_hf or args.to_hf, args.out, overwrite=args.force)
-    except ImportError as error:          # transformers is an optional extra
-        print(f"clipforge convert: error: {error}", file=sys.stderr)
-        return 2
+    out = convert(args.from_hf or args.to_hf, args.out, overwrite=args.force)
     print(f"wrote {out}")
     return 0

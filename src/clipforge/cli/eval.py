@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from .defaults import given, shows_default
+
 AUTOCAST = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+ENCODE = "clipforge.evaluation.embedding:EncodeConfig"
+DESCRIPTION = """Evaluate a model. zeroshot: classify images by their class names through prompt
+templates (acc1, acc5, mean per-class recall). retrieval: image→text and text→image recall@k.
+Metric names follow CLIP_benchmark; --json writes them with the model and data used."""
+EXAMPLES = """examples:
+  clipforge eval zeroshot  --model runs/demo --data "builtin:emoji?split=val"
+  clipforge eval zeroshot  --model runs/demo --data path/to/class_folders --templates prompts.txt
+  clipforge eval retrieval --model runs/demo --data "builtin:emoji?split=val" --json ret.json"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,24 +22,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_argument("--model", required=True,
                         help="run directory, checkpoint, model directory or Hugging Face CLIP dir")
     common.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    common.add_argument("--batch-size", type=int, default=256)
-    common.add_argument("--workers", type=int, default=2, help="data-loading processes")
-    common.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (auto: cuda if any)")
+    shows_default(common.add_argument("--batch-size", type=int, help="images per forward"),
+                  f"{ENCODE}.batch_size")
+    shows_default(common.add_argument("--workers", type=int, help="data-loading processes"),
+                  f"{ENCODE}.workers")
+    common.add_argument("--device", default="auto",
+                        help="cpu, cuda, cuda:1 … (default: %(default)s = cuda if any)")
     common.add_argument("--precision", choices=list(AUTOCAST), default="fp32",
-                        help="autocast dtype for encoding (fp32: none)")
-    common.add_argument("--no-progress", action="store_true", help="no progress bars")
-    tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK")
-    zeroshot = tasks.add_parser("zeroshot", parents=[common],
-                                help="zero-shot classification with prompt ensembles")
+                        help="autocast dtype for encoding; fp32: none (default: %(default)s)")
+    common.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (default: bars on stderr)")
+    tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK",
+                                  parser_class=type(parser))
+    zeroshot = tasks.add_parser("zeroshot", parents=[common], epilog=EXAMPLES,
+                                formatter_class=parser.formatter_class,
+                                help="zero-shot classification with prompt ensembles",
+                                description="Zero-shot classification with prompt ensembles.")
     zeroshot.add_argument("--data", required=True,
                           help="image folder (one sub-folder per class) or a labelled data spec, "
                                "e.g. builtin:emoji?split=val")
     zeroshot.add_argument("--templates", metavar="FILE",
-                          help="prompt templates, one per line with {c} for the class name")
-    retrieval = tasks.add_parser("retrieval", parents=[common],
-                                 help="image-to-text and text-to-image recall@k")
+                          help="prompt templates, one per line with {c} for the class name "
+                               "(default: the built-in OpenAI ImageNet ensemble)")
+    retrieval = tasks.add_parser("retrieval", parents=[common], epilog=EXAMPLES,
+                                 formatter_class=parser.formatter_class,
+                                 help="image-to-text and text-to-image recall@k",
+                                 description="Image-to-text and text-to-image recall@k.")
     retrieval.add_argument("--data", required=True, help="data spec, e.g. builtin:emoji?split=val")
-    retrieval.add_argument("--recall-k", type=int, nargs="+", default=[1, 5, 10], metavar="K")
+    shows_default(retrieval.add_argument("--recall-k", type=int, nargs="+", metavar="K",
+                                         help="the k of recall@k"),
+                  "clipforge.evaluation.retrieval:RetrievalConfig.recall_k")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,19 +59,26 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..evaluation import EncodeConfig, RetrievalConfig, ZeroShotConfig, run_evaluation
+    from ..evaluation import (
+        EncodeConfig,
+        RetrievalConfig,
+        ZeroShotConfig,
+        run_evaluation,
+    )
     from ..evaluation.report import format_result
     from ..evaluation.runner import write_json
     dtype = AUTOCAST[args.precision]
-    encode = EncodeConfig(batch_size=args.batch_size, workers=args.workers,
+    encode = EncodeConfig(**given(batch_size=args.batch_size, workers=args.workers),
                           autocast_dtype=getattr(torch, dtype) if dtype else None,
                           progress=not args.no_progress)
+    config: ZeroShotConfig | RetrievalConfig
     if args.task == "zeroshot":
         config = ZeroShotConfig(templates_file=Path(args.templates) if args.templates else None,
                                 encode=encode)
         config.resolved_templates()          # a bad templates file fails before the model loads
     else:
-        config = RetrievalConfig(recall_k=tuple(args.recall_k), encode=encode)
+        recall_k = tuple(args.recall_k) if args.recall_k else None
+        config = RetrievalConfig(**given(recall_k=recall_k), encode=encode)
     device = args.device if args.device != "auto" else (
         "cuda" if torch.cuda.is_available() else "cpu")
     result = run_evaluation(args.task, args.model, args.data, config, device)

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+DESCRIPTION = """List the registered components: model sizes (--model), data-source kinds (the
+KIND of a KIND:LOCATION data spec) and training objectives (--objective)."""
+EXAMPLES = """examples:
+  clipforge list
+  clipforge list objectives"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", nargs="?", choices=["models", "data", "objectives"],
-                        help="only this registry")
+                        help="only this registry (default: all three)")
 
 
 def run(args: argparse.Namespace) -> int:

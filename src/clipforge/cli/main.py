@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 # verb → (module under clipforge.cli, one-line help)
@@ -25,13 +26,38 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``clipforge train: error: …``), not the usage block;
+    ``--help`` still shows it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the hand-written examples of each verb's epilog as laid out."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clipforge", description=__doc__.splitlines()[0])
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    from .. import __version__
+    parser = Parser(prog="clipforge", description="Train, evaluate and search CLIP-family "
+                    "image-text models: clipforge VERB [flags].",
+                    formatter_class=HelpFormatter,
+                    epilog="example: clipforge train --time-budget 5 --out runs/first\n"
+                           "         clipforge VERB --help   (flags and an example per verb)")
+    parser.add_argument("--version", action="version", version=f"clipforge {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (default: one line)")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB",
+                                  parser_class=Parser)
     for verb, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"clipforge.cli.{module_name}")
-        sub = verbs.add_parser(verb, help=help_text, description=help_text)
+        sub = verbs.add_parser(verb, help=help_text, formatter_class=HelpFormatter,
+                               description=getattr(module, "DESCRIPTION", help_text),
+                               epilog=getattr(module, "EXAMPLES", None))
         module.add_arguments(sub)
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help="show the full traceback of an error")
         sub.set_defaults(_run=module.run)
     return parser
 
@@ -57,16 +83,43 @@ def reexec_with_tcmalloc() -> None:
         pass                     # run on with the default allocator
 
 
+# Errors a user causes (bad input, missing files, a diverging loss, a missing extra): one line.
+USER_ERRORS = (ValueError, KeyError, OSError, ImportError, FloatingPointError)
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:            # a real command line (not a call from Python code)
         reexec_with_tcmalloc()
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    except KeyboardInterrupt:
+        print(f"clipforge {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:                    # every error: one line unless --debug
+        if args.debug:
+            raise
+        known = isinstance(error, USER_ERRORS)
+        message = one_line(error)
+        if not known:
+            message = (f"{type(error).__name__}: {message} (an internal error: run with "
+                       f"--debug for the traceback and please report it)")
         print(f"clipforge {args.verb}: error: {message}", file=sys.stderr)
-        return 2
+        return 2 if known else 1
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line. An exception re-raised by a DataLoader worker
+    carries the worker's whole traceback ("Caught X in DataLoader worker process 0 …"): keep
+    only its last line, the original ``Type: message``."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if lines[0].startswith("Caught ") and "worker" in lines[0]:
+        original = re.match(r"[\w.]+: (.*)", lines[-1])      # "pkg.BadRecordError: bad …"
+        return original.group(1) if original else lines[-1]
+    return " ".join(lines)
 
 
 if __name__ == "__main__":

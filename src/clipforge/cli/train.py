@@ -19,45 +19,75 @@ FLAG_PATHS = {
 LENGTH_FLAGS = {"epochs": "run.epochs", "steps": "run.steps", "time_budget": "run.time_budget"}
 
 
+DESCRIPTION = """Train a CLIP-family model. The configuration is built in layers: the defaults,
+then a YAML --config, then flags, then KEY=VALUE overrides by dotted path. The run directory
+(--out) receives config.yaml, checkpoints, metrics and the final model; --resume continues it."""
+
+EXAMPLES = """examples:
+  clipforge train --time-budget 5 --out runs/first           # tiny model on the built-in emoji set
+  clipforge train --data "csv:pairs.csv?image_column=path&caption_column=text" --val none \\
+      --epochs 3 --out runs/mine
+  clipforge train --config configs/filip.yaml optim.lr=3e-4 --out runs/filip
+  clipforge train --out runs/mine --resume                   # continue from the latest checkpoint
+  clipforge train --out runs/mine --resume --steps 2000      # ... and extend it to 2000 steps"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..training.config import DataSection, ModelSection, OptimSection, RunSection
+    data, model, optim, run = DataSection(), ModelSection(), OptimSection(), RunSection()
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="config overrides by dotted path, e.g. optim.weight_decay=0.1")
-    parser.add_argument("--config", type=Path, help="YAML config file")
-    parser.add_argument("--data", help="training data spec (default builtin:emoji)")
-    parser.add_argument("--val", help="validation data spec, or 'none'")
-    parser.add_argument("--model", help="model size (clipforge list models) or a run to continue")
-    parser.add_argument("--out", help="run directory")
+                        help="config overrides by dotted path, e.g. optim.weight_decay=0.1 "
+                             "(see --print-config for every key)")
+    parser.add_argument("--config", type=Path, help="YAML config file (default: none)")
+    parser.add_argument("--data", help=f"training data spec (default: {data.train})")
+    parser.add_argument("--val", help=f"validation data spec, or 'none' (default: {data.val})")
+    parser.add_argument("--model", help=f"model size (clipforge list models) or a model "
+                                        f"directory to start from (default: {model.name})")
+    parser.add_argument("--out", help=f"run directory (default: {run.out})")
     length = parser.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=float)
-    length.add_argument("--steps", type=int)
+    length.add_argument("--epochs", type=float,
+                        help="passes over the training data (default: 1 when no length given)")
+    length.add_argument("--steps", type=int, help="optimizer steps")
     length.add_argument("--time-budget", type=float, metavar="MINUTES",
                         help="train for this many minutes; the schedule is planned to fit")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--workers", type=int, help="data-loader worker processes")
-    parser.add_argument("--accumulation", type=int, help="micro-batches per optimizer step")
+    parser.add_argument("--batch-size", type=int,
+                        help=f"samples per micro-batch and process (default: {data.batch_size})")
+    parser.add_argument("--lr", type=float, help=f"peak learning rate (default: {optim.lr:g})")
+    parser.add_argument("--seed", type=int, help=f"random seed (default: {run.seed})")
+    parser.add_argument("--workers", type=int,
+                        help=f"data-loader worker processes (default: {data.workers})")
+    parser.add_argument("--accumulation", type=int,
+                        help=f"micro-batches per optimizer step (default: {optim.accumulation})")
     parser.add_argument("--objective", action="append", metavar="NAME[:WEIGHT]",
-                        help="objective to add (repeatable), e.g. --objective filip:0.5")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--log-every", type=int)
-    parser.add_argument("--save-every", type=int, help="checkpoint every N steps")
-    parser.add_argument("--eval-every", type=int, help="evaluate on --val every N steps")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    parser.add_argument("--strict", action="store_true", help="stop at the first bad record")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--print-config", action="store_true", help="print the config and exit")
+                        help="objective to add (repeatable), e.g. --objective filip:0.5 "
+                             "(default: clip; clipforge list objectives)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                        help=f"training precision; auto: bf16 where the CPU/GPU has it "
+                             f"(default: {run.precision})")
+    parser.add_argument("--log-every", type=int,
+                        help=f"log metrics every N steps (default: {run.log_every})")
+    parser.add_argument("--save-every", type=int,
+                        help="checkpoint every N steps (default: at the end only)")
+    parser.add_argument("--eval-every", type=int,
+                        help="evaluate on --val every N steps (default: at the end only)")
+    lifecycle = parser.add_mutually_exclusive_group()
+    lifecycle.add_argument("--resume", action="store_true",
+                           help="continue the run in --out from its newest intact checkpoint, "
+                                "with the configuration saved there")
+    lifecycle.add_argument("--overwrite", action="store_true",
+                           help="replace the earlier run in --out (only ever a clipforge run)")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first bad record (default: skip and count it)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="periodic log lines instead of a progress bar")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config and exit")
 
 
 def config_from_args(args: argparse.Namespace):
-    from ..training.config import TrainConfig, apply_override
-    data: dict = {}
-    if args.config:
-        if not args.config.is_file():
-            raise FileNotFoundError(f"config file not found: {args.config}")
-        data = yaml.safe_load(args.config.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{args.config}: a config file must hold a mapping")
+    """The layered config; with ``--resume``, the layers go over the run's saved config."""
+    from ..training.config import TrainConfig, apply_override, read_yaml_mapping
+    data: dict = read_yaml_mapping(args.config) if args.config else {}
     for flag, dotted in FLAG_PATHS.items():
         value = getattr(args, flag)
         if value is not None:
@@ -72,7 +102,8 @@ def config_from_args(args: argparse.Namespace):
         apply_override(data, f"{LENGTH_FLAGS[given[0]]}={getattr(args, given[0])}")
     if args.objective:
         data["objectives"] = list(args.objective)
-    for flag, dotted in (("resume", "run.resume"), ("strict", "data.strict")):
+    for flag, dotted in (("resume", "run.resume"), ("overwrite", "run.overwrite"),
+                         ("strict", "data.strict")):
         if getattr(args, flag):
             apply_override(data, f"{dotted}=true")
     if args.no_progress:
@@ -80,9 +111,27 @@ def config_from_args(args: argparse.Namespace):
     for override in args.overrides:
         apply_override(data, override)
     run = data.setdefault("run", {})
+    if run.get("resume"):
+        from ..training.config import RunSection
+        from ..training.run_dir import merge_saved, saved_config
+        saved = saved_config(run.get("out") or RunSection().out)
+        if saved is not None:
+            data = merge_saved(saved, data)
+            run = data["run"]
     if not any(run.get(k) is not None for k in ("epochs", "steps", "time_budget")):
         run["epochs"] = 1.0
-    return TrainConfig.from_dict(data)
+    try:
+        return TrainConfig.from_dict(data)
+    except ValueError as error:
+        raise ValueError(name_the_flag(str(error), args)) from None
+
+
+def name_the_flag(message: str, args: argparse.Namespace) -> str:
+    """``run.steps must be …`` → ``--steps (run.steps) must be …`` when the flag set it."""
+    for flag, dotted in {**FLAG_PATHS, **LENGTH_FLAGS}.items():
+        if message.startswith(dotted + " ") and getattr(args, flag) is not None:
+            return f"--{flag.replace('_', '-')} ({dotted}){message[len(dotted):]}"
+    return message
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,9 +9,12 @@ moment leaves only complete checkpoints; ``latest_checkpoint`` picks the newest 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
+import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from ..data.tokenizer import Tokenizer
 from ..models.clip import CLIP
-from ..models.io import is_model_dir, save_model_dir
+from ..models.io import CONFIG_FILE, WEIGHTS_FILE, is_model_dir, save_model_dir
 
 STATE_FILE, OBJECTIVES_FILE = "training_state.pt", "objectives.safetensors"
 
@@ -86,6 +89,45 @@ def latest_checkpoint(out: Path) -> Path | None:
     candidates = [c for c in sorted((out / "checkpoints").glob("step-*"))
                   if is_model_dir(c) and (c / STATE_FILE).exists()]
     return candidates[-1] if candidates else None
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from (a missing, truncated or unreadable file), or
+    None when it is whole. Safetensors files are checked against the sizes their header
+    declares; ``training_state.pt`` (a zip archive) by its directory and CRCs."""
+    for name in (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE):
+        if not (checkpoint / name).is_file():
+            return f"no {name}"
+    try:
+        json.loads((checkpoint / CONFIG_FILE).read_text())
+    except ValueError:
+        return f"{CONFIG_FILE} is not valid JSON"
+    for name in (WEIGHTS_FILE, OBJECTIVES_FILE):
+        if (checkpoint / name).exists() and not _safetensors_whole(checkpoint / name):
+            return f"{name} is truncated or corrupt"
+    try:
+        with zipfile.ZipFile(checkpoint / STATE_FILE) as archive:
+            if archive.testzip() is not None:
+                return f"{STATE_FILE} is corrupt"
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return f"{STATE_FILE} is truncated or corrupt"
+    return None
+
+
+def _safetensors_whole(path: Path) -> bool:
+    """8-byte header length, a JSON header, then exactly the bytes its offsets cover."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as handle:
+            (header_length,) = struct.unpack("<Q", handle.read(8))
+            if header_length > size - 8:
+                return False
+            header = json.loads(handle.read(header_length))
+        end = max((entry["data_offsets"][1] for key, entry in header.items()
+                   if key != "__metadata__"), default=0)
+    except (struct.error, ValueError, KeyError, TypeError, IndexError):
+        return False
+    return size == 8 + header_length + end
 
 
 def load_training_state(checkpoint: Path) -> dict[str, Any]:

@@ -13,7 +13,10 @@ from typing import Any, Literal
 
 import yaml
 
+from .validate import check_choice, check_number, check_pair, to_float
+
 Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -31,10 +34,14 @@ class ObjectiveSpec:
             return value
         if isinstance(value, str):
             name, _, weight = value.partition(":")
-            return cls(name=name, weight=float(weight) if weight else 1.0)
+            return cls(name=name, weight=to_float(f"objective {name} weight", weight)
+                       if weight else 1.0)
+        if not isinstance(value, dict) or "name" not in value:
+            raise ValueError(f"an objective is 'NAME[:WEIGHT]' or a mapping with a name, "
+                             f"got {value!r}")
         value = dict(value)
         name = value.pop("name")
-        weight = float(value.pop("weight", 1.0))
+        weight = to_float(f"objective {name} weight", value.pop("weight", 1.0))
         params = dict(value.pop("params", {}))
         params.update(value)
         return cls(name=name, weight=weight, params=params)
@@ -48,6 +55,15 @@ class ModelSection:
     grad_checkpointing: bool = False
     freeze: list[str] = field(default_factory=list)  # parameter-name prefixes, e.g. ["visual"]
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"model.name must be a model size or directory, got {self.name!r}")
+        check_number("model.tokenizer_vocab_size", self.tokenizer_vocab_size, int, minimum=1,
+                     optional=True)
+
 
 @dataclass
 class DataSection:
@@ -60,6 +76,19 @@ class DataSection:
     epoch_samples: int | None = None         # streams: samples per epoch (default: the shards'
                                              # sizes.json / img2dataset stats, if any)
     strict: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for key in ("train", "val"):
+            value = getattr(self, key)
+            if not (isinstance(value, str) and value) and not (key == "val" and value is None):
+                raise ValueError(f"data.{key} must be a data spec string, got {value!r}")
+        check_number("data.batch_size", self.batch_size, int, minimum=1)
+        check_number("data.workers", self.workers, int, minimum=0)
+        check_pair("data.crop_scale", self.crop_scale, low=0.0, high=1.0)
+        check_number("data.epoch_samples", self.epoch_samples, int, minimum=1, optional=True)
 
 
 @dataclass
@@ -75,6 +104,24 @@ class OptimSection:
     gradcache_chunk: int | None = None       # GradCache: embed the batch in chunks of this many
                                              # samples; exact gradients (clip/siglip only)
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        check_number("optim.lr", self.lr, float, minimum=0.0, exclusive=True)
+        check_number("optim.weight_decay", self.weight_decay, float, minimum=0.0)
+        check_pair("optim.betas", self.betas, low=0.0, high=1.0, ordered=False)
+        check_number("optim.eps", self.eps, float, minimum=0.0, exclusive=True)
+        check_number("optim.warmup_fraction", self.warmup_fraction, float, minimum=0.0,
+                     maximum=1.0)
+        check_number("optim.min_lr_fraction", self.min_lr_fraction, float, minimum=0.0,
+                     maximum=1.0)
+        check_number("optim.grad_clip", self.grad_clip, float, minimum=0.0, exclusive=True,
+                     optional=True)
+        check_number("optim.accumulation", self.accumulation, int, minimum=1)
+        check_number("optim.gradcache_chunk", self.gradcache_chunk, int, minimum=1,
+                     optional=True)
+
 
 @dataclass
 class RunSection:
@@ -89,7 +136,29 @@ class RunSection:
     save_every: int | None = None            # steps; None: at the end only
     keep_checkpoints: int = 2
     resume: bool = False
+    overwrite: bool = False                  # replace an earlier run in ``out`` (only a run)
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if not isinstance(self.out, str) or not self.out:
+            raise ValueError(f"run.out must be a directory path, got {self.out!r}")
+        check_number("run.epochs", self.epochs, float, minimum=0.0, exclusive=True,
+                     optional=True)
+        check_number("run.steps", self.steps, int, minimum=1, optional=True)
+        check_number("run.time_budget", self.time_budget, float, minimum=0.0, exclusive=True,
+                     optional=True)
+        check_number("run.seed", self.seed, int)
+        check_choice("run.precision", self.precision, PRECISIONS)
+        check_number("run.log_every", self.log_every, int, minimum=1)
+        check_number("run.eval_every", self.eval_every, int, minimum=1, optional=True)
+        check_number("run.save_every", self.save_every, int, minimum=1, optional=True)
+        check_number("run.keep_checkpoints", self.keep_checkpoints, int, minimum=0)
+        if self.resume and self.overwrite:
+            raise ValueError("give --resume (continue the run in --out) or --overwrite "
+                             "(replace it), not both")
 
 
 @dataclass
@@ -112,10 +181,13 @@ class TrainConfig:
         model = data.get("model", {})
         if isinstance(model, str):
             model = {"name": model}
+        objectives = data.get("objectives", ["clip"])
+        if not isinstance(objectives, list) or not objectives:
+            raise ValueError(f"objectives must be a non-empty list, got {objectives!r}")
         return cls(
             model=_section(ModelSection, model, "model"),
             data=_section(DataSection, data.get("data", {}), "data"),
-            objectives=[ObjectiveSpec.parse(o) for o in data.get("objectives", ["clip"])],
+            objectives=[ObjectiveSpec.parse(o) for o in objectives],
             optim=_section(OptimSection, data.get("optim", {}), "optim"),
             run=_section(RunSection, data.get("run", {}), "run"),
             grow=list(data.get("grow", [])),
@@ -123,12 +195,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] = ()) -> "TrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config file must hold a mapping")
+        data = read_yaml_mapping(path)
         for override in overrides:
             apply_override(data, override)
         return cls.from_dict(data)
@@ -136,8 +203,41 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def validate(self) -> None:
+        """Check every section again (fields may have been set after construction)."""
+        for section in (self.model, self.data, self.optim, self.run):
+            section.validate()
+        for spec in self.objectives:
+            check_number(f"objective {spec.name} weight", spec.weight, float)
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as a dict; a missing file, a syntax error or a non-mapping is a
+    one-line error naming the file (and the line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: {_yaml_problem(error)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file must hold a mapping")
+    return data
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return f"invalid YAML: {where}{problem}"
+
 
 def _section(section_cls, values: dict[str, Any], name: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"config section {name!r} must be a mapping, got {values!r}")
     fields = {f.name: f for f in dataclasses.fields(section_cls)}
     unknown = set(values) - set(fields)
     if unknown:
@@ -148,8 +248,8 @@ def _section(section_cls, values: dict[str, Any], name: str):
         default = fields[key].default
         if isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
-        elif isinstance(default, float) and isinstance(value, (int, str)):
-            value = float(value)
+        elif isinstance(default, float) or fields[key].type in ("float | None",):
+            value = to_float(f"{name}.{key}", value)
         converted[key] = value
     return section_cls(**converted)
 
@@ -165,4 +265,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         if isinstance(node.get(key), str) and key == "model":
             node[key] = {"name": node[key]}
         node = node.setdefault(key, {})
-    node[keys[-1]] = yaml.safe_load(raw)
+    try:
+        node[keys[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        raise ValueError(f"override {override!r}: {_yaml_problem(error)}") from None

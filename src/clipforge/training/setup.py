@@ -108,8 +108,10 @@ def build_train_loader(source, section: DataSection, model: CLIP, tokenizer: Tok
                        objectives: dict[str, Objective], seed: int, rank: int, world: int):
     transform = ImageTransform(model.config.preprocess, train=True, crop_scale=section.crop_scale)
     extras = tuple(extra for o in objectives.values() for extra in o.extra_inputs)  # declared
+    # strict=False: bad records reach the trainer, which stops at the first one in the main
+    # process (a worker's exception would arrive wrapped in its traceback)
     config = LoaderConfig(batch_size=section.batch_size, workers=section.workers, shuffle=True,
-                          drop_last=True, seed=seed, strict=section.strict, extra_inputs=extras)
+                          drop_last=True, seed=seed, strict=False, extra_inputs=extras)
     return build_loader(source, transform, tokenizer, config, rank=rank, world_size=world)
 
 

@@ -21,11 +21,13 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..data.loader import set_loader_epoch
+from ..data.record import BadRecordError
 from ..data.sources import MapSource, StreamSource
 from ..data.transforms import eval_transform
 from ..models.grow import apply_grow_schedule, validate_grow_schedule
 from ..models.io import save_model_dir
 from . import checkpoint as ckpt
+from . import run_dir
 from .config import TrainConfig
 from .gradcache import check_gradcache, gradcache_step
 from .module import TrainModule, build_objectives
@@ -98,9 +100,9 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
     main_process = rank == 0
     run = config.run
     out = Path(run.out)
-    if main_process:
-        out.mkdir(parents=True, exist_ok=True)
-    resume_from = ckpt.latest_checkpoint(out) if run.resume else None
+    config.validate()
+    resume = run_dir.check_out_dir(config, announce=main_process)   # nothing written yet
+    resume_from = resume.checkpoint if resume else None
     torch.manual_seed(run.seed)
 
     objectives = build_objectives(config.objectives)
@@ -144,11 +146,16 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
         optimizer.load_state_dict(saved["optimizer"])
         ckpt.set_rng_state(saved["rng"])
         state.update({k: v for k, v in saved.items() if k in state})
+        if resume and resume.extends:
+            state["total_steps"] = run_dir.extended_total(total_steps, state["step"])
     schedule = WarmupCosine(config.optim.lr, state["total_steps"] or 10**6,
                             config.optim.warmup_fraction, config.optim.min_lr_fraction)
     batches = _Batches(loader, state["epoch"], state["batch_in_epoch"],
                        None if isinstance(source, MapSource) or per_epoch is None
                        else per_epoch * config.optim.accumulation)
+    distributed.barrier()       # every rank has checked --out before rank 0 writes there
+    if main_process:
+        run_dir.start_run_dir(config, resume)
     log = MetricsLog(out / "metrics.jsonl", state["step"] if resume_from else None) \
         if main_process else None
 
@@ -232,7 +239,7 @@ def _optimizer_step(trained, module: TrainModule, optimizer, batches: _Batches,
     sums: dict[str, float] = {}
     for _ in range(accumulation):
         batch = batches.next()
-        record_skipped(state, batch.skipped, config.data.strict, batches.epoch)
+        record_skipped(state, batch.skipped, config.data.strict, batches.epoch, config.data.train)
         if len(batch) == 0:
             continue
         batch = batch.to(device)
@@ -257,9 +264,16 @@ def _optimizer_step(trained, module: TrainModule, optimizer, batches: _Batches,
     return total_loss, {k: round(v, 5) for k, v in sums.items()}, samples
 
 
-def record_skipped(state: dict, skipped: list, strict: bool, epoch: int) -> None:
+def record_skipped(state: dict, skipped: list, strict: bool, epoch: int, data: str = "") -> None:
+    """Count bad records (and keep 20 examples); with ``strict``, stop at the first, naming it
+    and the data it came from. Raised here, in the main process: from a loader worker it would
+    arrive wrapped in the worker's traceback."""
     if not skipped:
         return
+    if strict:
+        key, reason = skipped[0]
+        raise BadRecordError(key, f"{reason} (in {data or 'the training data'}; --strict stops "
+                                  f"at the first bad record)")
     state["skipped"] += len(skipped)
     per_epoch = state["skipped_per_epoch"]
     per_epoch[str(epoch)] = per_epoch.get(str(epoch), 0) + len(skipped)
