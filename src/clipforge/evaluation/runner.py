@@ -69,7 +69,7 @@ def open_classification_data(spec: str) -> MapSource:
 def run_evaluation(task: str, model: str | Path, data: str, config: Any = None,
                    device: str | torch.device = "cpu") -> dict[str, Any]:
     """Evaluate ``model`` (run dir, checkpoint, model dir or HF CLIP dir) on ``data``."""
-    from .. import load
+    from ..loading import load
     from . import EVALUATORS
     evaluator = EVALUATORS.get(task)
     config = config if config is not None else evaluator.config_class()

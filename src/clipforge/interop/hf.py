@@ -104,8 +104,7 @@ def convert_to_hf(run_dir: str | Path, out_dir: str | Path, overwrite: bool = Fa
     Raises ``ValueError`` for models HF CLIP cannot express (MLP projection, logit bias,
     pretrained text encoder).
     """
-    from ..loading import resolve_model_dir
-    from ..models.io import load_model_dir
+    from ..models.io import load_model_dir, resolve_model_dir
     transformers = require_transformers()
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
