@@ -53,11 +53,8 @@ def config_from_args(args: argparse.Namespace):
     from ..training.config import TrainConfig, apply_override
     data: dict = {}
     if args.config:
-        if not args.config.is_file():
-            raise FileNotFoundError(f"config file not found: {args.config}")
-        data = yaml.safe_load(args.config.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{args.config}: a config file must hold a mapping")
+        from ..common.yaml_files import load_yaml_mapping
+        data = load_yaml_mapping(args.config)
     for flag, dotted in FLAG_PATHS.items():
         value = getattr(args, flag)
         if value is not None:

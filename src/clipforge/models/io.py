@@ -10,12 +10,12 @@ imports the layers above it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..common.files import atomic_write, atomic_write_text
 from ..data.tokenizer import Tokenizer
 from .clip import CLIP
 from .config import ModelConfig
@@ -24,19 +24,12 @@ FORMAT = "clipforge"
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_model_dir(directory: str | Path, model: CLIP, tokenizer: Tokenizer | None) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = directory / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": FORMAT})
-    os.replace(tmp, directory / WEIGHTS_FILE)
+    atomic_write(directory / WEIGHTS_FILE,
+                 lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT}))
     if tokenizer is not None:
         tokenizer.save(directory)
     meta = {"format": FORMAT, "format_version": 1, "model": model.config.to_dict()}

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import yaml
 
+from ..common.yaml_files import load_yaml_mapping
+
 Precision = Literal["auto", "fp32", "bf16"]
 
 
@@ -122,12 +124,8 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] = ()) -> "TrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config file must hold a mapping")
+        """Read ``path`` (its ``base:`` files merged under it) and apply ``key=value`` overrides."""
+        data = load_yaml_mapping(path)
         for override in overrides:
             apply_override(data, override)
         return cls.from_dict(data)
