@@ -6,15 +6,17 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", nargs="?", choices=["models", "data", "objectives"],
+    parser.add_argument("kind", nargs="?", choices=["models", "data", "objectives", "evaluators"],
                         help="only this registry")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data.sources import DATA_SOURCES
+    from ..evaluation import EVALUATORS
     from ..models import MODELS
     from ..objectives import OBJECTIVES
-    tables = {"models": MODELS, "data": DATA_SOURCES, "objectives": OBJECTIVES}
+    tables = {"models": MODELS, "data": DATA_SOURCES, "objectives": OBJECTIVES,
+              "evaluators": EVALUATORS}
     for kind, registry in tables.items():
         if args.kind in (None, kind):
             print(f"{kind}: {', '.join(registry.names())}")

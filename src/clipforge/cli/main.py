@@ -11,7 +11,7 @@ import sys
 
 # verb → (module under clipforge.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "list": ("list_components", "list registered models, data sources and objectives"),
+    "list": ("list_components", "list registered models, data sources, objectives and evaluators"),
     "embed": ("embed", "embed a data set into sharded .npy + Parquet metadata (resumable)"),
     "index": ("index", "build a FAISS (and lexical) index from embeddings"),
     "search": ("search", "search an index by text, image, or image + text"),

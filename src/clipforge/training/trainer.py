@@ -209,9 +209,9 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
     if main_process:
         save_model_dir(out, model, tokenizer)
         ckpt.save_objectives(out, dict(module.objectives.items()))
-        if (config.data.val or val_source) and not (run.eval_every and state["step"] % run.eval_every == 0):
+        if config.data.val or val_source or config.evals:
             evals = evaluate_during_training(model, tokenizer, config, state["step"], out,
-                                             val_source)
+                                             val_source, final=True)
         summary = build_summary(config, state, precision, frozen, evals, step_times)
         write_summary(out / "metrics.json", summary)
         plot_loss_curve(log.rows(), out / "loss_curve.png", f"{model.config.name} on "
@@ -294,21 +294,32 @@ def _save(out, step, module, tokenizer, optimizer, state, keep, main_process) ->
 
 
 def evaluate_during_training(model, tokenizer, config: TrainConfig, step: int, out: Path,
-                             val_source: MapSource | None = None) -> dict[str, Any]:
-    """Zero-shot + retrieval on the validation source; appended to ``eval.jsonl``."""
-    if not config.data.val and val_source is None:
-        return {}
-    from ..evaluation import evaluate
+                             val_source: MapSource | None = None, final: bool = False
+                             ) -> dict[str, Any]:
+    """Zero-shot + retrieval on the validation source, and the ``evals:`` entries due at
+    ``step`` (all of them when ``final``); appended to ``eval.jsonl``. What that file already
+    holds for ``step`` is reused, not computed again."""
+    from ..evaluation import EncodeConfig, evaluate, run_scheduled
+    from ..evaluation.scheduled import SEPARATOR, logged_metrics
     from ..data.sources import open_source
     import json
+    done = logged_metrics(out / "eval.jsonl", step)
     was_training = model.training
     model.eval()
-    metrics = evaluate(model, eval_transform(model.config.preprocess), tokenizer,
-                       val_source or open_source(config.data.val), workers=config.data.workers)
+    preprocess = eval_transform(model.config.preprocess)
+    metrics: dict[str, Any] = {}
+    if (config.data.val or val_source is not None) and not any(SEPARATOR not in k for k in done):
+        metrics.update(evaluate(model, preprocess, tokenizer,
+                                val_source or open_source(config.data.val),
+                                workers=config.data.workers))
+    metrics.update(run_scheduled(model, preprocess, tokenizer, config.evals, step, final,
+                                 EncodeConfig(workers=config.data.workers, progress=False),
+                                 {key.split(SEPARATOR)[0] for key in done if SEPARATOR in key}))
     model.train(was_training)
-    with (out / "eval.jsonl").open("a") as handle:
-        handle.write(json.dumps({"step": step, **metrics}) + "\n")
-    return metrics
+    if metrics:
+        with (out / "eval.jsonl").open("a") as handle:
+            handle.write(json.dumps({"step": step, **metrics}) + "\n")
+    return {**done, **metrics}
 
 
 def build_summary(config, state, precision, frozen, evals, step_times) -> dict[str, Any]:
