@@ -20,6 +20,7 @@ LENGTH_FLAGS = {"epochs": "run.epochs", "steps": "run.steps", "time_budget": "ru
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..training.precision import PRECISIONS
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides by dotted path, e.g. optim.weight_decay=0.1")
     parser.add_argument("--config", type=Path, help="YAML config file")
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accumulation", type=int, help="micro-batches per optimizer step")
     parser.add_argument("--objective", action="append", metavar="NAME[:WEIGHT]",
                         help="objective to add (repeatable), e.g. --objective filip:0.5")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--precision", choices=PRECISIONS)
     parser.add_argument("--log-every", type=int)
     parser.add_argument("--save-every", type=int, help="checkpoint every N steps")
     parser.add_argument("--eval-every", type=int, help="evaluate on --val every N steps")

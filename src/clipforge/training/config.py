@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from ..common.yaml_files import load_yaml_mapping
-
-Precision = Literal["auto", "fp32", "bf16"]
+from ..evaluation.scheduled import EvalSpec
+from ..models.grow import GrowStage
+from .precision import Precision
 
 
 @dataclass
@@ -44,34 +45,38 @@ class ObjectiveSpec:
 
 @dataclass
 class ModelSection:
-    name: str = "tiny"                      # registered size, or a model/run dir to start from
-    overrides: dict[str, Any] = field(default_factory=dict)   # ModelConfig fields, dotted ok
-    tokenizer_vocab_size: int | None = None  # BPE trained on captions; None = the model's
-    grad_checkpointing: bool = False
-    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes, e.g. ["visual"]
+    name: str = "tiny"                      # registered size (clipforge list models) or a
+                                            # model/run directory to continue from
+    overrides: dict[str, Any] = field(default_factory=dict)   # ModelConfig fields, dotted ok,
+                                            # e.g. {vision.layers: 4, projection: mlp}
+    tokenizer_vocab_size: int | None = None  # BPE trained on the captions; null: the model's
+    grad_checkpointing: bool = False         # recompute activations in backward
+    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes (visual,
+                                            # text.encoder); each must match
 
 
 @dataclass
 class DataSection:
-    train: str = "builtin:emoji"
-    val: str | None = "builtin:emoji?split=val"
-    batch_size: int = 64
-    workers: int = 2
-    crop_scale: tuple[float, float] = (0.8, 1.0)
+    train: str = "builtin:emoji"             # data spec (--data)
+    val: str | None = "builtin:emoji?split=val"   # data spec evaluated during and after
+                                             # training; null: none (--val none)
+    batch_size: int = 64                     # per process
+    workers: int = 2                         # data-loading processes per process
+    crop_scale: tuple[float, float] = (0.8, 1.0)  # random-resized-crop area range
     epoch_samples: int | None = None         # streams: samples per epoch (default: the shards'
                                              # sizes.json / img2dataset stats, if any)
-    strict: bool = False
+    strict: bool = False                     # stop at the first bad record instead of skipping
 
 
 @dataclass
 class OptimSection:
-    lr: float = 5e-4
-    weight_decay: float = 0.2
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    warmup_fraction: float = 0.05            # of total steps
+    lr: float = 5e-4                         # AdamW peak learning rate
+    weight_decay: float = 0.2                # not on norms, biases, embeddings, logit scale
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW
+    eps: float = 1e-6                        # AdamW
+    warmup_fraction: float = 0.05            # of total steps, linear, then cosine
     min_lr_fraction: float = 0.0             # cosine floor, as a fraction of lr
-    grad_clip: float | None = 1.0
+    grad_clip: float | None = 1.0            # global gradient norm; null: off
     accumulation: int = 1                    # micro-batches per optimizer step
     gradcache_chunk: int | None = None       # GradCache: embed the batch in chunks of this many
                                              # samples; exact gradients (clip/siglip only)
@@ -79,18 +84,21 @@ class OptimSection:
 
 @dataclass
 class RunSection:
-    out: str = "runs/default"
-    epochs: float | None = None              # one of epochs / steps / time_budget
-    steps: int | None = None
-    time_budget: float | None = None         # minutes of training; the schedule fits it
-    seed: int = 0
-    precision: Precision = "auto"            # auto: bf16 where the hardware has it, else fp32
-    log_every: int = 10
-    eval_every: int | None = None            # steps; None: at the end only
-    save_every: int | None = None            # steps; None: at the end only
-    keep_checkpoints: int = 2
-    resume: bool = False
-    progress: bool = True
+    out: str = "runs/default"                # run directory
+    epochs: float | None = None              # exactly one of epochs / steps / time_budget
+                                             # (none given: 1 epoch)
+    steps: int | None = None                 # optimizer steps
+    time_budget: float | None = None         # minutes of training; the schedule is planned
+                                             # from measured step times to fit it
+    seed: int = 0                            # seeds the model, data order and augmentations
+    precision: Precision = "auto"            # auto: bf16 autocast where the hardware runs it
+                                             # fast (CUDA, AVX-512-BF16/AMX CPUs), else fp32
+    log_every: int = 10                      # steps between metrics.jsonl lines
+    eval_every: int | None = None            # steps; null: at the end only
+    save_every: int | None = None            # steps; null: at the end only
+    keep_checkpoints: int = 2                # newest complete checkpoints kept
+    resume: bool = False                     # continue from the latest checkpoint in out
+    progress: bool = True                    # progress bar
 
 
 @dataclass
@@ -98,9 +106,12 @@ class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     objectives: list[ObjectiveSpec] = field(default_factory=lambda: [ObjectiveSpec("clip")])
+    # each {name, weight, **hyper-parameters}; --objective filip:0.5
     optim: OptimSection = field(default_factory=OptimSection)
     run: RunSection = field(default_factory=RunSection)
-    grow: list[dict[str, Any]] = field(default_factory=list)  # GrowCLIP stages
+    grow: list[GrowStage] = field(default_factory=list)  # GrowCLIP stages (models/grow.py)
+    evals: list[EvalSpec] = field(default_factory=list)  # evaluators run during training
+                                                         # (evaluation/scheduled.py)
 
     # -- building ----------------------------------------------------------------------------
 
@@ -113,13 +124,15 @@ class TrainConfig:
         model = data.get("model", {})
         if isinstance(model, str):
             model = {"name": model}
+        run = _section(RunSection, data.get("run", {}), "run")
         return cls(
             model=_section(ModelSection, model, "model"),
             data=_section(DataSection, data.get("data", {}), "data"),
             objectives=[ObjectiveSpec.parse(o) for o in data.get("objectives", ["clip"])],
             optim=_section(OptimSection, data.get("optim", {}), "optim"),
-            run=_section(RunSection, data.get("run", {}), "run"),
-            grow=list(data.get("grow", [])),
+            run=run,
+            grow=[GrowStage.parse(stage) for stage in data.get("grow") or []],
+            evals=_evals(data.get("evals") or [], run),
         )
 
     @classmethod
@@ -132,6 +145,22 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _evals(entries: list[Any], run: RunSection) -> list[EvalSpec]:
+    """``evals:`` entries, checked; ``every`` must fall on the trainer's evaluation steps."""
+    if not isinstance(entries, list):
+        raise ValueError("evals: expected a list of {name, data, every, options}")
+    specs = [EvalSpec.parse(entry, f"evals[{i}]") for i, entry in enumerate(entries)]
+    for i, spec in enumerate(specs):
+        if spec.every is not None and (not run.eval_every or spec.every % run.eval_every):
+            raise ValueError(f"evals[{i}].every={spec.every}: must be a multiple of "
+                             f"run.eval_every ({run.eval_every}), the steps the trainer evaluates at")
+    labels = [spec.key for spec in specs]
+    if len(set(labels)) < len(labels):
+        raise ValueError(f"evals: two entries with the label {max(labels, key=labels.count)!r}; "
+                         "give one a distinct label")
+    return specs
 
 
 def _section(section_cls, values: dict[str, Any], name: str):

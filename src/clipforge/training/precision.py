@@ -11,8 +11,14 @@ from __future__ import annotations
 import contextlib
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
+
+# The one precision type of every config and flag that has one (train, bench, refine):
+# auto = bf16 where the hardware runs it fast, else fp32.
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 @lru_cache(maxsize=None)
@@ -25,9 +31,9 @@ def cpu_has_fast_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"unknown precision {precision!r}; expected auto, fp32 or bf16")
+def resolve_precision(precision: Precision, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
     if device.type == "cuda":

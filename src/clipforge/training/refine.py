@@ -25,6 +25,7 @@ from ..data.sources import MapSource, StreamSource, open_source
 from ..data.transforms import ImageTransform
 from ..evaluation.metrics import modality_gap
 from .config import TrainConfig
+from .precision import Precision
 
 
 @dataclass
@@ -43,7 +44,7 @@ class RefineConfig:
     hycd_weight: float = 1.0
     weight_decay: float = 0.1
     seed: int = 0
-    precision: str = "auto"
+    precision: Precision = "auto"
     evaluate: bool = True               # zero-shot / retrieval metrics before and after
     progress: bool = True
 
