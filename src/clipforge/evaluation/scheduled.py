@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,7 @@ def logged_metrics(path: Path, step: int) -> dict[str, Any]:
 
 
 def run_scheduled(model, preprocess, tokenizer, specs: list[EvalSpec], step: int, final: bool,
-                  encode: Any = None, done: set[str] = frozenset()) -> dict[str, float]:
+                  encode: Any = None, done: Collection[str] = ()) -> dict[str, float]:
     """Run the entries due at ``step`` (every one when ``final``) except those whose label is
     in ``done``; returns ``{LABEL/METRIC: value}``."""
     from . import EVALUATORS

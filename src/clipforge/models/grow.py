@@ -259,7 +259,7 @@ def stage_step(stage: GrowStage | dict[str, Any], total_steps: int | None) -> in
     stage = GrowStage.parse(stage)
     if stage.at_step is not None:
         return int(stage.at_step)
-    if total_steps is None:
+    if total_steps is None or stage.at_fraction is None:
         return None
     return int(round(float(stage.at_fraction) * total_steps))
 
@@ -282,8 +282,8 @@ def apply_grow_schedule(model: CLIP, schedule: list[GrowStage | dict[str, Any]],
         if stage_step(stage, total_steps) != step:
             continue
         depth = {"vision": int(stage.vision_layers), "text": int(stage.text_layers)}
-        width = {"vision": stage.vision_width, "text": stage.text_width}
-        width = {name: int(value) for name, value in width.items() if value}
+        width = {name: int(value) for name, value in
+                 (("vision", stage.vision_width), ("text", stage.text_width)) if value}
         grow_model_(model, depth, width, stage.placement,
                     index if stage.seed is None else int(stage.seed))
         grew = True

@@ -19,8 +19,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..data.sources import MapSource, StreamSource, open_source
 from ..data.transforms import ImageTransform
 from ..evaluation.metrics import modality_gap
