@@ -72,7 +72,8 @@ def extended(monkeypatch):
 def write_pairs(directory: Path, count: int = 16) -> Path:
     rows = []
     for index in range(count):
-        color, shape = ["red", "green", "blue", "yellow"][index % 4], ["circle", "square"][index % 2]
+        color = ["red", "green", "blue", "yellow"][index % 4]
+        shape = ["circle", "square"][index % 2]
         draw(color, shape).save(directory / f"{index}.png")
         rows.append(json.dumps({"image": f"{index}.png", "caption": f"a {color} {shape}"}))
     path = directory / "pairs.jsonl"

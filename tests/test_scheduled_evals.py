@@ -3,13 +3,11 @@ entry named in a one-line error."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from clipforge.cli.main import main
 from clipforge.evaluation import EVALUATORS, RetrievalConfig
-from clipforge.evaluation.scheduled import EvalSpec, logged_metrics
+from clipforge.evaluation.scheduled import EvalSpec
 from clipforge.training import TrainConfig
 
 
@@ -55,11 +53,3 @@ def test_cli_reports_a_bad_entry_in_one_line(tmp_path, capsys):
     assert main(["train", "--config", str(path), "--print-config"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "evals[0].name: unknown evaluator 'nope'" in error
-
-
-def test_logged_metrics_of_a_step(tmp_path):
-    path = tmp_path / "eval.jsonl"
-    assert logged_metrics(path, 3) == {}
-    path.write_text("\n".join(json.dumps(row) for row in (
-        {"step": 2, "acc1": 0.1}, {"step": 4, "acc1": 0.5}, {"step": 4, "x/m": 1.0})) + "\n")
-    assert logged_metrics(path, 4) == {"acc1": 0.5, "x/m": 1.0}

@@ -23,7 +23,8 @@ BASE_KEY = "base"
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base``: mappings recursively, other values replaced (inputs unchanged)."""
+    """``override`` over ``base``: mappings merge recursively, other values are replaced
+    (the inputs are not modified)."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):

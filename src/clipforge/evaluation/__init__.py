@@ -29,6 +29,7 @@ EVALUATORS: Registry[Evaluator] = Registry("evaluator", {
         config_from_args=retrieval_task.config_from_args),
 })
 
-__all__ = ["EVALUATORS", "EncodeConfig", "EncodedImages", "EvalSpec", "Evaluator", "RetrievalConfig",
+__all__ = ["EVALUATORS", "EncodeConfig", "EncodedImages", "EvalSpec", "Evaluator",
+           "RetrievalConfig",
            "ZeroShotConfig", "build_classifier", "encode_images", "encode_texts", "evaluate",
            "retrieval", "run_evaluation", "run_scheduled", "write_json", "zeroshot_classification"]

@@ -15,10 +15,8 @@ end. Its metrics are logged as ``LABEL/METRIC`` (label: the evaluator's name unl
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 SEPARATOR = "/"
@@ -62,18 +60,6 @@ class EvalSpec:
         except (TypeError, ValueError) as error:
             raise ValueError(f"{where}.options: {error}") from None
         return spec
-
-
-def logged_metrics(path: Path, step: int) -> dict[str, Any]:
-    """Metrics ``eval.jsonl`` already holds for ``step`` (a run that ended on an evaluation
-    step, or resumed there), so that they are not computed twice."""
-    logged: dict[str, Any] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            row = json.loads(line) if line.strip() else {}
-            if row.get("step") == step:
-                logged.update({key: value for key, value in row.items() if key != "step"})
-    return logged
 
 
 def run_scheduled(model, preprocess, tokenizer, specs: list[EvalSpec], step: int, final: bool,

@@ -155,7 +155,8 @@ def _evals(entries: list[Any], run: RunSection) -> list[EvalSpec]:
     for i, spec in enumerate(specs):
         if spec.every is not None and (not run.eval_every or spec.every % run.eval_every):
             raise ValueError(f"evals[{i}].every={spec.every}: must be a multiple of "
-                             f"run.eval_every ({run.eval_every}), the steps the trainer evaluates at")
+                             f"run.eval_every ({run.eval_every}), the steps the trainer "
+                             "evaluates at")
     labels = [spec.key for spec in specs]
     if len(set(labels)) < len(labels):
         raise ValueError(f"evals: two entries with the label {max(labels, key=labels.count)!r}; "

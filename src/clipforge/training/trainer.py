@@ -209,9 +209,10 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
     if main_process:
         save_model_dir(out, model, tokenizer)
         ckpt.save_objectives(out, dict(module.objectives.items()))
+        ticked = bool(run.eval_every and state["step"] % run.eval_every == 0)
         if config.data.val or val_source or config.evals:
             evals = evaluate_during_training(model, tokenizer, config, state["step"], out,
-                                             val_source, final=True)
+                                             val_source, final=True, done=evals if ticked else {})
         summary = build_summary(config, state, precision, frozen, evals, step_times)
         write_summary(out / "metrics.json", summary)
         plot_loss_curve(log.rows(), out / "loss_curve.png", f"{model.config.name} on "
@@ -294,16 +295,16 @@ def _save(out, step, module, tokenizer, optimizer, state, keep, main_process) ->
 
 
 def evaluate_during_training(model, tokenizer, config: TrainConfig, step: int, out: Path,
-                             val_source: MapSource | None = None, final: bool = False
-                             ) -> dict[str, Any]:
+                             val_source: MapSource | None = None, final: bool = False,
+                             done: dict[str, Any] | None = None) -> dict[str, Any]:
     """Zero-shot + retrieval on the validation source, and the ``evals:`` entries due at
-    ``step`` (all of them when ``final``); appended to ``eval.jsonl``. What that file already
-    holds for ``step`` is reused, not computed again."""
+    ``step`` (all of them when ``final``); appended to ``eval.jsonl``. ``done``: metrics this
+    run already computed at ``step`` (the last step fell on ``eval_every``), not recomputed."""
     from ..evaluation import EncodeConfig, evaluate, run_scheduled
-    from ..evaluation.scheduled import SEPARATOR, logged_metrics
+    from ..evaluation.scheduled import SEPARATOR
     from ..data.sources import open_source
     import json
-    done = logged_metrics(out / "eval.jsonl", step)
+    done = dict(done or {})
     was_training = model.training
     model.eval()
     preprocess = eval_transform(model.config.preprocess)
