@@ -268,3 +268,17 @@ def test_missing_transformers_gives_install_hint(hf_dir, tmp_path, monkeypatch, 
         load_hf_dir(hf_dir)
     assert main(["convert", "--from-hf", str(hf_dir), "--out", str(tmp_path / "o")]) == 2
     assert "pip install" in capsys.readouterr().err
+
+
+def test_hf_dispatch_lives_in_loading_not_models(hf_dir, clipforge_dir):
+    """models/io reads clipforge directories only (it imports no interop); clipforge.loading
+    recognises a Hugging Face directory and converts it."""
+    from clipforge.loading import load_model_dir as load_any
+    with pytest.raises(ValueError, match="a Hugging Face CLIP config"):
+        load_model_dir(hf_dir)
+    model, _ = load_any(hf_dir)
+    reference, _ = load_hf_dir(hf_dir)
+    assert model.state_dict().keys() == reference.state_dict().keys()
+    assert all(torch.equal(value, reference.state_dict()[key])
+               for key, value in model.state_dict().items())
+    assert load_any(clipforge_dir)[0].config == load_model_dir(clipforge_dir)[0].config

@@ -202,14 +202,14 @@ def test_cep_gradients_flow():
 
 @pytest.mark.parametrize("name", MY_CONFIGS)
 def test_literature_configs_parse_and_name_registered_objectives(name):
-    from clipforge.models.grow import validate_grow_schedule
+    from clipforge.models.grow import GrowStage, validate_grow_schedule
     config = TrainConfig.from_yaml(CONFIGS / f"{name}.yaml")
     assert config.objectives and all(spec.name in OBJECTIVES for spec in config.objectives)
     objectives = build_objectives(config.objectives)        # kwargs fit the constructors
     assert set(objectives) == {spec.name for spec in config.objectives}
     validate_grow_schedule(config.grow)
     if name == "grow":
-        assert config.grow[0] == {"at_fraction": 0.3, "vision_layers": 2, "text_layers": 2}
+        assert config.grow[0] == GrowStage(at_fraction=0.3, vision_layers=2, text_layers=2)
     if name == "lit":
         assert config.model.freeze == ["text.encoder"]
         assert config.model.overrides["text.pretrained"].startswith("pkg:")

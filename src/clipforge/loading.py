@@ -1,4 +1,9 @@
-"""``clipforge.load``: one call from a run directory, checkpoint or name to a usable model."""
+"""``clipforge.load``: one call from a run directory, checkpoint or name to a usable model.
+
+This is where the two model-directory formats meet: clipforge's own (:mod:`.models.io`) and
+Hugging Face ``CLIPModel`` directories (:mod:`.interop.hf`). Dispatching here, above both, keeps
+``models`` free of any import of ``interop``.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +14,19 @@ import torch
 from .data.tokenizer import Tokenizer
 from .data.transforms import ImageTransform, eval_transform
 from .models import MODELS, CLIP, create_model
-from .models.io import is_model_dir, load_model_dir, load_weights
+from .models import io as model_io
+from .models.io import load_weights, resolve_model_dir
+
+__all__ = ["load", "load_model_dir", "resolve_model_dir"]
 
 
-def resolve_model_dir(path: str | Path) -> Path:
-    """A run directory's final model, else its latest complete checkpoint, else ``path`` itself."""
-    path = Path(path)
-    if path.is_file() and path.suffix == ".safetensors":
-        return path.parent
-    if is_model_dir(path):
-        return path
-    checkpoints = sorted((path / "checkpoints").glob("step-*")) if path.is_dir() else []
-    complete = [c for c in checkpoints if is_model_dir(c)]
-    if complete:
-        return complete[-1]
-    raise FileNotFoundError(
-        f"{path}: no model here (expected a run directory, checkpoint, model directory or "
-        f"Hugging Face CLIP directory; registered names: {', '.join(MODELS.names())})")
+def load_model_dir(directory: str | Path, device: str | torch.device = "cpu"
+                   ) -> tuple[CLIP, Tokenizer | None]:
+    """Load a clipforge model directory or a Hugging Face CLIP directory (converted on load)."""
+    if model_io.is_model_dir(directory) and model_io.is_hf_clip_dir(directory):
+        from .interop.hf import load_hf_dir
+        return load_hf_dir(directory, device)
+    return model_io.load_model_dir(directory, device)
 
 
 def load(name_or_path: str | Path, weights: str | Path | None = None,

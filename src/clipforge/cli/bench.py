@@ -7,12 +7,13 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..training.precision import PRECISIONS
     parser.add_argument("what", choices=["train"], help="what to measure")
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--objective", action="append", help="objectives (default clip)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,4 +1,4 @@
-"""``clipforge eval zeroshot|retrieval --model M --data D [--json FILE]``."""
+"""``clipforge eval TASK --model M --data D [--json FILE]``: TASK is a registered evaluator."""
 
 from __future__ import annotations
 
@@ -32,53 +32,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="autocast dtype for encoding; fp32: none (default: %(default)s)")
     common.add_argument("--no-progress", action="store_true",
                         help="no progress bars (default: bars on stderr)")
+    from ..evaluation import EVALUATORS           # this verb's parser only: imports torch
     tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK",
                                   parser_class=type(parser))
-    zeroshot = tasks.add_parser("zeroshot", parents=[common], epilog=EXAMPLES,
+    for name, evaluator in EVALUATORS.items():    # each evaluator brings its own flags
+        task = tasks.add_parser(name, parents=[common], epilog=EXAMPLES,
                                 formatter_class=parser.formatter_class,
-                                help="zero-shot classification with prompt ensembles",
-                                description="Zero-shot classification with prompt ensembles.")
-    zeroshot.add_argument("--data", required=True,
-                          help="image folder (one sub-folder per class) or a labelled data spec, "
-                               "e.g. builtin:emoji?split=val")
-    zeroshot.add_argument("--templates", metavar="FILE",
-                          help="prompt templates, one per line with {c} for the class name "
-                               "(default: the built-in OpenAI ImageNet ensemble)")
-    retrieval = tasks.add_parser("retrieval", parents=[common], epilog=EXAMPLES,
-                                 formatter_class=parser.formatter_class,
-                                 help="image-to-text and text-to-image recall@k",
-                                 description="Image-to-text and text-to-image recall@k.")
-    retrieval.add_argument("--data", required=True, help="data spec, e.g. builtin:emoji?split=val")
-    shows_default(retrieval.add_argument("--recall-k", type=int, nargs="+", metavar="K",
-                                         help="the k of recall@k"),
-                  "clipforge.evaluation.retrieval:RetrievalConfig.recall_k")
+                                help=evaluator.description,
+                                description=evaluator.description[:1].upper()
+                                + evaluator.description[1:] + ".")
+        task.add_argument("--data", required=True, help=evaluator.data_help)
+        evaluator.add_arguments(task)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import torch
 
-    from ..evaluation import (
-        EncodeConfig,
-        RetrievalConfig,
-        ZeroShotConfig,
-        run_evaluation,
-    )
+    from ..evaluation import EVALUATORS, EncodeConfig, run_evaluation
     from ..evaluation.report import format_result
     from ..evaluation.runner import write_json
     dtype = AUTOCAST[args.precision]
     encode = EncodeConfig(**given(batch_size=args.batch_size, workers=args.workers),
                           autocast_dtype=getattr(torch, dtype) if dtype else None,
                           progress=not args.no_progress)
-    config: ZeroShotConfig | RetrievalConfig
-    if args.task == "zeroshot":
-        config = ZeroShotConfig(templates_file=Path(args.templates) if args.templates else None,
-                                encode=encode)
-        config.resolved_templates()          # a bad templates file fails before the model loads
-    else:
-        recall_k = tuple(args.recall_k) if args.recall_k else None
-        config = RetrievalConfig(**given(recall_k=recall_k), encode=encode)
+    config = EVALUATORS.get(args.task).config_from_cli(args, encode)
     device = args.device if args.device != "auto" else (
         "cuda" if torch.cuda.is_available() else "cpu")
     result = run_evaluation(args.task, args.model, args.data, config, device)

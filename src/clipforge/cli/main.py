@@ -9,10 +9,11 @@ import argparse
 import importlib
 import re
 import sys
+from collections.abc import Collection
 
 # verb → (module under clipforge.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "list": ("list_components", "list registered models, data sources and objectives"),
+    "list": ("list_components", "list registered models, data sources, objectives and evaluators"),
     "embed": ("embed", "embed a data set into sharded .npy + Parquet metadata (resumable)"),
     "index": ("index", "build a FAISS (and lexical) index from embeddings"),
     "search": ("search", "search an index by text, image, or image + text"),
@@ -38,7 +39,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the hand-written examples of each verb's epilog as laid out."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verbs_to_build: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The whole CLI parser; with ``verbs_to_build``, only those verbs get their flags (the
+    others a one-line entry), so ``clipforge --help`` and ``clipforge train …`` never import
+    what another verb's flags need (``eval`` lists its evaluators, which imports torch)."""
     from .. import __version__
     parser = Parser(prog="clipforge", description="Train, evaluate and search CLIP-family "
                     "image-text models: clipforge VERB [flags].",
@@ -51,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB",
                                   parser_class=Parser)
     for verb, (module_name, help_text) in COMMANDS.items():
+        if verbs_to_build is not None and verb not in verbs_to_build:
+            verbs.add_parser(verb, help=help_text)
+            continue
         module = importlib.import_module(f"clipforge.cli.{module_name}")
         sub = verbs.add_parser(verb, help=help_text, formatter_class=HelpFormatter,
                                description=getattr(module, "DESCRIPTION", help_text),
@@ -90,7 +97,8 @@ USER_ERRORS = (ValueError, KeyError, OSError, ImportError, FloatingPointError)
 def main(argv: list[str] | None = None) -> int:
     if argv is None:            # a real command line (not a call from Python code)
         reexec_with_tcmalloc()
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser([w for w in words if w in COMMANDS][:1]).parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..training.precision import PRECISIONS
     parser.add_argument("--model", required=True, help="run or model directory to refine")
     parser.add_argument("--data", required=True, help="training data spec (image-text pairs)")
     parser.add_argument("--out", required=True, help="run directory for the refined model")
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="HyCD logits: s·cos (default) or the reference's unnormalised dot "
                              "products")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--no-eval", action="store_true",
                         help="measure only the gap, not zero-shot / retrieval metrics")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -35,6 +35,7 @@ EXAMPLES = """examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..training.config import DataSection, ModelSection, OptimSection, RunSection
     data, model, optim, run = DataSection(), ModelSection(), OptimSection(), RunSection()
+    from ..common.precision import PRECISIONS
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides by dotted path, e.g. optim.weight_decay=0.1 "
                              "(see --print-config for every key)")
@@ -61,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", action="append", metavar="NAME[:WEIGHT]",
                         help="objective to add (repeatable), e.g. --objective filip:0.5 "
                              "(default: clip; clipforge list objectives)")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+    parser.add_argument("--precision", choices=PRECISIONS,
                         help=f"training precision; auto: bf16 where the CPU/GPU has it "
                              f"(default: {run.precision})")
     parser.add_argument("--log-every", type=int,
@@ -86,8 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The layered config; with ``--resume``, the layers go over the run's saved config."""
-    from ..training.config import TrainConfig, apply_override, read_yaml_mapping
-    data: dict = read_yaml_mapping(args.config) if args.config else {}
+    from ..common.yaml_files import load_yaml_mapping
+    from ..training.config import TrainConfig, apply_override
+    data: dict = load_yaml_mapping(args.config) if args.config else {}
     for flag, dotted in FLAG_PATHS.items():
         value = getattr(args, flag)
         if value is not None:

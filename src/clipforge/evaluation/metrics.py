@@ -73,8 +73,12 @@ def retrieval_recalls(image_embeds: torch.Tensor, text_embeds: torch.Tensor,
 
 
 def modality_gap(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> float:
-    """‖mean(image embeddings) − mean(text embeddings)‖₂ (Liang et al. 2022, "Mind the Gap")."""
-    return torch.linalg.vector_norm(image_embeds.mean(dim=0) - text_embeds.mean(dim=0)).item()
+    """‖mean(image embeddings) − mean(text embeddings)‖₂ (Liang et al. 2022, "Mind the Gap")
+    for L2-normalised embeddings [N, D] and [M, D]; computed in fp32."""
+    if len(image_embeds) == 0 or len(text_embeds) == 0:
+        raise ValueError("the modality gap needs at least one image and one text embedding")
+    difference = image_embeds.float().mean(dim=0) - text_embeds.float().mean(dim=0)
+    return torch.linalg.vector_norm(difference).item()
 
 
 def mean_per_class_recall(predictions: torch.Tensor, targets: torch.Tensor) -> float:

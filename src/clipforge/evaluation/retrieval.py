@@ -9,6 +9,7 @@ memory stays O(block × N) (see :mod:`.metrics`), plus ``modality_gap`` = ‖mea
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,16 @@ class RetrievalConfig:
         if not self.recall_k or min(self.recall_k) < 1 or self.block_size < 1:
             raise ValueError(f"recall k values and block size must be ≥ 1, got "
                              f"{tuple(self.recall_k)} and {self.block_size}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``clipforge eval retrieval`` flags beyond the common ones."""
+    parser.add_argument("--recall-k", type=int, nargs="+", default=[1, 5, 10], metavar="K",
+                        help="recall@K values to report (default: 1 5 10)")
+
+
+def config_from_args(args: argparse.Namespace, encode: EncodeConfig) -> RetrievalConfig:
+    return RetrievalConfig(recall_k=tuple(args.recall_k), encode=encode)
 
 
 def retrieval_metrics(model, tokenizer, encoded: EncodedImages, config: RetrievalConfig

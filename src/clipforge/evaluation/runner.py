@@ -8,6 +8,7 @@ the task needs it, run the task's evaluator, and add ``model`` / ``dataset`` to 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -23,13 +24,45 @@ from ..data.sources.base import MapSource, StreamSource
 from ..data.sources.classfolder import ClassFolderSource
 
 
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class Evaluator:
-    """One task: how to open its data, its config class and the function that runs it."""
+    """One task: the function that runs it, its config class, how to open its data, and its
+    own command-line flags (``clipforge eval NAME``; the common ones — ``--model``, ``--data``,
+    ``--batch-size`` … — are added by the CLI).
 
-    run: Callable[..., dict[str, Any]]     # (model, preprocess, tokenizer, source, config)
+    ``run(model, preprocess, tokenizer, source, config)`` returns a dict with ``"task"`` and a
+    flat ``"metrics"`` mapping. ``config_class`` is a dataclass with an ``encode`` field
+    (:class:`EncodeConfig`); its other fields are the ``options`` of an ``evals:`` entry.
+    """
+
+    run: Callable[..., dict[str, Any]]
     config_class: type
     open_data: Callable[[str], MapSource | StreamSource]
+    description: str = ""
+    data_help: str = "data spec, e.g. builtin:emoji?split=val"
+    add_arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
+    # (parsed flags, EncodeConfig) → config; None: the config's defaults
+    config_from_args: Callable[[argparse.Namespace, Any], Any] | None = None
+
+    def config_from_cli(self, args: argparse.Namespace, encode: Any) -> Any:
+        if self.config_from_args is not None:
+            return self.config_from_args(args, encode)
+        return self.config_class(encode=encode)
+
+    def config_from_options(self, options: dict[str, Any], encode: Any = None) -> Any:
+        """The config from an ``evals:`` entry's ``options`` (YAML lists become tuples)."""
+        fields = {f.name for f in dataclasses.fields(self.config_class)} - {"encode"}
+        unknown = set(options) - fields
+        if unknown:
+            raise ValueError(f"unknown options {sorted(unknown)} for evaluator "
+                             f"{self.config_class.__name__}; known: {sorted(fields)}")
+        values = {key: tuple(value) if isinstance(value, list) else value
+                  for key, value in options.items()}
+        return self.config_class(**values, **({"encode": encode} if encode is not None else {}))
 
 
 CLASSFOLDER = "classfolder:"      # explicit class-per-folder layout, for any task
@@ -69,7 +102,7 @@ def open_classification_data(spec: str) -> MapSource:
 def run_evaluation(task: str, model: str | Path, data: str, config: Any = None,
                    device: str | torch.device = "cpu") -> dict[str, Any]:
     """Evaluate ``model`` (run dir, checkpoint, model dir or HF CLIP dir) on ``data``."""
-    from .. import load
+    from ..loading import load
     from . import EVALUATORS
     evaluator = EVALUATORS.get(task)
     config = config if config is not None else evaluator.config_class()

@@ -10,6 +10,7 @@ The source must name its classes (``MapSource.class_names()``) and its records m
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,20 @@ class ZeroShotConfig:
             check_templates(self.templates)
             return tuple(self.templates)
         return load_templates(self.templates_file)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``clipforge eval zeroshot`` flags beyond the common ones."""
+    parser.add_argument("--templates", metavar="FILE",
+                        help="prompt templates, one per line with {c} for the class name "
+                             "(default: the built-in ensemble)")
+
+
+def config_from_args(args: argparse.Namespace, encode: EncodeConfig) -> ZeroShotConfig:
+    config = ZeroShotConfig(templates_file=Path(args.templates) if args.templates else None,
+                            encode=encode)
+    config.resolved_templates()          # a bad templates file fails before the model loads
+    return config
 
 
 def build_classifier(model, tokenizer, class_names: Sequence[str], templates: Sequence[str],

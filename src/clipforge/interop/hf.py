@@ -22,6 +22,7 @@ from types import ModuleType
 
 import torch
 
+from ..common.optional import require
 from ..data.tokenizer import Tokenizer
 from ..models.clip import CLIP
 from .hf_config import (EXTRA_KEY, PREPROCESSOR_FILE, check_exportable, hf_config_kwargs,
@@ -35,12 +36,7 @@ TOKEN_EMBEDDING = "text.token_embedding.weight"
 
 def require_transformers() -> ModuleType:
     """Import ``transformers`` or raise ImportError saying how to install it."""
-    try:
-        import transformers
-    except ImportError as error:
-        raise ImportError("Hugging Face CLIP conversion needs the 'transformers' package: "
-                          "pip install 'clipforge[hf]'") from error
-    return transformers
+    return require("transformers", "hf", "Hugging Face CLIP conversion")
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -104,8 +100,7 @@ def convert_to_hf(run_dir: str | Path, out_dir: str | Path, overwrite: bool = Fa
     Raises ``ValueError`` for models HF CLIP cannot express (MLP projection, logit bias,
     pretrained text encoder).
     """
-    from ..loading import resolve_model_dir
-    from ..models.io import load_model_dir
+    from ..models.io import load_model_dir, resolve_model_dir
     transformers = require_transformers()
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)

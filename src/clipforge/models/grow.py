@@ -31,6 +31,8 @@ The optimizer must be rebuilt after growth (new parameters), and frozen prefixes
 from __future__ import annotations
 
 import copy
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -41,8 +43,36 @@ from .pretrained_text import PretrainedTextTower
 from .towers import TextTower, VisionTower
 
 TOWERS = ("vision", "text")
-STAGE_KEYS = {"at_fraction", "at_step", "vision_layers", "text_layers", "vision_width",
-              "text_width", "placement", "seed"}
+
+
+@dataclass(frozen=True)
+class GrowStage:
+    """One stage of a growth schedule (a ``grow:`` entry of the training config)."""
+
+    at_fraction: float | None = None    # fire at round(at_fraction · planned steps) …
+    at_step: int | None = None          # … or at this optimizer step (wins when both are set)
+    vision_layers: int = 0              # blocks added to each tower
+    text_layers: int = 0
+    vision_width: int | None = None     # new width (≥ the old; integer multiples are exact)
+    text_width: int | None = None
+    placement: str = "interleave"       # where new blocks go: "interleave" or "top"
+    seed: int | None = None             # width-split randomness; None: the stage's index
+
+    @classmethod
+    def parse(cls, value: "GrowStage | dict[str, Any]") -> "GrowStage":
+        if isinstance(value, GrowStage):
+            return value
+        unknown = set(value) - STAGE_KEYS
+        if unknown:
+            raise ValueError(f"grow stage {value}: unknown keys {sorted(unknown)}; "
+                             f"known: {sorted(STAGE_KEYS)}")
+        stage = cls(**value)
+        if stage.at_step is None and stage.at_fraction is None:
+            raise ValueError(f"grow stage {value} has neither at_fraction nor at_step")
+        return stage
+
+
+STAGE_KEYS = {f.name for f in dataclasses.fields(GrowStage)}
 
 
 # -- depth --------------------------------------------------------------------------------------
@@ -224,28 +254,21 @@ def grow_model(model: CLIP, depth: dict[str, int] | None = None,
     return grow_model_(copy.deepcopy(model), depth, width, placement, seed, random_split)
 
 
-def stage_step(stage: dict[str, Any], total_steps: int | None) -> int | None:
+def stage_step(stage: GrowStage | dict[str, Any], total_steps: int | None) -> int | None:
     """The optimizer step count at which a stage fires (None while ``total_steps`` is unknown)."""
-    if "at_step" in stage:
-        return int(stage["at_step"])
-    if "at_fraction" in stage:
-        if total_steps is None:
-            return None
-        return int(round(float(stage["at_fraction"]) * total_steps))
-    raise ValueError(f"grow stage {stage} has neither at_fraction nor at_step")
+    stage = GrowStage.parse(stage)
+    if stage.at_step is not None:
+        return int(stage.at_step)
+    if total_steps is None or stage.at_fraction is None:
+        return None
+    return int(round(float(stage.at_fraction) * total_steps))
 
 
-def validate_grow_schedule(schedule: list[dict[str, Any]]) -> None:
-    for stage in schedule:
-        unknown = set(stage) - STAGE_KEYS
-        if unknown:
-            raise ValueError(f"grow stage {stage}: unknown keys {sorted(unknown)}; "
-                             f"known: {sorted(STAGE_KEYS)}")
-        if "at_step" not in stage and "at_fraction" not in stage:
-            raise ValueError(f"grow stage {stage} has neither at_fraction nor at_step")
+def validate_grow_schedule(schedule: list[GrowStage | dict[str, Any]]) -> list[GrowStage]:
+    return [GrowStage.parse(stage) for stage in schedule]
 
 
-def apply_grow_schedule(model: CLIP, schedule: list[dict[str, Any]], step: int,
+def apply_grow_schedule(model: CLIP, schedule: list[GrowStage | dict[str, Any]], step: int,
                         total_steps: int | None) -> bool:
     """Grow ``model`` in place if a stage is due at ``step``; True when it grew.
 
@@ -254,16 +277,14 @@ def apply_grow_schedule(model: CLIP, schedule: list[dict[str, Any]], step: int,
     checkpoint written at that step holds the un-grown model, so a resumed run grows it again at
     the same point. On True, rebuild the optimizer (and DDP wrapper), and re-apply freezing.
     """
-    validate_grow_schedule(schedule)
     grew = False
-    for index, stage in enumerate(schedule):
+    for index, stage in enumerate(validate_grow_schedule(schedule)):
         if stage_step(stage, total_steps) != step:
             continue
-        depth = {"vision": int(stage.get("vision_layers", 0)),
-                 "text": int(stage.get("text_layers", 0))}
-        width = {name: int(stage[f"{name}_width"]) for name in TOWERS
-                 if stage.get(f"{name}_width")}
-        grow_model_(model, depth, width, stage.get("placement", "interleave"),
-                    int(stage.get("seed", index)))
+        depth = {"vision": int(stage.vision_layers), "text": int(stage.text_layers)}
+        width = {name: int(value) for name, value in
+                 (("vision", stage.vision_width), ("text", stage.text_width)) if value}
+        grow_model_(model, depth, width, stage.placement,
+                    index if stage.seed is None else int(stage.seed))
         grew = True
     return grew

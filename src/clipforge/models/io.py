@@ -2,18 +2,20 @@
 
 This is the format of a run directory's final model and of every checkpoint. Files are written
 to a temporary name and renamed into place, so a crash never leaves a half-written model.
-Hugging Face ``CLIPModel`` directories are recognised and converted on load.
+Hugging Face ``CLIPModel`` directories are recognised here (:func:`is_hf_clip_dir`) but loaded by
+:func:`clipforge.loading.load_model_dir`, which dispatches to ``interop``: the models layer never
+imports the layers above it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..common.files import atomic_write, atomic_write_text
 from ..data.tokenizer import Tokenizer
 from .clip import CLIP
 from .config import ModelConfig
@@ -22,19 +24,12 @@ FORMAT = "clipforge"
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_model_dir(directory: str | Path, model: CLIP, tokenizer: Tokenizer | None) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = directory / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": FORMAT})
-    os.replace(tmp, directory / WEIGHTS_FILE)
+    atomic_write(directory / WEIGHTS_FILE,
+                 lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT}))
     if tokenizer is not None:
         tokenizer.save(directory)
     meta = {"format": FORMAT, "format_version": 1, "model": model.config.to_dict()}
@@ -54,18 +49,34 @@ def is_hf_clip_dir(path: str | Path) -> bool:
     return config.get("model_type") == "clip" or "CLIPModel" in config.get("architectures", [])
 
 
+def resolve_model_dir(path: str | Path) -> Path:
+    """A run directory's final model, else its latest complete checkpoint, else ``path`` itself."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".safetensors":
+        return path.parent
+    if is_model_dir(path):
+        return path
+    checkpoints = sorted((path / "checkpoints").glob("step-*")) if path.is_dir() else []
+    complete = [c for c in checkpoints if is_model_dir(c)]
+    if complete:
+        return complete[-1]
+    from . import MODELS
+    raise FileNotFoundError(
+        f"{path}: no model here (expected a run directory, checkpoint, model directory or "
+        f"Hugging Face CLIP directory; registered names: {', '.join(MODELS.names())})")
+
+
 def load_model_dir(directory: str | Path, device: str | torch.device = "cpu"
                    ) -> tuple[CLIP, Tokenizer | None]:
-    """Load a clipforge model directory (or a Hugging Face CLIP directory)."""
+    """Load a clipforge model directory (Hugging Face CLIP directories: ``clipforge.loading``)."""
     directory = Path(directory)
     if not is_model_dir(directory):
         raise FileNotFoundError(f"{directory}: not a model directory (no {CONFIG_FILE})")
-    if is_hf_clip_dir(directory):
-        from ..interop.hf import load_hf_dir
-        return load_hf_dir(directory, device)
     meta = json.loads((directory / CONFIG_FILE).read_text())
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{directory / CONFIG_FILE}: not a clipforge or Hugging Face CLIP config")
+        kind = "a Hugging Face CLIP" if is_hf_clip_dir(directory) else "not a clipforge"
+        raise ValueError(f"{directory / CONFIG_FILE}: {kind} config (load it with "
+                         "clipforge.load or clipforge.loading.load_model_dir)")
     model = CLIP(ModelConfig.from_dict(meta["model"]))
     load_weights(model, directory / WEIGHTS_FILE)
     tokenizer = None

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..common.optional import require
 from ..data.tokenizer import Tokenizer
 from .config import Activation, TextConfig
 from .towers import make_projection
@@ -45,12 +46,7 @@ DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout"
 
 
 def _transformers():
-    try:
-        import transformers
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("a pretrained text tower needs the 'transformers' package "
-                          "(pip install transformers)") from error
-    return transformers
+    return require("transformers", "hf", "a pretrained text tower")
 
 
 def resolve_pretrained_dir(spec: str | Path) -> Path:

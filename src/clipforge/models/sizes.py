@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from .config import ModelConfig, PreprocessConfig, TextConfig, VisionConfig
 
+# Parameter count of each size as built (logit scale included, no buffers), as documented in the
+# README's size table and held by tests/test_model_sizes.py. The ViT rows equal OpenAI CLIP's
+# released checkpoints (ViT-B/32 151,277,313; ViT-B/16 149,620,737; ViT-L/14 427,616,513).
+PARAMETERS: dict[str, int] = {
+    "tiny": 11_781_121,
+    "small": 35_134_465,
+    "ViT-B-32": 151_277_313,
+    "ViT-B-16": 149_620_737,
+    "ViT-L-14": 427_616_513,
+}
+
 # Images of the built-in sets are icons and drawings: mean/std of 0.5 suits them as well as any.
 _SIMPLE_NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 

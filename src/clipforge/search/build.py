@@ -29,9 +29,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..common.files import atomic_write, atomic_write_text
 from .deps import require
 from .index import IndexConfig, build_dense_index
-from .shards import IMAGES_DIR, EmbeddingDir, atomic_write_text
+from .shards import IMAGES_DIR, EmbeddingDir
 from .sparse import SparseIndex
 
 INDEX_INFO, METADATA = "index_info.json", "metadata.parquet"
@@ -94,9 +95,7 @@ def build_index_dir(config: BuildConfig) -> dict:
                                                            "embeddings (not in the index)"
     index, dense_info = build_dense_index(vectors, config.index, queries)
     index_file = out / f"{config.modality}.index"
-    tmp = out / f".tmp-{index_file.name}"
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, index_file)
+    atomic_write(index_file, lambda tmp: faiss.write_index(index, str(tmp)))
     rss_after = rss_bytes()
     del vectors
 

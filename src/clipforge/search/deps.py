@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
+
+from ..common.optional import require as require_optional
 
 _PACKAGES = {"faiss": "faiss-cpu", "scipy": "scipy", "scipy.sparse": "scipy",
              "fastapi": "fastapi", "uvicorn": "uvicorn", "python_multipart": "python-multipart"}
@@ -15,10 +16,5 @@ _PACKAGES = {"faiss": "faiss-cpu", "scipy": "scipy", "scipy.sparse": "scipy",
 
 def require(module: str) -> ModuleType:
     """Import ``module`` or fail with the pip command that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        package = _PACKAGES.get(module, module)
-        raise ImportError(
-            f"clipforge's search tools need {package!r}, which is not installed: "
-            f"pip install 'clipforge[search]' (or pip install {package})") from error
+    return require_optional(module, "search", "clipforge's search tools",
+                            _PACKAGES.get(module, module))

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..common.vectors import l2_normalize as normalized
 from .deps import require
 
 _UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
@@ -114,12 +115,6 @@ def choose_index_key(count: int, dim: int, config: IndexConfig) -> str:
                          f"dimension {dim} (even 1-byte PQ codes need "
                          f"{estimate_bytes(f'IVF{nlist},PQ1', count, dim)} bytes)")
     return f"IVF{nlist},PQ{m}np"      # np: skip polysemous training (slow, unused here)
-
-
-def normalized(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

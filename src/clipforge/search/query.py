@@ -26,13 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..common.vectors import l2_normalize as normalise   # the name of the formulas above
 from ..data.record import to_rgb
-
-
-def normalise(vector: np.ndarray) -> np.ndarray:
-    vector = np.asarray(vector, dtype=np.float32)
-    norm = np.linalg.norm(vector, axis=-1, keepdims=True)
-    return vector / np.maximum(norm, 1e-12)
 
 
 def compose(image_embed: np.ndarray, text_embed: np.ndarray, weight: float = 1.0,

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..common.files import atomic_write_bytes
 from ..data.record import BadRecordError, RawRecord, decode_image
 from ..data.sources.base import MapSource, StreamSource
 
@@ -90,9 +90,7 @@ class TaggedShard(MapSource):
         small.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
         buffer = io.BytesIO()
         small.save(buffer, format="PNG", optimize=True)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, path)
+        atomic_write_bytes(path, buffer.getvalue())
         return picture, relative
 
 

@@ -20,7 +20,6 @@ moment is resumed by recomputing only the shards that are not done.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..common.files import atomic_write, atomic_write_text
 from .deps import require
 
 INFO_FILE, CONFIG_FILE, SKIPPED_FILE = "info.json", "embed_config.json", "skipped.jsonl"
@@ -71,21 +71,6 @@ class ShardData:
         return [*present, "skipped", "metadata"]
 
 
-def _replace_into(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    _replace_into(Path(path), lambda tmp: tmp.write_text(text))
-
-
 def write_shard(directory: Path, index: int, shard: ShardData) -> None:
     """Write every file of shard ``index``; metadata last (a shard is done once all exist)."""
     directory = Path(directory)
@@ -95,7 +80,7 @@ def write_shard(directory: Path, index: int, shard: ShardData) -> None:
             def save(tmp, array=array):
                 with open(tmp, "wb") as handle:
                     np.save(handle, np.ascontiguousarray(array))
-            _replace_into(shard_path(directory, kind, index), save)
+            atomic_write(shard_path(directory, kind, index), save)
     for kind in ("sparse_image", "sparse_text"):
         matrix = getattr(shard, kind)
         if matrix is not None:
@@ -103,14 +88,14 @@ def write_shard(directory: Path, index: int, shard: ShardData) -> None:
             def save_sparse(tmp, matrix=matrix):
                 with open(tmp, "wb") as handle:
                     sparse.save_npz(handle, sparse.csr_matrix(matrix))
-            _replace_into(shard_path(directory, kind, index), save_sparse)
+            atomic_write(shard_path(directory, kind, index), save_sparse)
     lines = "".join(json.dumps({"key": key, "reason": reason}) + "\n"
                     for key, reason in shard.skipped)
     atomic_write_text(shard_path(directory, "skipped", index), lines)
     table = pa.table({"id": pa.array(shard.ids, pa.int64()), "key": shard.keys,
                       "caption": shard.captions, "image_path": shard.image_paths,
                       "thumbnail": shard.thumbnails}, schema=METADATA_SCHEMA)
-    _replace_into(shard_path(directory, "metadata", index), lambda tmp: pq.write_table(table, tmp))
+    atomic_write(shard_path(directory, "metadata", index), lambda tmp: pq.write_table(table, tmp))
 
 
 def shard_done(directory: Path, index: int, kinds: list[str]) -> bool:

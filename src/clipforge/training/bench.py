@@ -17,7 +17,7 @@ from ..models import create_model
 from .config import ObjectiveSpec, OptimSection
 from .module import TrainModule, build_objectives
 from .optim import build_optimizer
-from .precision import autocast, resolve_precision
+from .precision import Precision, autocast, resolve_precision
 
 
 @dataclass
@@ -26,7 +26,7 @@ class BenchConfig:
     batch_size: int = 64
     steps: int = 20
     warmup: int = 3
-    precision: str = "auto"
+    precision: Precision = "auto"
     objectives: tuple[str, ...] = ("clip",)
     threads: int | None = None
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..common.files import atomic_write
 from ..data.tokenizer import Tokenizer
 from ..models.clip import CLIP
 from ..models.io import CONFIG_FILE, WEIGHTS_FILE, is_model_dir, save_model_dir
@@ -50,9 +51,7 @@ def save_objectives(directory: Path, objectives: dict[str, torch.nn.Module]) -> 
                for name, module in objectives.items()
                for key, value in module.state_dict().items()}
     if tensors:
-        tmp = directory / (OBJECTIVES_FILE + ".tmp")
-        save_file(tensors, str(tmp))
-        os.replace(tmp, directory / OBJECTIVES_FILE)
+        atomic_write(directory / OBJECTIVES_FILE, lambda tmp: save_file(tensors, str(tmp)))
 
 
 def load_objectives(directory: Path, objectives: dict[str, torch.nn.Module]) -> None:

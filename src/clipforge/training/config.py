@@ -9,14 +9,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from ..common.precision import PRECISIONS, Precision
+from ..common.yaml_files import load_yaml_mapping, yaml_problem
 from .validate import check_choice, check_number, check_pair, to_float
 
-Precision = Literal["auto", "fp32", "bf16"]
-PRECISIONS = ("auto", "fp32", "bf16")
+if TYPE_CHECKING:          # both import torch; --help must not
+    from ..evaluation.scheduled import EvalSpec
+    from ..models.grow import GrowStage
 
 
 @dataclass
@@ -49,11 +52,14 @@ class ObjectiveSpec:
 
 @dataclass
 class ModelSection:
-    name: str = "tiny"                      # registered size, or a model/run dir to start from
-    overrides: dict[str, Any] = field(default_factory=dict)   # ModelConfig fields, dotted ok
-    tokenizer_vocab_size: int | None = None  # BPE trained on captions; None = the model's
-    grad_checkpointing: bool = False
-    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes, e.g. ["visual"]
+    name: str = "tiny"                      # registered size (clipforge list models) or a
+                                            # model/run directory to continue from
+    overrides: dict[str, Any] = field(default_factory=dict)   # ModelConfig fields, dotted ok,
+                                            # e.g. {vision.layers: 4, projection: mlp}
+    tokenizer_vocab_size: int | None = None  # BPE trained on the captions; null: the model's
+    grad_checkpointing: bool = False         # recompute activations in backward
+    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes (visual,
+                                            # text.encoder); each must match
 
     def __post_init__(self) -> None:
         self.validate()
@@ -67,15 +73,17 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    train: str = "builtin:emoji"
-    val: str | None = "auto"     # auto: the built-in set's val split, else 5 % (≤ 1,000) of
-                                 # the training data held out (setup.open_train_and_val); None
-    batch_size: int = 64
-    workers: int = 2
-    crop_scale: tuple[float, float] = (0.8, 1.0)
+    train: str = "builtin:emoji"             # data spec (--data)
+    val: str | None = "auto"                 # data spec evaluated during and after training;
+                                             # auto: a built-in set's val split, else 5 %
+                                             # (at most 1,000) of the training data held out;
+                                             # null: none (--val none)
+    batch_size: int = 64                     # per process
+    workers: int = 2                         # data-loading processes per process
+    crop_scale: tuple[float, float] = (0.8, 1.0)  # random-resized-crop area range
     epoch_samples: int | None = None         # streams: samples per epoch (default: the shards'
                                              # sizes.json / img2dataset stats, if any)
-    strict: bool = False
+    strict: bool = False                     # stop at the first bad record instead of skipping
 
     def __post_init__(self) -> None:
         self.validate()
@@ -93,13 +101,13 @@ class DataSection:
 
 @dataclass
 class OptimSection:
-    lr: float = 5e-4
-    weight_decay: float = 0.2
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    warmup_fraction: float = 0.05            # of total steps
+    lr: float = 5e-4                         # AdamW peak learning rate
+    weight_decay: float = 0.2                # not on norms, biases, embeddings, logit scale
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW
+    eps: float = 1e-6                        # AdamW
+    warmup_fraction: float = 0.05            # of total steps, linear, then cosine
     min_lr_fraction: float = 0.0             # cosine floor, as a fraction of lr
-    grad_clip: float | None = 1.0
+    grad_clip: float | None = 1.0            # global gradient norm; null: off
     accumulation: int = 1                    # micro-batches per optimizer step
     gradcache_chunk: int | None = None       # GradCache: embed the batch in chunks of this many
                                              # samples; exact gradients (clip/siglip only)
@@ -125,19 +133,24 @@ class OptimSection:
 
 @dataclass
 class RunSection:
-    out: str = "runs/default"
-    epochs: float | None = None              # one of epochs / steps / time_budget
-    steps: int | None = None
-    time_budget: float | None = None         # minutes of training; the schedule fits it
-    seed: int = 0
-    precision: Precision = "auto"            # auto: bf16 where the hardware has it, else fp32
-    log_every: int = 10
-    eval_every: int | None = None            # steps; None: at the end only
-    save_every: int | None = None            # steps; None: at the end only
-    keep_checkpoints: int = 2
-    resume: bool = False
-    overwrite: bool = False                  # replace an earlier run in ``out`` (only a run)
-    progress: bool = True
+    out: str = "runs/default"                # run directory
+    epochs: float | None = None              # exactly one of epochs / steps / time_budget
+                                             # (none given: 1 epoch)
+    steps: int | None = None                 # optimizer steps
+    time_budget: float | None = None         # minutes of training; the schedule is planned
+                                             # from measured step times to fit it
+    seed: int = 0                            # seeds the model, data order and augmentations
+    precision: Precision = "auto"            # auto: bf16 autocast where the hardware runs it
+                                             # fast (CUDA, AVX-512-BF16/AMX CPUs), else fp32
+    log_every: int = 10                      # steps between metrics.jsonl lines
+    eval_every: int | None = None            # steps; null: at the end only
+    save_every: int | None = None            # steps; null: at the end only
+    keep_checkpoints: int = 2                # newest complete checkpoints kept
+    resume: bool = False                     # continue the run in out from its newest intact
+                                             # checkpoint with its saved config.yaml; only the
+                                             # run length (extends) and logging may differ
+    overwrite: bool = False                  # replace an earlier run in out (only a run)
+    progress: bool = True                    # progress bar
 
     def __post_init__(self) -> None:
         self.validate()
@@ -166,9 +179,12 @@ class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     objectives: list[ObjectiveSpec] = field(default_factory=lambda: [ObjectiveSpec("clip")])
+    # each {name, weight, **hyper-parameters}; --objective filip:0.5
     optim: OptimSection = field(default_factory=OptimSection)
     run: RunSection = field(default_factory=RunSection)
-    grow: list[dict[str, Any]] = field(default_factory=list)  # GrowCLIP stages
+    grow: list[GrowStage] = field(default_factory=list)  # GrowCLIP stages (models/grow.py)
+    evals: list[EvalSpec] = field(default_factory=list)  # evaluators run during training
+                                                         # (evaluation/scheduled.py)
 
     # -- building ----------------------------------------------------------------------------
 
@@ -184,18 +200,22 @@ class TrainConfig:
         objectives = data.get("objectives", ["clip"])
         if not isinstance(objectives, list) or not objectives:
             raise ValueError(f"objectives must be a non-empty list, got {objectives!r}")
+        from ..models.grow import GrowStage         # lazy: imports torch
+        run = _section(RunSection, data.get("run", {}), "run")
         return cls(
             model=_section(ModelSection, model, "model"),
             data=_section(DataSection, data.get("data", {}), "data"),
             objectives=[ObjectiveSpec.parse(o) for o in objectives],
             optim=_section(OptimSection, data.get("optim", {}), "optim"),
-            run=_section(RunSection, data.get("run", {}), "run"),
-            grow=list(data.get("grow", [])),
+            run=run,
+            grow=[GrowStage.parse(stage) for stage in data.get("grow") or []],
+            evals=_evals(data.get("evals") or [], run),
         )
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] = ()) -> "TrainConfig":
-        data = read_yaml_mapping(path)
+        """Read ``path`` (its ``base:`` files merged under it) and apply ``key=value`` overrides."""
+        data = load_yaml_mapping(path)
         for override in overrides:
             apply_override(data, override)
         return cls.from_dict(data)
@@ -211,28 +231,22 @@ class TrainConfig:
             check_number(f"objective {spec.name} weight", spec.weight, float)
 
 
-def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """A YAML config file as a dict; a missing file, a syntax error or a non-mapping is a
-    one-line error naming the file (and the line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: {_yaml_problem(error)}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a config file must hold a mapping")
-    return data
-
-
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-    return f"invalid YAML: {where}{problem}"
+def _evals(entries: list[Any], run: RunSection) -> list[EvalSpec]:
+    """``evals:`` entries, checked; ``every`` must fall on the trainer's evaluation steps."""
+    from ..evaluation.scheduled import EvalSpec     # lazy: imports torch
+    if not isinstance(entries, list):
+        raise ValueError("evals: expected a list of {name, data, every, options}")
+    specs = [EvalSpec.parse(entry, f"evals[{i}]") for i, entry in enumerate(entries)]
+    for i, spec in enumerate(specs):
+        if spec.every is not None and (not run.eval_every or spec.every % run.eval_every):
+            raise ValueError(f"evals[{i}].every={spec.every}: must be a multiple of "
+                             f"run.eval_every ({run.eval_every}), the steps the trainer "
+                             "evaluates at")
+    labels = [spec.key for spec in specs]
+    if len(set(labels)) < len(labels):
+        raise ValueError(f"evals: two entries with the label {max(labels, key=labels.count)!r}; "
+                         "give one a distinct label")
+    return specs
 
 
 def _section(section_cls, values: dict[str, Any], name: str):
@@ -268,4 +282,4 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     try:
         node[keys[-1]] = yaml.safe_load(raw)
     except yaml.YAMLError as error:
-        raise ValueError(f"override {override!r}: {_yaml_problem(error)}") from None
+        raise ValueError(f"override {override!r}: {yaml_problem(error)}") from None

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 from functools import lru_cache
 from pathlib import Path
-
 import torch
+
+from ..common.precision import PRECISIONS, Precision  # noqa: F401 (re-exported)
+
 
 
 @lru_cache(maxsize=None)
@@ -25,9 +27,9 @@ def cpu_has_fast_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"unknown precision {precision!r}; expected auto, fp32 or bf16")
+def resolve_precision(precision: Precision, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
     if device.type == "cuda":

@@ -19,19 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..data.sources import MapSource, StreamSource, open_source
 from ..data.transforms import ImageTransform
+from ..evaluation.metrics import modality_gap
 from .config import TrainConfig
-
-
-def modality_gap(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> float:
-    """‖mean(images) − mean(texts)‖₂ for L2-normalised embeddings [N, D] and [M, D]."""
-    if len(image_embeds) == 0 or len(text_embeds) == 0:
-        raise ValueError("the modality gap needs at least one image and one text embedding")
-    difference = image_embeds.float().mean(dim=0) - text_embeds.float().mean(dim=0)
-    return float(difference.norm())
+from .precision import Precision
 
 
 @dataclass
@@ -51,7 +43,7 @@ class RefineConfig:
     hycd_weight: float = 1.0
     weight_decay: float = 0.1
     seed: int = 0
-    precision: str = "auto"
+    precision: Precision = "auto"
     evaluate: bool = True               # zero-shot / retrieval metrics before and after
     progress: bool = True
 

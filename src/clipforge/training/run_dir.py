@@ -24,7 +24,8 @@ from typing import Any
 import yaml
 
 from .checkpoint import checkpoint_problem
-from .config import TrainConfig, read_yaml_mapping
+from ..common.yaml_files import load_yaml_mapping
+from .config import TrainConfig
 
 CONFIG_FILE = "config.yaml"
 # Every name a training run (or ``refine``) writes into its directory.
@@ -108,7 +109,7 @@ def saved_config(out: str | Path) -> dict[str, Any] | None:
     before it was written, the ``config`` a finished run kept in ``metrics.json``."""
     out = Path(out)
     if (out / CONFIG_FILE).is_file():
-        return read_yaml_mapping(out / CONFIG_FILE)
+        return load_yaml_mapping(out / CONFIG_FILE)
     summary = out / "metrics.json"
     if summary.is_file():
         try:

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..models.io import atomic_write_text
+from ..common.files import atomic_write, atomic_write_text
 
 
 class MetricsLog:
@@ -57,7 +57,5 @@ def plot_loss_curve(rows: list[dict[str, Any]], path: Path, title: str = "") -> 
     lr_axis.set_ylabel("learning rate", color="tab:orange")
     axis.set_title(title or "clipforge training")
     figure.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(tmp)
+    atomic_write(path, figure.savefig)
     plt.close(figure)
-    tmp.replace(path)

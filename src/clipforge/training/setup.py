@@ -12,7 +12,6 @@ from ..data.sources import DATA_SOURCES, MapSource, SourceSpec, StreamSource, op
 from ..data.tokenizer import STREAM_TOKENIZER_CAPTIONS, Tokenizer
 from ..data.transforms import ImageTransform
 from ..models import MODELS, CLIP, ModelConfig, create_model, model_config
-from ..models.io import load_model_dir
 from ..objectives import Objective
 from .config import DataSection, ModelSection
 
@@ -67,7 +66,7 @@ def build_model_and_tokenizer(section: ModelSection, objectives: dict[str, Objec
         if not path.exists():
             raise ValueError(f"model {section.name!r} is neither a registered size "
                              f"({', '.join(MODELS.names())}) nor a model directory")
-        from ..loading import resolve_model_dir
+        from ..loading import load_model_dir, resolve_model_dir
         model, tokenizer = load_model_dir(resolve_model_dir(path))
         if tokenizer is None:
             raise ValueError(f"{section.name}: the model directory has no tokenizer")

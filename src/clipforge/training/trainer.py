@@ -219,9 +219,10 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
     if main_process:
         save_model_dir(out, model, tokenizer)
         ckpt.save_objectives(out, dict(module.objectives.items()))
-        if val_source is not None and not (run.eval_every and state["step"] % run.eval_every == 0):
+        ticked = bool(run.eval_every and state["step"] % run.eval_every == 0)
+        if val_source is not None or config.evals:
             evals = evaluate_during_training(model, tokenizer, config, state["step"], out,
-                                             val_source)
+                                             val_source, final=True, done=evals if ticked else {})
         summary = build_summary(config, state, precision, frozen, evals, step_times)
         write_summary(out / "metrics.json", summary)
         plot_loss_curve(log.rows(), out / "loss_curve.png", f"{model.config.name} on "
@@ -312,20 +313,30 @@ def _save(out, step, module, tokenizer, optimizer, state, keep, main_process) ->
 
 
 def evaluate_during_training(model, tokenizer, config: TrainConfig, step: int, out: Path,
-                             val_source: MapSource | None = None) -> dict[str, Any]:
-    """Zero-shot + retrieval on the validation source; appended to ``eval.jsonl``."""
-    if val_source is None:
-        return {}
-    from ..evaluation import evaluate
+                             val_source: MapSource | None = None, final: bool = False,
+                             done: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Zero-shot + retrieval on the validation source, and the ``evals:`` entries due at
+    ``step`` (all of them when ``final``); appended to ``eval.jsonl``. ``done``: metrics this
+    run already computed at ``step`` (the last step fell on ``eval_every``), not recomputed."""
+    from ..evaluation import EncodeConfig, evaluate, run_scheduled
+    from ..evaluation.scheduled import SEPARATOR
     import json
+    done = dict(done or {})
     was_training = model.training
     model.eval()
-    metrics = evaluate(model, eval_transform(model.config.preprocess), tokenizer,
-                       val_source, workers=config.data.workers)
+    preprocess = eval_transform(model.config.preprocess)
+    metrics: dict[str, Any] = {}
+    if val_source is not None and not any(SEPARATOR not in k for k in done):
+        metrics.update(evaluate(model, preprocess, tokenizer, val_source,
+                                workers=config.data.workers))
+    metrics.update(run_scheduled(model, preprocess, tokenizer, config.evals, step, final,
+                                 EncodeConfig(workers=config.data.workers, progress=False),
+                                 {key.split(SEPARATOR)[0] for key in done if SEPARATOR in key}))
     model.train(was_training)
-    with (out / "eval.jsonl").open("a") as handle:
-        handle.write(json.dumps({"step": step, **metrics}) + "\n")
-    return metrics
+    if metrics:
+        with (out / "eval.jsonl").open("a") as handle:
+            handle.write(json.dumps({"step": step, **metrics}) + "\n")
+    return {**done, **metrics}
 
 
 def build_summary(config, state, precision, frozen, evals, step_times) -> dict[str, Any]:
