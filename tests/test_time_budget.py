@@ -38,28 +38,28 @@ def budget_config(out, minutes: float) -> TrainConfig:
 
 
 def test_budget_is_replanned_when_steps_slow_down(tmp_path, monkeypatch, capsys):
-    # a 5 s warm-up step, 1 s steps, then from step 20 on 2 s steps: 5 + 19 + 18·2 = 60 s
-    clock = SteppingClock(lambda k: 5.0 if k == 0 else 1.0 if k < 20 else 2.0)
+    # a 3 s warm-up step, 1 s steps, then from step 10 on 2 s steps: 3 + 9 + 9·2 = 30 s
+    clock = SteppingClock(lambda k: 3.0 if k == 0 else 1.0 if k < 10 else 2.0)
     monkeypatch.setattr(trainer, "step_clock", clock)
-    result = train(budget_config(tmp_path / "run", minutes=1.0), ShapesSource(48))
+    result = train(budget_config(tmp_path / "run", minutes=0.5), ShapesSource(48))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert result.steps == 38                       # planned 56 at 1 s/step, then re-planned
-    assert summary["train_seconds"] <= 60.0
-    assert rows[-1]["step"] == 38
+    assert result.steps == 19                       # planned 28 at 1 s/step, then re-planned
+    assert summary["train_seconds"] <= 30.0
+    assert rows[-1]["step"] == 19
     assert rows[-1]["lr"] == pytest.approx(1e-4)    # decayed to min_lr_fraction · lr
     assert rows[-2]["lr"] > rows[-1]["lr"]
     said = capsys.readouterr().err
-    assert "planned 56 steps" in said and "time budget: 38 steps in 60.0 s" in said
+    assert "planned 28 steps" in said and "time budget: 19 steps in 30.0 s" in said
 
 
 def test_budget_plans_more_steps_when_steps_speed_up(tmp_path, monkeypatch):
-    # 2 s steps, then 0.5 s steps from step 10: 2 + 9·2 + 80·0.5 = 60 s
-    clock = SteppingClock(lambda k: 2.0 if k < 10 else 0.5)
+    # 2 s steps, then 0.5 s steps from step 4: 4·2 + 14·0.5 = 15 s
+    clock = SteppingClock(lambda k: 2.0 if k < 4 else 0.5)
     monkeypatch.setattr(trainer, "step_clock", clock)
-    result = train(budget_config(tmp_path / "run", minutes=1.0), ShapesSource(48))
+    result = train(budget_config(tmp_path / "run", minutes=0.25), ShapesSource(48))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
-    assert result.steps == 90
+    assert result.steps == 18
     assert rows[-1]["lr"] == pytest.approx(1e-4)
 
 
