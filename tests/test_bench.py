@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-import clipforge
 from clipforge.cli.main import main
 from clipforge.objectives import OBJECTIVES
 from clipforge.training import bench as bench_module
 from clipforge.training import step as step_module
 from clipforge.training.bench import BenchConfig, bench_train
 
-from synthetic import micro_model_overrides
+from synthetic import micro_model_overrides, save_micro_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -31,20 +30,8 @@ def config_for(objective: str) -> Path | None:
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory) -> Path:
-    """A micro model directory standing in for the trained teacher / start model."""
-    from clipforge.data.tokenizer import Tokenizer
-    from clipforge.models.io import save_model_dir
-    from clipforge.training.setup import build_model_config, set_dotted
-    from clipforge.training.config import ModelSection
-    config = build_model_config(ModelSection(overrides=micro_model_overrides()), {})
-    tokenizer = Tokenizer.train(["a red circle", "a blue square"] * 20, vocab_size=300,
-                                context_length=16)
-    set_dotted(config, "text.vocab_size", tokenizer.vocab_size)
-    set_dotted(config, "text.eos_token_id", tokenizer.eot_id)
-    set_dotted(config, "text.pad_token_id", tokenizer.pad_id)
-    directory = tmp_path_factory.mktemp("teacher")
-    save_model_dir(directory, clipforge.create_model(config), tokenizer)
-    return directory
+    """A micro model directory standing in for the trained teacher."""
+    return save_micro_model(tmp_path_factory.mktemp("teacher"))
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES.names())

@@ -74,3 +74,11 @@ def test_planner_leaves_out_the_warmup_step_and_reacts_to_the_last_one():
     planner.observe(3.0)                            # a slow-down counts at once
     assert planner.plan(7, 18.0) == 7 + 27
     assert planner.plan(7, 101.0) == 7              # over budget: stop
+
+
+@pytest.mark.parametrize("total", [2, 3, 20])
+def test_the_last_step_runs_at_the_floor_however_short_the_plan(total):
+    from clipforge.training.optim import WarmupCosine
+    schedule = WarmupCosine(1.0, total, warmup_fraction=0.05, min_lr_fraction=0.1)
+    assert schedule.lr(total - 1) == pytest.approx(0.1)
+    assert schedule.lr(0) > schedule.lr(total - 1)

@@ -57,7 +57,8 @@ class WarmupCosine:
         warmup = self.warmup_steps
         if step < warmup:
             return self.base_lr * (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, self.total_steps - 1 - warmup))
+        decay_steps = self.total_steps - 1 - warmup      # 0: the step after warm-up is the last
+        progress = min(1.0, (step - warmup) / decay_steps) if decay_steps > 0 else 1.0
         floor = self.base_lr * self.min_lr_fraction
         return floor + (self.base_lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 

@@ -41,7 +41,9 @@ class RefineConfig:
     out: str                            # run directory for the refined model
     val: str | None = None              # data for the gap and metrics; None = ``data``
     lr: float = 1e-5                    # small: a post-pre-training nudge, not a re-train
-    epochs: float = 1.0
+    epochs: float | None = None         # run length: one of epochs / steps / time_budget
+    steps: int | None = None            #   (none given: one epoch, as in the paper)
+    time_budget: float | None = None    # minutes of training, the schedule fitted to them
     batch_size: int = 64
     workers: int = 2
     alpha: float = 0.5                  # HyCD blend of identity and teacher targets
@@ -83,9 +85,18 @@ def train_config(config: RefineConfig) -> TrainConfig:
             {"name": "rafa", "weight": config.rafa_weight},
         ],
         "optim": {"lr": config.lr, "weight_decay": config.weight_decay},
-        "run": {"out": config.out, "epochs": config.epochs, "seed": config.seed,
+        "run": {"out": config.out, **run_length(config), "seed": config.seed,
                 "precision": config.precision, "progress": config.progress},
     })
+
+
+def run_length(config: RefineConfig) -> dict[str, float]:
+    """The one run-length option given (train's rule), or one epoch."""
+    given = {k: v for k, v in (("epochs", config.epochs), ("steps", config.steps),
+                               ("time_budget", config.time_budget)) if v is not None}
+    if len(given) > 1:
+        raise ValueError(f"give one of --epochs, --steps, --time-budget (got {sorted(given)})")
+    return given or {"epochs": 1.0}
 
 
 def refine(config: RefineConfig, train_source: MapSource | StreamSource | None = None,

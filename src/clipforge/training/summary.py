@@ -53,7 +53,7 @@ def budget_line(minutes: float, planned: int, planner: BudgetPlanner, state: Tra
                                          step_seconds / max(1, samples_per_step))
     final_eval = (f"final eval ~{eval_seconds:.0f} s" if eval_seconds is not None
                   else "no final eval")
-    return (f"time budget {minutes:g} min: planned {planned} steps at {step_seconds:.3g} s/step "
+    return (f"time budget {minutes:g} min: planned {planned} step{'s' * (planned != 1)} at {step_seconds:.3g} s/step "
             f"(re-planned as the speed changes); {final_eval}; evals and checkpoints are not "
             f"counted in the budget")
 

@@ -163,11 +163,13 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
     window_samples, window_start = 0, time.perf_counter()
     evals: dict[str, Any] = {}
     lr: float | None = None          # of the last step this process ran
+    announced = False                # the budget's plan was said
     while True:
         if planner is not None:
             planned = planner.plan(state.step, state.train_seconds)
-            if planned is not None and planned != state.total_steps:
-                if main_process and len(step_times) == 2:    # the first real estimate
+            if planned is not None:
+                if main_process and not announced and (planner.seen > 1 or planned <= state.step):
+                    announced = True          # from the first estimate past the warm-up step
                     val_source = val_source or open_val_source(config)
                     console.say(budget_line(run.time_budget, planned, planner, state,
                                             config.data.batch_size * config.optim.accumulation
