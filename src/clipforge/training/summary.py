@@ -29,8 +29,8 @@ def run_header(config: TrainConfig, model, source, per_epoch: int | None, state:
         plan = (f"time budget {run.time_budget:g} min of training: steps planned from the "
                 f"measured step time, re-planned every step")
     else:
-        length = f"{run.epochs:g} epochs" if run.epochs is not None else f"{run.steps} steps"
-        plan = f"{length} = {count(state.total_steps)} steps"
+        plan = f"{run.steps} steps" if run.steps is not None else \
+            f"{run.epochs:g} epochs = {count(state.total_steps)} steps"
     objectives = " + ".join(f"{s.name}" + (f"×{s.weight:g}" if s.weight != 1 else "")
                             for s in config.objectives)
     lines = [
@@ -60,3 +60,12 @@ def budget_line(minutes: float, planned: int, planner: BudgetPlanner, state: Tra
 
 def open_val_source(config: TrainConfig):
     return open_source(config.data.val) if config.data.val else None
+
+
+def eval_sizes(source) -> dict[str, int | None]:
+    """Images, captions and classes of a validation source: what chance levels depend on."""
+    if not isinstance(source, MapSource):
+        return {}
+    classes = source.class_names()
+    return {"images": len(source), "texts": sum(1 for _ in source.captions()),
+            "classes": len(classes) if classes else None}

@@ -37,7 +37,7 @@ from .setup import (build_model_and_tokenizer, build_train_loader, check_model_s
                     open_train_source)
 from .state import TrainState
 from .step import optimizer_step
-from .summary import budget_line, open_val_source, run_header
+from .summary import budget_line, eval_sizes, open_val_source, run_header
 
 PROVISIONAL_STEPS = 1000      # a time budget's schedule length until the first step is timed
 step_clock = time.perf_counter    # times the steps a budget counts (a test can replace it)
@@ -244,6 +244,8 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
         summary = build_summary(config, state, precision, frozen, evals, step_times)
         summary["lr_final"] = lr
         summary["outside_budget_seconds"] = {k: round(v, 2) for k, v in side_seconds.items()}
+        if evals:                      # for the chance column of the end-of-run table
+            summary["eval_sizes"] = eval_sizes(val_source or open_val_source(config))
         write_summary(out / "metrics.json", summary)
         plot_loss_curve(log.rows(), out / "loss_curve.png", f"{model.config.name} on "
                         f"{config.data.train}")
