@@ -117,7 +117,8 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
     if resume_from is not None:   # the checkpoint holds the model as it was (incl. growth)
         model_section = type(config.model)(**{**config.model.__dict__, "name": str(resume_from)})
     if main_process:
-        console.say(f"building the model and tokenizer ({model_section.name}) for {config.data.train}")
+        console.say(f"building the model and tokenizer ({model_section.name}) for "
+                    f"{config.data.train}")
     model, tokenizer = build_model_and_tokenizer(model_section, objectives, source)
     model.to(device).train()
     if config.model.grad_checkpointing:
@@ -218,18 +219,19 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
             progress.logged(row)
             if log:
                 log.write(row)
-        side_started = time.perf_counter()
         if run.eval_every and step % run.eval_every == 0 and main_process:
+            side_started = time.perf_counter()
             evals = evaluate_during_training(model, tokenizer, config, step, out, val_source)
             side_seconds["eval"] += time.perf_counter() - side_started
         if run.save_every and step % run.save_every == 0:
+            side_started = time.perf_counter()
             _save(out, step, module, tokenizer, optimizer, state, run.keep_checkpoints,
                   main_process)
             side_seconds["checkpoint"] += time.perf_counter() - side_started
     progress.close()
     if planner is not None and main_process:
         console.say(f"time budget: {state.step} steps in {state.train_seconds:.1f} s of training "
-                    f"(budget {planner.seconds:.0f} s), last lr {lr}")
+                    f"(budget {planner.seconds:.0f} s), last lr {lr or 0:.3g}")
     _save(out, state.step, module, tokenizer, optimizer, state, run.keep_checkpoints,
           main_process)
     if main_process:
