@@ -9,9 +9,10 @@ EPILOG = """examples:
   clipforge bench train --model tiny --batch-size 64 --steps 20 --json
   clipforge bench train --objective clip --objective filip:0.5 --precision fp32
   clipforge bench train --config configs/dreamlip.yaml --steps 5
-  clipforge bench train --config configs/siglip.yaml optim.gradcache_chunk=16
+  clipforge bench train optim.gradcache_chunk=16 --objective siglip --batch-size 256
 
-Progress goes to stderr, the result to stdout (one JSON object with --json)."""
+KEY=VALUE overrides come right after "train". Progress goes to stderr, the result to stdout
+(one JSON object with --json)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

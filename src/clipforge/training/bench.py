@@ -41,7 +41,7 @@ WORDS = ("red blue green small large round square cat dog tree house car bird fl
 
 @dataclass
 class BenchConfig:
-    model: str = "tiny"
+    model: str | None = None              # None: the config's model, else "tiny"
     batch_size: int = 64
     steps: int = 20
     warmup: int = 3                       # untimed steps first (allocation, kernel choice)
@@ -89,10 +89,11 @@ def bench_config_to_train(config: BenchConfig) -> TrainConfig:
     """The run a benchmark stands for: the YAML (if any), its overrides, then the flags."""
     if config.config:
         train = TrainConfig.from_yaml(config.config, list(config.overrides))
-        if config.model != BenchConfig.model:
+        if config.model is not None:
             train.model = dataclasses.replace(train.model, name=config.model)
     else:
-        data: dict = {"model": {"name": config.model}, "objectives": list(config.objectives)}
+        data: dict = {"model": {"name": config.model or "tiny"},
+                      "objectives": list(config.objectives)}
         for override in config.overrides:
             apply_override(data, override)
         train = TrainConfig.from_dict(data)
