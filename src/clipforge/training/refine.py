@@ -24,6 +24,7 @@ import torch
 from ..data.sources import MapSource, StreamSource, open_source
 from ..data.transforms import ImageTransform
 from .config import TrainConfig
+from .console import say
 
 
 def modality_gap(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> float:
@@ -112,9 +113,13 @@ def refine(config: RefineConfig, train_source: MapSource | StreamSource | None =
     if tokenizer is None:
         raise ValueError(f"{config.model}: the model has no tokenizer files")
     val = val_source or open_source(config.val or config.data)
+    measured = "the modality gap" + (" and zero-shot / retrieval metrics" if config.evaluate
+                                     else "")
+    say(f"refine: measuring {measured} of {config.model} on {config.val or config.data}")
     before = measure(start, preprocess, tokenizer, val, config)
     del start
     result = train(train_config(config), train_source)
+    say(f"refine: measuring {measured} of the refined model")
     refined, preprocess, tokenizer = load(config.out)
     after = measure(refined, preprocess, tokenizer, val, config)
     report = {"gap_before": before["modality_gap"], "gap_after": after["modality_gap"],
