@@ -31,12 +31,17 @@ from .config import TrainConfig, apply_override
 from .module import TrainModule, build_objectives
 from .optim import build_optimizer
 from .precision import resolve_precision
-from .setup import build_model_and_tokenizer, build_model_config, build_train_loader, freeze
+from .setup import (
+    build_model_and_tokenizer,
+    build_model_config,
+    build_train_loader,
+    freeze,
+)
 from .state import TrainState
 from .step import optimizer_step
 
-WORDS = ("red blue green small large round square cat dog tree house car bird flower sun "
-         "moon face hand star boat").split()
+WORDS = ("red", "blue", "green", "small", "large", "round", "square", "cat", "dog", "tree",
+         "house", "car", "bird", "flower", "sun", "moon", "face", "hand", "star", "boat")
 
 
 @dataclass

@@ -22,7 +22,7 @@ def is_terminal() -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-def count(value: int | float | None) -> str:
+def count(value: float | None) -> str:
     return "unknown" if value is None else f"{value:,}"
 
 

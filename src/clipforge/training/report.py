@@ -42,9 +42,9 @@ def chance_level(metric: str, sizes: dict[str, int | None]) -> float | None:
 
 def format_summary(summary: dict[str, Any], out: Path) -> str:
     lines = [f"run: {out}",
-             f"steps {summary['steps']}  samples {summary['samples_seen']}  "
+             (f"steps {summary['steps']}  samples {summary['samples_seen']}  "
              f"train time {summary['train_seconds']:.0f} s  precision {summary['precision']}  "
-             f"skipped records {summary['skipped_records']['count']}"]
+             f"skipped records {summary['skipped_records']['count']}")]
     metrics = {k: v for k, v in (summary.get("eval") or {}).items()
                if isinstance(v, (int, float))}
     if metrics:
@@ -72,10 +72,10 @@ def next_steps(out: Path, summary: dict[str, Any]) -> list[str]:
     if val:
         lines.append(f"  clipforge eval retrieval --model {quoted(run)} --data {quoted(val)}")
     lines += [
-        f"  clipforge embed --model {quoted(run)} --data {quoted(train)} "
-        f"--out {quoted(run + '/embeddings')}",
-        f"  clipforge index --embeddings {quoted(run + '/embeddings')} "
-        f"--out {quoted(run + '/index')}",
+        (f"  clipforge embed --model {quoted(run)} --data {quoted(train)} "
+        f"--out {quoted(run + '/embeddings')}"),
+        (f"  clipforge index --embeddings {quoted(run + '/embeddings')} "
+        f"--out {quoted(run + '/index')}"),
         f"  clipforge serve --index {quoted(run + '/index')}",
     ]
     return lines

@@ -32,7 +32,7 @@ class TrainState:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, saved: dict[str, Any]) -> "TrainState":
+    def from_dict(cls, saved: dict[str, Any]) -> TrainState:
         """The state in a checkpoint's dict; other keys (``optimizer``, ``rng``) are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in saved.items() if k in names})

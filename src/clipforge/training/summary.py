@@ -34,10 +34,10 @@ def run_header(config: TrainConfig, model, source, per_epoch: int | None, state:
     objectives = " + ".join(f"{s.name}" + (f"×{s.weight:g}" if s.weight != 1 else "")
                             for s in config.objectives)
     lines = [
-        f"train {model.config.name} ({parameters / 1e6:.2f} M parameters, {precision}) "
-        f"with {objectives}",
-        f"data {data.train}: {count(source_size(source))} samples, {batch}, "
-        f"{count(per_epoch)} steps per epoch; validation: {data.val or 'none'}",
+        (f"train {model.config.name} ({parameters / 1e6:.2f} M parameters, {precision}) "
+        f"with {objectives}"),
+        (f"data {data.train}: {count(source_size(source))} samples, {batch}, "
+        f"{count(per_epoch)} steps per epoch; validation: {data.val or 'none'}"),
         f"plan: {plan}; out {run.out}",
     ]
     if resume_from is not None:
