@@ -27,7 +27,7 @@ from ..data.sources import MapSource
 from ..data.tokenizer import Tokenizer
 from ..models import MODELS, create_model
 from . import console
-from .config import TrainConfig, apply_override
+from .config import Precision, TrainConfig, apply_override
 from .module import TrainModule, build_objectives
 from .optim import build_optimizer
 from .precision import resolve_precision
@@ -50,7 +50,7 @@ class BenchConfig:
     batch_size: int = 64
     steps: int = 20
     warmup: int = 3                       # untimed steps first (allocation, kernel choice)
-    precision: str = "auto"
+    precision: Precision = "auto"
     objectives: tuple[str, ...] = ("clip",)   # NAME[:WEIGHT]; ignored when a config names them
     threads: int | None = None            # torch intra-op threads; None: torch's default
     config: str | None = None             # a train YAML: its model, objectives, optim, grow

@@ -172,7 +172,7 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
                 if main_process and not announced and (planner.seen > 1 or planned <= state.step):
                     announced = True          # from the first estimate past the warm-up step
                     val_source = val_source or open_val_source(config)
-                    console.say(budget_line(run.time_budget, planned, planner, state,
+                    console.say(budget_line(planner.seconds / 60, planned, planner, state,
                                             config.data.batch_size * config.optim.accumulation
                                             * world, val_source))
                 state.total_steps = planned
