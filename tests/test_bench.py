@@ -69,3 +69,10 @@ def test_bench_cli_takes_a_config_and_overrides(capsys):
     result = json.loads(captured.out)
     assert result["objectives"] == ["tcl"] and result["batch_size"] == 4
     assert "bench: step 1/1" in captured.err      # says what it is doing while it runs
+
+
+def test_bench_objective_flags_replace_the_configs(capsys):
+    assert main(["bench", "train", f"model.overrides={json.dumps(micro_model_overrides())}",
+                 "--config", str(CONFIGS / "tcl.yaml"), "--objective", "siglip",
+                 "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["objectives"] == ["siglip"]

@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                         help="auto: bf16 where the hardware has it, else fp32 (default auto)")
     parser.add_argument("--objective", action="append", metavar="NAME[:WEIGHT]",
-                        help="objective (repeatable; default clip); with --config the "
-                        "config's objectives are used")
+                        help="objective (repeatable; default clip, or the config's; given "
+                        "with --config, replaces the config's objectives)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 

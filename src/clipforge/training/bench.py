@@ -27,7 +27,7 @@ from ..data.sources import MapSource
 from ..data.tokenizer import Tokenizer
 from ..models import MODELS, create_model
 from . import console
-from .config import Precision, TrainConfig, apply_override
+from .config import ObjectiveSpec, Precision, TrainConfig, apply_override
 from .module import TrainModule, build_objectives
 from .optim import build_optimizer
 from .precision import resolve_precision
@@ -51,7 +51,7 @@ class BenchConfig:
     steps: int = 20
     warmup: int = 3                       # untimed steps first (allocation, kernel choice)
     precision: Precision = "auto"
-    objectives: tuple[str, ...] = ("clip",)   # NAME[:WEIGHT]; ignored when a config names them
+    objectives: tuple[str, ...] | None = None  # NAME[:WEIGHT]; None: the config's, else clip
     threads: int | None = None            # torch intra-op threads; None: torch's default
     config: str | None = None             # a train YAML: its model, objectives, optim, grow
     overrides: list[str] = field(default_factory=list)   # key=value on that config
@@ -96,9 +96,11 @@ def bench_config_to_train(config: BenchConfig) -> TrainConfig:
         train = TrainConfig.from_yaml(config.config, list(config.overrides))
         if config.model is not None:
             train.model = dataclasses.replace(train.model, name=config.model)
+        if config.objectives is not None:
+            train.objectives = [ObjectiveSpec.parse(o) for o in config.objectives]
     else:
         data: dict = {"model": {"name": config.model or "tiny"},
-                      "objectives": list(config.objectives)}
+                      "objectives": list(config.objectives or ["clip"])}
         for override in config.overrides:
             apply_override(data, override)
         train = TrainConfig.from_dict(data)
