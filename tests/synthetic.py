@@ -73,3 +73,19 @@ def micro_train_module(objective: str = "clip", params: dict | None = None):
     config.text.vocab_size = 64
     torch.manual_seed(0)
     return TrainModule(create_model(config), objectives, {objective: 1.0})
+
+
+def save_micro_model(directory):
+    """A micro model directory (with tokenizer) to start from: a teacher, a model to refine."""
+    import clipforge
+    from clipforge.data.tokenizer import Tokenizer
+    from clipforge.models.io import save_model_dir
+    from clipforge.training.config import ModelSection
+    from clipforge.training.setup import build_model_config
+
+    config = build_model_config(ModelSection(overrides=micro_model_overrides()), {})
+    tokenizer = Tokenizer.train(ShapesSource(24).captions(), vocab_size=300, context_length=16)
+    config.text.vocab_size = tokenizer.vocab_size
+    config.text.eos_token_id, config.text.pad_token_id = tokenizer.eot_id, tokenizer.pad_id
+    save_model_dir(directory, clipforge.create_model(config), tokenizer)
+    return directory

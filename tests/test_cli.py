@@ -88,8 +88,9 @@ def test_bad_input_exits_2_naming_it(argv, needle, capsys, tmp_path):
 
 
 def test_bench_train_contract(capsys):
-    assert main(["bench", "train", "--model", "tiny", "--batch-size", "4", "--steps", "2",
-                 "--warmup", "1", "--json"]) == 0
+    micro = json.dumps(micro_model_overrides())          # the contract, not the speed
+    assert main(["bench", "train", f"model.overrides={micro}", "--model", "tiny",
+                 "--batch-size", "4", "--steps", "2", "--warmup", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     for key in ("batch_size", "precision", "samples_per_s", "step_ms_median", "embed_dim",
                 "vision", "text"):

@@ -43,6 +43,7 @@ class LoaderConfig:
     extra_inputs: tuple[str | ExtraInput, ...] = ()   # names in data.extras or objects
     prefetch_factor: int = 4
     jpeg_draft: bool = True            # decode big JPEGs at 1/2, 1/4, 1/8 scale when enough
+    persistent_workers: bool = True    # workers live across epochs (no restart, no re-import)
 
 
 @dataclass
@@ -120,10 +121,40 @@ def with_jpeg_draft(record: RawRecord, transform: ImageTransform) -> RawRecord:
     return dataclasses.replace(record, image=image)
 
 
-class MapDataset(Dataset):
+class SharedPosition:
+    """Epoch and resume point of a dataset, in shared memory so persistent workers see them.
+
+    A persistent DataLoader worker keeps its own copy of the dataset for the whole run, so a
+    plain attribute set in the main process after the worker started would never reach it. The
+    values live in a shared tensor instead (inherited by forked workers, passed by handle to
+    spawned ones) and are set before ``iter(loader)`` starts an epoch, while workers are idle.
+    """
+
+    def __init__(self):
+        self._position = torch.zeros(2, dtype=torch.long).share_memory_()   # [epoch, skip]
+
+    @property
+    def epoch(self) -> int:
+        return int(self._position[0])
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._position[0] = value
+
+    @property
+    def skip_batches(self) -> int:
+        """Batches of this epoch already consumed (streams, set on resume)."""
+        return int(self._position[1])
+
+    @skip_batches.setter
+    def skip_batches(self, value: int) -> None:
+        self._position[1] = value
+
+
+class MapDataset(SharedPosition, Dataset):
     def __init__(self, source: MapSource, maker: SampleMaker, seed: int):
+        super().__init__()
         self.source, self.maker, self.seed = source, maker, seed
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.source)
@@ -132,7 +163,7 @@ class MapDataset(Dataset):
         return self.maker(self.source[index], sample_rng(self.seed, self.epoch, index))
 
 
-class StreamDataset(IterableDataset):
+class StreamDataset(SharedPosition, IterableDataset):
     """A stream source's records as samples, resumable mid-epoch.
 
     With W DataLoader workers, batch i of an epoch comes from worker i mod W (the DataLoader
@@ -149,13 +180,13 @@ class StreamDataset(IterableDataset):
 
     def __init__(self, source: StreamSource, maker: SampleMaker, seed: int, batch_size: int = 1,
                  drop_last: bool = False):
+        super().__init__()
         self.source, self.maker, self.seed = source, maker, seed
         self.batch_size, self.drop_last = batch_size, drop_last
-        self.epoch = 0
-        self.skip_batches = 0     # batches of this epoch already consumed (set on resume)
 
     def __iter__(self) -> Iterator[Sample]:
-        self.source.set_epoch(self.epoch)
+        epoch = self.epoch                 # read once: the main process may move on
+        self.source.set_epoch(epoch)
         worker = get_worker_info()
         worker_id, workers = (worker.id, worker.num_workers) if worker else (0, 1)
         skip = self.skip_batches // workers * self.batch_size
@@ -164,7 +195,7 @@ class StreamDataset(IterableDataset):
         for position, record in enumerate(self.source):
             if position < skip:
                 continue
-            sample = self.maker(record, sample_rng(self.seed, self.epoch, hash((salt, position))))
+            sample = self.maker(record, sample_rng(self.seed, epoch, hash((salt, position))))
             if not self.drop_last:
                 yield sample
                 continue
@@ -239,7 +270,8 @@ def build_loader(source: MapSource | StreamSource, transform: ImageTransform,
     # own generator: worker seeding must not consume the global RNG (exact resume)
     common = dict(batch_size=config.batch_size, num_workers=config.workers, collate_fn=collate,
                   generator=torch.Generator().manual_seed(config.seed),
-                  drop_last=config.drop_last, persistent_workers=False)
+                  drop_last=config.drop_last,
+                  persistent_workers=config.persistent_workers and config.workers > 0)
     if config.workers > 0:
         common["prefetch_factor"] = config.prefetch_factor
     if isinstance(source, StreamSource):

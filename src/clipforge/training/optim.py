@@ -36,7 +36,8 @@ def build_optimizer(named_parameters: Iterable[tuple[str, nn.Parameter]],
 
 @dataclass
 class WarmupCosine:
-    """lr(step) = lr · step/warmup during warm-up, then a cosine from lr down to lr·min_fraction.
+    """lr(step) = lr · (step+1)/warmup during warm-up, then a cosine from lr down to
+    lr·min_fraction, reached at the last step (``total_steps − 1``, 0-based): a run ends decayed.
 
     ``total_steps`` may be set after construction (a time budget plans it from measured speed);
     the schedule is a pure function of (step, total_steps), so resume reproduces it exactly.
@@ -56,7 +57,8 @@ class WarmupCosine:
         warmup = self.warmup_steps
         if step < warmup:
             return self.base_lr * (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
+        decay_steps = self.total_steps - 1 - warmup      # 0: the step after warm-up is the last
+        progress = min(1.0, (step - warmup) / decay_steps) if decay_steps > 0 else 1.0
         floor = self.base_lr * self.min_lr_fraction
         return floor + (self.base_lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 

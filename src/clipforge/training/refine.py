@@ -24,6 +24,7 @@ from ..data.transforms import ImageTransform
 from ..evaluation.metrics import modality_gap
 from .config import TrainConfig
 from .precision import Precision
+from .console import say
 
 
 @dataclass
@@ -33,7 +34,9 @@ class RefineConfig:
     out: str                            # run directory for the refined model
     val: str | None = None              # data for the gap and metrics; None = ``data``
     lr: float = 1e-6                    # the paper's: a post-pre-training nudge, not a re-train
-    epochs: float = 1.0
+    epochs: float | None = None         # run length: one of epochs / steps / time_budget
+    steps: int | None = None            #   (none given: one epoch, as in the paper)
+    time_budget: float | None = None    # minutes of training, the schedule fitted to them
     batch_size: int = 64
     workers: int = 2
     alpha: float = 0.5                  # HyCD blend of identity and teacher targets
@@ -76,9 +79,18 @@ def train_config(config: RefineConfig) -> TrainConfig:
             {"name": "rafa", "weight": config.rafa_weight},
         ],
         "optim": {"lr": config.lr, "weight_decay": config.weight_decay},
-        "run": {"out": config.out, "epochs": config.epochs, "seed": config.seed,
+        "run": {"out": config.out, **run_length(config), "seed": config.seed,
                 "precision": config.precision, "progress": config.progress},
     })
+
+
+def run_length(config: RefineConfig) -> dict[str, float]:
+    """The one run-length option given (train's rule), or one epoch."""
+    given = {k: v for k, v in (("epochs", config.epochs), ("steps", config.steps),
+                               ("time_budget", config.time_budget)) if v is not None}
+    if len(given) > 1:
+        raise ValueError(f"give one of --epochs, --steps, --time-budget (got {sorted(given)})")
+    return given or {"epochs": 1.0}
 
 
 def refine(config: RefineConfig, train_source: MapSource | StreamSource | None = None,
@@ -94,9 +106,13 @@ def refine(config: RefineConfig, train_source: MapSource | StreamSource | None =
     if tokenizer is None:
         raise ValueError(f"{config.model}: the model has no tokenizer files")
     val = val_source or open_source(config.val or config.data)
+    measured = "the modality gap" + (" and zero-shot / retrieval metrics" if config.evaluate
+                                     else "")
+    say(f"refine: measuring {measured} of {config.model} on {config.val or config.data}")
     before = measure(start, preprocess, tokenizer, val, config)
     del start
     result = train(train_config(config), train_source)
+    say(f"refine: measuring {measured} of the refined model")
     refined, preprocess, tokenizer = load(config.out)
     after = measure(refined, preprocess, tokenizer, val, config)
     report = {"gap_before": before["modality_gap"], "gap_after": after["modality_gap"],

@@ -17,27 +17,30 @@ from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from .. import distributed
 from ..data.loader import set_loader_epoch
-from ..data.record import BadRecordError
 from ..data.sources import MapSource, StreamSource
 from ..data.transforms import eval_transform
 from ..models.grow import apply_grow_schedule, validate_grow_schedule
 from ..models.io import save_model_dir
 from . import checkpoint as ckpt
-from . import run_dir
+from . import console, run_dir
+from .budget import BudgetPlanner
 from .config import TrainConfig
-from .gradcache import check_gradcache, gradcache_step
+from .gradcache import check_gradcache
 from .module import TrainModule, build_objectives
 from .optim import WarmupCosine, build_optimizer
-from .precision import autocast, resolve_precision
+from .precision import resolve_precision
 from .run_log import MetricsLog, plot_loss_curve, write_summary
 from .setup import (build_model_and_tokenizer, build_train_loader, check_model_section, freeze,
                     open_train_and_val)
+from .state import TrainState
+from .step import optimizer_step
+from .summary import budget_line, eval_sizes, run_header
 
-PLAN_AFTER_STEPS = 6          # a time budget is planned from the step times measured so far
+PROVISIONAL_STEPS = 1000      # a time budget's schedule length until the first step is timed
+step_clock = time.perf_counter    # times the steps a budget counts (a test can replace it)
 
 
 @dataclass
@@ -116,6 +119,9 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
     model_section = config.model
     if resume_from is not None:   # the checkpoint holds the model as it was (incl. growth)
         model_section = type(config.model)(**{**config.model.__dict__, "name": str(resume_from)})
+    if main_process:
+        console.say(f"building the model and tokenizer ({model_section.name}) for "
+                    f"{config.data.train}")
     model, tokenizer = build_model_and_tokenizer(model_section, objectives, source)
     model.to(device).train()
     if config.model.grad_checkpointing:
@@ -137,149 +143,129 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
 
     per_epoch = steps_per_epoch(source, config.data.batch_size * config.optim.accumulation, world,
                                 config.data.epoch_samples)
-    total_steps = plan_total_steps(run, per_epoch)
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "samples": 0,
-                             "skipped": 0, "skipped_per_epoch": {}, "skipped_examples": [],
-                             "train_seconds": 0.0, "total_steps": total_steps}
+    state = TrainState(total_steps=plan_total_steps(run, per_epoch))
     if resume_from is not None:
         saved = ckpt.load_training_state(resume_from)
         optimizer.load_state_dict(saved["optimizer"])
         ckpt.set_rng_state(saved["rng"])
-        state.update({k: v for k, v in saved.items() if k in state})
+        state = TrainState.from_dict({**state.to_dict(), **saved})
         if resume and resume.extends:
-            state["total_steps"] = run_dir.extended_total(total_steps, state["step"])
-    schedule = WarmupCosine(config.optim.lr, state["total_steps"] or 10**6,
+            state.total_steps = run_dir.extended_total(plan_total_steps(run, per_epoch),
+                                                       state.step)
+    planner = BudgetPlanner(run.time_budget * 60) if run.time_budget else None
+    schedule = WarmupCosine(config.optim.lr, state.total_steps or PROVISIONAL_STEPS,
                             config.optim.warmup_fraction, config.optim.min_lr_fraction)
-    batches = _Batches(loader, state["epoch"], state["batch_in_epoch"],
+    if main_process:
+        console.say(run_header(config, model, source, per_epoch, state, precision, resume_from))
+    batches = _Batches(loader, state.epoch, state.batch_in_epoch,
                        None if isinstance(source, MapSource) or per_epoch is None
                        else per_epoch * config.optim.accumulation)
     distributed.barrier()       # every rank has checked --out before rank 0 writes there
     if main_process:
         run_dir.start_run_dir(config, resume)
-    log = MetricsLog(out / "metrics.jsonl", state["step"] if resume_from else None) \
+    log = MetricsLog(out / "metrics.jsonl", state.step if resume_from else None) \
         if main_process else None
 
-    progress = tqdm(total=state["total_steps"], initial=state["step"], unit="step",
-                    disable=not (run.progress and main_process), dynamic_ncols=True,
-                    desc=f"train {model.config.name}")
+    progress = console.Progress(run.progress and main_process, state.total_steps, state.step,
+                                model.config.name)
     step_times: list[float] = []
+    side_seconds = {"eval": 0.0, "checkpoint": 0.0}     # outside the time budget
     window_samples, window_start = 0, time.perf_counter()
     evals: dict[str, Any] = {}
-    while state["total_steps"] is None or state["step"] < state["total_steps"]:
-        started = time.perf_counter()
-        if config.grow and apply_grow_schedule(model, config.grow, state["step"],
-                                               state["total_steps"]):
+    lr: float | None = None          # of the last step this process ran
+    announced = False                # the budget's plan was said
+    while True:
+        if planner is not None:
+            planned = planner.plan(state.step, state.train_seconds)
+            if planned is not None:
+                if main_process and not announced and (planner.seen > 1 or planned <= state.step):
+                    announced = True          # from the first estimate past the warm-up step
+                    console.say(budget_line(planner.seconds / 60, planned, planner, state,
+                                            config.data.batch_size * config.optim.accumulation
+                                            * world, val_source))
+                state.total_steps = planned
+                progress.set_total(planned)
+        if state.total_steps is not None and state.step >= state.total_steps:
+            break
+        schedule.total_steps = state.total_steps or PROVISIONAL_STEPS
+        started = step_clock()
+        if config.grow and apply_grow_schedule(model, config.grow, state.step,
+                                               state.total_steps):
             # GrowCLIP: the model grew in place; new parameters need a new optimizer.
             freeze(model, config.model.freeze)
             optimizer = build_optimizer(module.named_parameters(), config.optim, device)
             if world > 1:
                 trained = DistributedDataParallel(module, find_unused_parameters=True)
-        lr = schedule.apply(optimizer, state["step"])
-        loss_value, terms, samples = _optimizer_step(trained, module, optimizer, batches, config,
-                                                     precision, device, state)
+        lr = schedule.apply(optimizer, state.step)
+        loss_value, terms, samples = optimizer_step(
+            trained, module, optimizer, batches, config.optim, precision, device, state,
+            stop_at_bad_record_of=config.data.train if config.data.strict else None)
         loss_value = distributed.mean_over_ranks(loss_value)   # each rank holds its share
-        step = state["step"] = state["step"] + 1
+        step = state.step = state.step + 1
         for objective in objectives.values():
             objective.after_step(model, step)
-        state["epoch"], state["batch_in_epoch"] = batches.epoch, batches.batch_in_epoch
-        state["samples"] += samples * world
-        elapsed = time.perf_counter() - started
-        state["train_seconds"] += elapsed
+        state.epoch, state.batch_in_epoch = batches.epoch, batches.batch_in_epoch
+        state.samples += samples * world
+        elapsed = step_clock() - started
+        if planner is not None:      # every rank must plan the same number of steps
+            elapsed = distributed.mean_over_ranks(elapsed)
+        state.train_seconds += elapsed
         step_times.append(elapsed)
+        if planner is not None:
+            planner.observe(elapsed)
         window_samples += samples * world
 
-        if state["total_steps"] is None and len(step_times) >= PLAN_AFTER_STEPS:
-            state["total_steps"] = plan_from_budget(run.time_budget, state, step_times)
-            schedule.total_steps = state["total_steps"]
-            progress.total = state["total_steps"]
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss became {loss_value} at step {step}")
-        progress.update(1)
-        if step % run.log_every == 0 or step == state["total_steps"]:
+        progress.advance()
+        if step % run.log_every == 0 or step == state.total_steps:
             now = time.perf_counter()
             speed = window_samples / max(now - window_start, 1e-9)
             window_samples, window_start = 0, now
-            row = {"step": step, "epoch": state["epoch"], "loss": loss_value, "lr": lr,
+            row = {"step": step, "epoch": state.epoch, "loss": loss_value, "lr": lr,
                    "samples_per_s": round(speed, 2), "logit_scale": model.scale().item(),
-                   "skipped": state["skipped"], **terms}
-            progress.set_postfix(loss=f"{loss_value:.3f}", sps=f"{speed:.0f}")
+                   "skipped": state.skipped, **terms}
+            progress.logged(row)
             if log:
                 log.write(row)
         if run.eval_every and step % run.eval_every == 0 and main_process:
+            side_started = time.perf_counter()
             evals = evaluate_during_training(model, tokenizer, config, step, out, val_source)
+            side_seconds["eval"] += time.perf_counter() - side_started
         if run.save_every and step % run.save_every == 0:
+            side_started = time.perf_counter()
             _save(out, step, module, tokenizer, optimizer, state, run.keep_checkpoints,
                   main_process)
-        if run.time_budget and state["train_seconds"] > run.time_budget * 60 * 1.05:
-            break      # safety: the budget is a promise even if later steps slow down
+            side_seconds["checkpoint"] += time.perf_counter() - side_started
     progress.close()
-
-    _save(out, state["step"], module, tokenizer, optimizer, state, run.keep_checkpoints,
+    if planner is not None and main_process:
+        console.say(f"time budget: {state.step} steps in {state.train_seconds:.1f} s of training "
+                    f"(budget {planner.seconds:.0f} s), last lr {lr or 0:.3g}")
+    _save(out, state.step, module, tokenizer, optimizer, state, run.keep_checkpoints,
           main_process)
     if main_process:
         save_model_dir(out, model, tokenizer)
         ckpt.save_objectives(out, dict(module.objectives.items()))
-        ticked = bool(run.eval_every and state["step"] % run.eval_every == 0)
+        ticked = bool(run.eval_every and state.step % run.eval_every == 0)
         if val_source is not None or config.evals:
-            evals = evaluate_during_training(model, tokenizer, config, state["step"], out,
+            if not ticked:
+                console.say("final evaluation")
+            side_started = time.perf_counter()
+            evals = evaluate_during_training(model, tokenizer, config, state.step, out,
                                              val_source, final=True, done=evals if ticked else {})
+            side_seconds["eval"] += time.perf_counter() - side_started
         summary = build_summary(config, state, precision, frozen, evals, step_times)
+        summary["lr_final"] = lr
+        summary["outside_budget_seconds"] = {k: round(v, 2) for k, v in side_seconds.items()}
+        if evals and val_source is not None:   # for the end-of-run table's chance column
+            summary["eval_sizes"] = eval_sizes(val_source)
         write_summary(out / "metrics.json", summary)
         plot_loss_curve(log.rows(), out / "loss_curve.png", f"{model.config.name} on "
                         f"{config.data.train}")
     else:
         summary = {}
     distributed.barrier()
-    return TrainResult(out, state["step"], summary)
-
-
-def _optimizer_step(trained, module: TrainModule, optimizer, batches: _Batches,
-                    config: TrainConfig, precision: str, device, state) -> tuple[float, dict, int]:
-    accumulation = config.optim.accumulation
-    total_loss, samples = 0.0, 0
-    sums: dict[str, float] = {}
-    for _ in range(accumulation):
-        batch = batches.next()
-        record_skipped(state, batch.skipped, config.data.strict, batches.epoch, config.data.train)
-        if len(batch) == 0:
-            continue
-        batch = batch.to(device)
-        if config.optim.gradcache_chunk:      # big contrastive batch, activations of a chunk
-            loss, terms = gradcache_step(module, batch, config.optim.gradcache_chunk, precision,
-                                         loss_scale=1 / accumulation)
-        else:
-            with autocast(precision, device):
-                loss, terms = trained(batch)
-            (loss / accumulation).backward()
-        total_loss += loss.item() / accumulation
-        samples += len(batch)
-        for key, value in terms.items():
-            sums[key] = sums.get(key, 0.0) + value.item() / accumulation
-    if config.optim.gradcache_chunk:          # it bypasses DDP's hooks: reduce here
-        distributed.average_gradients(list(module.parameters()))
-    if config.optim.grad_clip:
-        torch.nn.utils.clip_grad_norm_(module.parameters(), config.optim.grad_clip)
-    optimizer.step()
-    module.model.clamp_logit_scale()          # t back into [0, ln 100] so its gradient flows
-    optimizer.zero_grad(set_to_none=True)
-    return total_loss, {k: round(v, 5) for k, v in sums.items()}, samples
-
-
-def record_skipped(state: dict, skipped: list, strict: bool, epoch: int, data: str = "") -> None:
-    """Count bad records (and keep 20 examples); with ``strict``, stop at the first, naming it
-    and the data it came from. Raised here, in the main process: from a loader worker it would
-    arrive wrapped in the worker's traceback."""
-    if not skipped:
-        return
-    if strict:
-        key, reason = skipped[0]
-        raise BadRecordError(key, f"{reason} (in {data or 'the training data'}; --strict stops "
-                                  f"at the first bad record)")
-    state["skipped"] += len(skipped)
-    per_epoch = state["skipped_per_epoch"]
-    per_epoch[str(epoch)] = per_epoch.get(str(epoch), 0) + len(skipped)
-    examples = state["skipped_examples"]
-    examples.extend({"key": k, "reason": r} for k, r in skipped[: max(0, 20 - len(examples))])
+    return TrainResult(out, state.step, summary)
 
 
 def plan_total_steps(run, per_epoch: int | None) -> int | None:
@@ -297,16 +283,10 @@ def plan_total_steps(run, per_epoch: int | None) -> int | None:
     return None
 
 
-def plan_from_budget(minutes: float, state: dict, step_times: list[float]) -> int:
-    """Fit the schedule to the budget using the median of the steps after the first."""
-    typical = statistics.median(step_times[1:])
-    remaining = minutes * 60 - state["train_seconds"]
-    return state["step"] + max(1, int(remaining / typical))
-
-
-def _save(out, step, module, tokenizer, optimizer, state, keep, main_process) -> None:
+def _save(out, step, module, tokenizer, optimizer, state: TrainState, keep, main_process
+          ) -> None:
     if main_process:
-        training_state = {**state, "optimizer": optimizer.state_dict()}
+        training_state = {**state.to_dict(), "optimizer": optimizer.state_dict()}
         ckpt.save_checkpoint(out, step, module.model, tokenizer, dict(module.objectives.items()),
                              training_state, keep)
     distributed.barrier()
@@ -339,14 +319,15 @@ def evaluate_during_training(model, tokenizer, config: TrainConfig, step: int, o
     return {**done, **metrics}
 
 
-def build_summary(config, state, precision, frozen, evals, step_times) -> dict[str, Any]:
+def build_summary(config, state: TrainState, precision, frozen, evals, step_times
+                  ) -> dict[str, Any]:
     measured = step_times[1:] or step_times
     return {
-        "steps": state["step"], "epochs": state["epoch"], "samples_seen": state["samples"],
-        "train_seconds": round(state["train_seconds"], 2), "precision": precision,
+        "steps": state.step, "epochs": state.epoch, "samples_seen": state.samples,
+        "train_seconds": round(state.train_seconds, 2), "precision": precision,
         "step_ms_median": round(1000 * statistics.median(measured), 2) if measured else None,
         "frozen_parameters": frozen,
-        "skipped_records": {"count": state["skipped"], "per_epoch": state["skipped_per_epoch"],
-                            "examples": state["skipped_examples"]},
+        "skipped_records": {"count": state.skipped, "per_epoch": state.skipped_per_epoch,
+                            "examples": state.skipped_examples},
         "eval": evals, "config": config.to_dict(),
     }
