@@ -76,3 +76,9 @@ def uvicorn_config(app, host: str, port: int, request_timeout: float,
                   http=deadline_protocol(AutoHTTPProtocol, request_timeout),
                   timeout_keep_alive=int(max(1, keep_alive_timeout)),
                   h11_max_incomplete_event_size=64 * 1024)    # request line + headers
+
+
+def run_server(app, config) -> None:
+    """Serve ``app`` until interrupted, on ``config.host``:``config.port`` (a ServerConfig)."""
+    from uvicorn import Server
+    Server(uvicorn_config(app, config.host, config.port, config.request_timeout)).run()
