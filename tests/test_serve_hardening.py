@@ -153,8 +153,12 @@ def test_healthz_stays_fast_while_big_uploads_decode(index_dir):
         stop.set()
         poller.join()
     assert [a.status_code for a in answers] == [200] * 4
-    assert len(latencies) >= 10
-    assert max(latencies) < 0.1, sorted(latencies)[-5:]
+    # old code: 4 polls in ~2 s, each waiting out a decode (max 1.5 s). The 90th percentile, not
+    # the max, so a shared, overloaded CI core (load 15+ on 2 cores) cannot fail it; the full
+    # 16 × 49 MP figure with its max is benchmarks/upload_pressure.py's (benchmarks/README.md)
+    latencies.sort()
+    assert len(latencies) >= 10 and latencies[len(latencies) // 2] < 0.02, latencies
+    assert latencies[int(len(latencies) * 0.9)] < 0.1, latencies[-10:]
 
 
 def png_header_only(width: int, height: int) -> bytes:

@@ -26,7 +26,7 @@ from .images import BY_ROW, ImageFiles
 from .metrics import Metrics
 from .query import Query
 from .searcher import Hit, Searcher
-from .uploads import UploadSlots, decode_capped
+from .uploads import UploadSlots, decode_capped, decode_threads
 
 
 @dataclass
@@ -86,6 +86,7 @@ class SearchService:
         self.images = ImageFiles(rel, searcher.column("image_path") if by_row else None, root,
                                  by_row)
         self.uploads = UploadSlots(config.uploads_in_flight, config.uploads_waiting)
+        self._decoders = decode_threads(config.uploads_in_flight)
         self.metrics = Metrics({
             "clipforge_index_items": (lambda: searcher.count, "Vectors in the index."),
             "clipforge_index_bytes": (lambda: info.get("index_bytes", 0),
@@ -121,10 +122,10 @@ class SearchService:
 
     async def search_upload(self, data: bytes, **query) -> dict:
         """:meth:`search` with an uploaded image: waits for an upload slot (429 when too many
-        wait), decodes in a worker thread with the pixel cap, then searches."""
-        from starlette.concurrency import run_in_threadpool
+        wait), decodes on a low-priority thread with the pixel cap, then searches."""
         async with self.uploads.slot():
-            image = await run_in_threadpool(decode_capped, data, self.config.max_image_pixels)
+            image = await asyncio.get_running_loop().run_in_executor(
+                self._decoders, decode_capped, data, self.config.max_image_pixels)
             return await self.search(image=image, **query)
 
     def response(self, hits: list[Hit], mode: str, started: float) -> dict:

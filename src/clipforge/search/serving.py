@@ -81,4 +81,7 @@ def uvicorn_config(app, host: str, port: int, request_timeout: float,
 def run_server(app, config) -> None:
     """Serve ``app`` until interrupted, on ``config.host``:``config.port`` (a ServerConfig)."""
     from uvicorn import Server
-    Server(uvicorn_config(app, config.host, config.port, config.request_timeout)).run()
+    try:
+        Server(uvicorn_config(app, config.host, config.port, config.request_timeout)).run()
+    except KeyboardInterrupt:        # Ctrl-C is how a foreground server is stopped
+        pass

@@ -9,8 +9,9 @@ A 10 MB PNG can hold a 49-megapixel image (147 MB decoded, ~0.3 s of one core). 
 - :class:`UploadSlots` lets ``max_in_flight`` uploads decode and search at once, ``max_waiting``
   more wait their turn, and anything beyond is told to come back (429 + ``Retry-After``), so
   neither memory nor the queue grows with the number of clients;
-- the decode runs in a worker thread (Pillow releases the GIL while it decodes), so ``/healthz``
-  and text searches keep being answered while big images are decoded.
+- the decode runs on :func:`decode_threads` (Pillow releases the GIL while it decodes), at a
+  lower CPU priority on Linux (nice +10, per thread), so on a busy machine ``/healthz`` and
+  text searches still get the CPU first while big images are decoded.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image, UnidentifiedImageError
 
@@ -47,6 +52,20 @@ def decode_capped(data: bytes, max_pixels: int) -> Image.Image:
         raise UploadRejected(400, f"cannot decode the uploaded image: "
                                   f"{type(error).__name__}") from None
     return picture
+
+
+def _lower_priority() -> None:
+    """Nice this thread (Linux threads are scheduled on their own; elsewhere leave it)."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except OSError:
+            pass
+
+
+def decode_threads(count: int) -> ThreadPoolExecutor:
+    """The threads uploads are decoded on: ``count`` of them, at low priority."""
+    return ThreadPoolExecutor(count, thread_name_prefix="decode", initializer=_lower_priority)
 
 
 class UploadSlots:
