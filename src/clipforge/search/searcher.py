@@ -190,10 +190,8 @@ class Searcher:
         threads."""
         if self._text_searches is not None:
             return
-        from concurrent.futures import ThreadPoolExecutor
-
-        from .batching import MicroBatcher
-        self._workers = ThreadPoolExecutor(workers, thread_name_prefix="search")
+        from .batching import MicroBatcher, started_pool
+        self._workers = started_pool(workers, "search")
         if self.encoder is not None:
             self._text_searches = MicroBatcher(self.search_texts, max_batch, name="text-search")
 

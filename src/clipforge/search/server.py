@@ -133,8 +133,8 @@ class SearchRoutes:
         return JSONResponse({"detail": error.message}, status_code=error.status, headers=headers)
 
     @staticmethod
-    def _query(params, with_id: bool = True) -> dict:
-        return {"text": params.text, "item_id": params.id if with_id else None, "k": params.k,
+    def _query(params) -> dict:
+        return {"text": params.text, "item_id": params.id, "k": params.k,
                 "mode": params.mode, "hybrid_weight": params.hybrid_weight,
                 "text_weight": params.text_weight, "text_delta": params.text_delta}
 
@@ -158,11 +158,11 @@ class SearchRoutes:
             raise HTTPException(400, str(error)) from None
         params = validate(fields)
         if upload is None or isinstance(upload, str):
-            return await self.service.search(**self._query(params, with_id=False))
+            return await self.service.search(**self._query(params))
         data = await upload.read(self.config.max_upload_bytes + 1)
         if len(data) > self.config.max_upload_bytes:
             raise HTTPException(413, self.too_large)
-        return await self.service.search_upload(data, **self._query(params, with_id=False))
+        return await self.service.search_upload(data, **self._query(params))
 
     async def _read_capped(self, request, limit: int) -> bytes:
         declared = request.headers.get("content-length")

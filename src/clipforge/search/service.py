@@ -26,7 +26,7 @@ from .images import BY_ROW, ImageFiles
 from .metrics import Metrics
 from .query import Query
 from .searcher import Hit, Searcher
-from .uploads import UploadSlots, decode_capped, decode_threads
+from .uploads import UploadSlots, decode_capped, decode_threads, warm_up
 
 
 @dataclass
@@ -87,6 +87,9 @@ class SearchService:
                                  by_row)
         self.uploads = UploadSlots(config.uploads_in_flight, config.uploads_waiting)
         self._decoders = decode_threads(config.uploads_in_flight)
+        warm_up()
+        if searcher.encoder is not None:      # first image forward: lazy torch set-up, not a user's wait
+            searcher.encoder.image(Image.new("RGB", (8, 8)))
         self.metrics = Metrics({
             "clipforge_index_items": (lambda: searcher.count, "Vectors in the index."),
             "clipforge_index_bytes": (lambda: info.get("index_bytes", 0),

@@ -26,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image, UnidentifiedImageError
 
+from .batching import started_pool
+
 DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
                  Image.DecompressionBombError)
 
@@ -54,6 +56,15 @@ def decode_capped(data: bytes, max_pixels: int) -> Image.Image:
     return picture
 
 
+def warm_up() -> None:
+    """Import Pillow's format plugins and decode a tiny PNG now: done lazily by the first
+    upload, the imports held the GIL for ~0.5 s while that upload was being handled."""
+    Image.init()
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+    decode_capped(buffer.getvalue(), 64)
+
+
 def _lower_priority() -> None:
     """Nice this thread (Linux threads are scheduled on their own; elsewhere leave it)."""
     if sys.platform.startswith("linux"):
@@ -64,8 +75,8 @@ def _lower_priority() -> None:
 
 
 def decode_threads(count: int) -> ThreadPoolExecutor:
-    """The threads uploads are decoded on: ``count`` of them, at low priority."""
-    return ThreadPoolExecutor(count, thread_name_prefix="decode", initializer=_lower_priority)
+    """The threads uploads are decoded on: ``count`` of them, started, at low priority."""
+    return started_pool(count, "decode", _lower_priority)
 
 
 class UploadSlots:
