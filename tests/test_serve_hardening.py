@@ -45,8 +45,9 @@ def png_bytes(image: Image.Image, **options) -> bytes:
 
 def other_top_level_dir() -> Path:
     """A temporary folder in another top-level tree than the test's tmp_path (/tmp)."""
+    here = Path(tempfile.gettempdir()).parts[1]
     for parent in ("/dev/shm", "/var/tmp"):
-        if os.access(parent, os.W_OK) and Path(parent).parts[1] != Path(tempfile.gettempdir()).parts[1]:
+        if os.access(parent, os.W_OK) and Path(parent).parts[1] != here:
             return Path(tempfile.mkdtemp(dir=parent, prefix="clipforge-test-"))
     pytest.skip("no writable folder outside the temp tree")
 
@@ -244,6 +245,8 @@ def test_form_and_path_errors_echo_nothing(index_dir):
     b"",                                                                   # nothing at all
 ])
 def test_half_sent_requests_time_out(index_dir, sent):
+    import logging
+
     import uvicorn
     app = create_app(index_dir)
     server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", free_port(), request_timeout=1.0))
@@ -251,6 +254,10 @@ def test_half_sent_requests_time_out(index_dir, sent):
     thread.start()
     while not server.started:
         time.sleep(0.02)
+    errors: list[logging.LogRecord] = []
+    catcher = logging.Handler(logging.ERROR)
+    catcher.emit = errors.append                 # after uvicorn configured its loggers
+    logging.getLogger("uvicorn.error").addHandler(catcher)
     try:
         with socket.create_connection(("127.0.0.1", server.config.port), timeout=8) as raw:
             raw.sendall(sent)
@@ -261,7 +268,9 @@ def test_half_sent_requests_time_out(index_dir, sent):
         assert 0.8 < waited < 4 and received.startswith(b"HTTP/1.1 408"), (waited, received)
         with httpx.Client(base_url=f"http://127.0.0.1:{server.config.port}") as http:
             assert http.post("/search", json={"text": "a red apple"}).status_code == 200
+        assert not errors, errors[0].getMessage()           # no traceback in the server log
     finally:
+        logging.getLogger("uvicorn.error").removeHandler(catcher)
         server.should_exit = True
         thread.join(10)
 

@@ -35,6 +35,7 @@ require("python_multipart")          # FastAPI parses forms with it
 
 from fastapi import HTTPException, Request  # noqa: E402 - after the install hint above
 from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
+from starlette.requests import ClientDisconnect  # noqa: E402
 
 from .middleware import ApiKeyMiddleware, MetricsMiddleware  # noqa: E402
 from .request import (BadRequest, SearchRequest, SearchResponse, check_strings,  # noqa: E402
@@ -169,11 +170,14 @@ class SearchRoutes:
         if declared and declared.isdigit() and int(declared) > limit:
             raise HTTPException(413, self.too_large)
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HTTPException(413, self.too_large)
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, self.too_large)
+                chunks.append(chunk)
+        except ClientDisconnect:       # gone, or cut off by the request deadline (.serving)
+            raise HTTPException(400, "the client went away mid-request") from None
         return b"".join(chunks)
 
 

@@ -88,7 +88,7 @@ class SearchService:
         self.uploads = UploadSlots(config.uploads_in_flight, config.uploads_waiting)
         self._decoders = decode_threads(config.uploads_in_flight)
         warm_up()
-        if searcher.encoder is not None:      # first image forward: lazy torch set-up, not a user's wait
+        if searcher.encoder is not None:      # the first image forward's lazy set-up, now
             searcher.encoder.image(Image.new("RGB", (8, 8)))
         self.metrics = Metrics({
             "clipforge_index_items": (lambda: searcher.count, "Vectors in the index."),
