@@ -209,6 +209,31 @@ def test_upload_slots_queue_then_refuse():
     assert asyncio.run(scenario()) == ["first", "second"]
 
 
+def test_uploads_beyond_the_slots_get_429_and_are_counted(index_dir, monkeypatch):
+    from clipforge.search import service
+    entered, release, decode = threading.Event(), threading.Event(), service.decode_capped
+
+    def slow_decode(data, max_pixels):
+        entered.set()
+        release.wait(30)
+        return decode(data, max_pixels)
+
+    monkeypatch.setattr(service, "decode_capped", slow_decode)
+    client = TestClient(create_app(index_dir, ServerConfig(uploads_in_flight=1,
+                                                           uploads_waiting=0)))
+    files = {"image": ("q.png", png_bytes(swatch("red")), "image/png")}
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(client.post, "/search", files=files)
+        assert entered.wait(30)
+        refused = client.post("/search", files=files)
+        release.set()
+        assert first.result(30).status_code == 200
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+    assert "busy" in refused.json()["detail"]
+    assert "clipforge_uploads_rejected_total 1.0" in client.get("/metrics").text
+    assert client.post("/search", files=files).status_code == 200     # the slot is free again
+
+
 # -- bad JSON ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body", [

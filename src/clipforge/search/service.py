@@ -26,7 +26,7 @@ from .images import BY_ROW, ImageFiles
 from .metrics import Metrics
 from .query import Query
 from .searcher import Hit, Searcher
-from .uploads import UploadSlots, decode_capped, decode_threads, warm_up
+from .uploads import UploadRejected, UploadSlots, decode_capped, decode_threads, warm_up
 
 
 @dataclass
@@ -126,10 +126,15 @@ class SearchService:
     async def search_upload(self, data: bytes, **query) -> dict:
         """:meth:`search` with an uploaded image: waits for an upload slot (429 when too many
         wait), decodes on a low-priority thread with the pixel cap, then searches."""
-        async with self.uploads.slot():
-            image = await asyncio.get_running_loop().run_in_executor(
-                self._decoders, decode_capped, data, self.config.max_image_pixels)
-            return await self.search(image=image, **query)
+        try:
+            async with self.uploads.slot():
+                image = await asyncio.get_running_loop().run_in_executor(
+                    self._decoders, decode_capped, data, self.config.max_image_pixels)
+                return await self.search(image=image, **query)
+        except UploadRejected as error:
+            if error.status == 429:
+                self.metrics.uploads_rejected.inc()
+            raise
 
     def response(self, hits: list[Hit], mode: str, started: float) -> dict:
         return {"results": [{"id": h.id, "score": h.score, "caption": h.caption,
