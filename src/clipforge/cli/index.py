@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-EXAMPLE = """examples:
+from .defaults import given, shows_default
+
+INDEX = "clipforge.search.index:IndexConfig"
+DESCRIPTION = """Build a search index from an embedding directory written by `clipforge embed`: a
+FAISS index chosen for the number of vectors and the memory budget (exact Flat, IVF, or IVF-PQ;
+any factory string with --index-key), its search parameter tuned to the target recall, the
+metadata, a lexical index when the embeddings have one, and the folder images are served from."""
+EXAMPLES = """examples:
   clipforge index --embeddings emb --out idx                      # index chosen for N and 2GB
   clipforge index --embeddings emb --out idx --memory-budget 512MB --target-recall 0.9
   clipforge index --embeddings emb --out idx --index-key HNSW32,Flat"""
-
-
-def _default(cls_name: str, name: str):
-    from dataclasses import MISSING, fields
-
-    from ..search import build, index
-    cls = {"IndexConfig": index.IndexConfig, "BuildConfig": build.BuildConfig}[cls_name]
-    field = next(f for f in fields(cls) if f.name == name)
-    return field.default if field.default is not MISSING else None
 
 
 def memory_size(text: str) -> int:
@@ -49,22 +47,23 @@ def recall(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = EXAMPLE
-    budget = _default("IndexConfig", "memory_budget") / 2**30
-    parser.add_argument("--embeddings", required=True, help="directory written by `embed`")
+    if parser.epilog is None:            # a cli/main.py that does not read EXAMPLES yet
+        parser.formatter_class, parser.epilog = argparse.RawDescriptionHelpFormatter, EXAMPLES
+    parser.add_argument("--embeddings", required=True,
+                        help="directory written by `clipforge embed`")
     parser.add_argument("--out", required=True, help="index directory to write")
     parser.add_argument("--memory-budget", type=memory_size, metavar="SIZE",
-                        help=f"memory the index may take, e.g. 2GB, 512MB (default: {budget:g}GB)")
-    parser.add_argument("--modality", choices=["image", "text"],
-                        help="which vectors to index (default: "
-                        f"{_default('BuildConfig', 'modality')})")
+                        help="memory the index may take, e.g. 2GB, 512MB (default: 2GB, "
+                        "IndexConfig.memory_budget)")
+    shows_default(parser.add_argument("--modality", choices=["image", "text"],
+                                      help="which vectors to index"),
+                  "clipforge.search.build:BuildConfig.modality")
     parser.add_argument("--index-key", type=index_key, metavar="FACTORY",
                         help="force a FAISS factory string, e.g. 'HNSW32,Flat' or "
                         "'IVF1024,PQ32np' (default: chosen from N and the budget)")
-    parser.add_argument("--target-recall", type=recall, metavar="R",
-                        help="recall@10 the search parameter is tuned for (default: "
-                        f"{_default('IndexConfig', 'target_recall')})")
+    shows_default(parser.add_argument("--target-recall", type=recall, metavar="R",
+                                      help="recall@10 the search parameter is tuned for"),
+                  f"{INDEX}.target_recall")
     parser.add_argument("--image-root", help="folder that holds every image, served by `serve` "
                         "(default: the thumbnails `embed` wrote, else the images' deepest common "
                         "folder; never / or the home folder)")
@@ -75,13 +74,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..search.build import BuildConfig, build_index_dir
     from ..search.index import IndexConfig
-    index = IndexConfig(**{k: v for k, v in {"memory_budget": args.memory_budget,
-                                             "index_key": args.index_key,
-                                             "target_recall": args.target_recall}.items()
-                           if v is not None})
-    build = {"modality": args.modality, "image_root": args.image_root}
-    info = build_index_dir(BuildConfig(args.embeddings, args.out, index=index,
-                                       **{k: v for k, v in build.items() if v is not None}))
+    index = IndexConfig(**given(memory_budget=args.memory_budget, index_key=args.index_key,
+                                target_recall=args.target_recall))
+    info = build_index_dir(BuildConfig(args.embeddings, args.out, index=index, **given(
+        modality=args.modality, image_root=args.image_root)))
     summary = {k: info[k] for k in ("index_type", "count", "dim", "recall_at_10",
                                     "search_params", "build_seconds", "index_bytes")}
     print(json.dumps(summary))

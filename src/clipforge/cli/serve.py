@@ -6,19 +6,17 @@ import argparse
 import ipaddress
 import os
 
-EXAMPLE = """examples:
+from .defaults import given, shows_default
+
+CONFIG = "clipforge.search.service:ServerConfig"
+DESCRIPTION = """Serve an index built by `clipforge index`: the search API (POST /search, GET
+/items/ID, /images/…, /healthz, /metrics; OpenAPI docs at /docs) and a search page at /. Listens
+on this machine only unless --host says otherwise; docs/deploy.md covers the limits, the API key
+and running behind a reverse proxy."""
+EXAMPLES = """examples:
   clipforge serve --index idx                         # http://127.0.0.1:8000, API docs at /docs
   clipforge serve --index idx --host 0.0.0.0 --api-key "$KEY" --allowed-hosts search.example.org
-  curl -s localhost:8000/search -H 'content-type: application/json' -d '{"text": "a red apple"}'
-
-Behind a reverse proxy, limits and every option: docs/deploy.md."""
-
-
-def _default(name: str):
-    from dataclasses import fields
-
-    from ..search.service import ServerConfig
-    return next(f.default for f in fields(ServerConfig) if f.name == name)
+  curl -s localhost:8000/search -H 'content-type: application/json' -d '{"text": "a red apple"}'"""
 
 
 def port_number(text: str) -> int:
@@ -45,27 +43,27 @@ def positive(kind: type):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = EXAMPLE
-    parser.add_argument("--index", required=True, help="index directory written by `index`")
-    parser.add_argument("--host", help="interface to listen on; anything but loopback prints a "
-                        f"warning: there is no TLS (default: {_default('host')})")
-    parser.add_argument("--port", type=port_number, help=f"TCP port (default: {_default('port')})")
-    parser.add_argument("--model", help="override the model named in the index "
-                        "(default: the index's own)")
+    if parser.epilog is None:            # a cli/main.py that does not read EXAMPLES yet
+        parser.formatter_class, parser.epilog = argparse.RawDescriptionHelpFormatter, EXAMPLES
+    parser.add_argument("--index", required=True, help="directory written by `clipforge index`")
+    flags = [
+        ("--host", {}, "interface to listen on; anything but loopback prints a warning",
+         "host"),
+        ("--port", {"type": port_number}, "TCP port", "port"),
+        ("--max-image-pixels", {"type": positive(int), "metavar": "N"},
+         "largest uploaded image, read from its header before decoding", "max_image_pixels"),
+        ("--uploads-in-flight", {"type": positive(int), "metavar": "N"},
+         "uploads decoded and searched at once; a few more wait, the rest get 429",
+         "uploads_in_flight"),
+        ("--request-timeout", {"type": positive(float), "metavar": "SECONDS"},
+         "time a client has to send a whole request before 408", "request_timeout"),
+    ]
+    for flag, options, help_text, field in flags:
+        shows_default(parser.add_argument(flag, help=help_text, **options), f"{CONFIG}.{field}")
+    parser.add_argument("--model", help="use this model instead of the one named in the index "
+                        "(same embedding dimension; default: the index's own)")
     parser.add_argument("--max-upload-mb", type=positive(float), metavar="MB",
-                        help="largest upload (default: "
-                        f"{_default('max_upload_bytes') / 2**20:g})")
-    parser.add_argument("--max-image-pixels", type=positive(int), metavar="N",
-                        help="largest uploaded image, checked from its header before decoding "
-                        f"(default: {_default('max_image_pixels')})")
-    parser.add_argument("--uploads-in-flight", type=positive(int), metavar="N",
-                        help="uploads decoded and searched at once; "
-                        f"{_default('uploads_waiting')} more wait, the rest get 429 "
-                        f"(default: {_default('uploads_in_flight')})")
-    parser.add_argument("--request-timeout", type=positive(float), metavar="SECONDS",
-                        help="time a client has to send a whole request before 408 "
-                        f"(default: {_default('request_timeout'):g})")
+                        help="largest upload in MiB (default: 10, ServerConfig.max_upload_bytes)")
     parser.add_argument("--api-key", help="require this key (X-API-Key or Authorization: Bearer "
                         "header) on every route but /healthz (default: $CLIPFORGE_API_KEY, "
                         "else none)")
@@ -99,17 +97,15 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
 
 def config_from_args(args: argparse.Namespace):
     from ..search.service import ServerConfig
-    given = {"model": args.model, "host": args.host, "port": args.port,
-             "max_image_pixels": args.max_image_pixels,
-             "uploads_in_flight": args.uploads_in_flight,
-             "request_timeout": args.request_timeout,
-             "api_key": args.api_key or os.environ.get("CLIPFORGE_API_KEY") or None,
-             "torch_threads": args.threads or min(4, os.cpu_count() or 1)}
-    if args.max_upload_mb is not None:
-        given["max_upload_bytes"] = int(args.max_upload_mb * 2**20)
-    if args.allowed_hosts:
-        given["allowed_hosts"] = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()]
-    return ServerConfig(**{k: v for k, v in given.items() if v is not None})
+    allowed = [h.strip() for h in (args.allowed_hosts or "").split(",") if h.strip()]
+    return ServerConfig(**given(
+        model=args.model, host=args.host, port=args.port,
+        max_upload_bytes=int(args.max_upload_mb * 2**20) if args.max_upload_mb else None,
+        max_image_pixels=args.max_image_pixels, uploads_in_flight=args.uploads_in_flight,
+        request_timeout=args.request_timeout,
+        api_key=args.api_key or os.environ.get("CLIPFORGE_API_KEY") or None,
+        allowed_hosts=allowed or None,
+        torch_threads=args.threads or min(4, os.cpu_count() or 1)))
 
 
 def run(args: argparse.Namespace) -> int:
