@@ -44,8 +44,9 @@ def check_image_root(root: Path) -> Path:
     resolved = Path(root).resolve()
     reason = exposure(resolved)
     if reason:
-        raise ValueError(f"image root {resolved} would expose the file system ({reason}); "
-                         "pass --image-root with the folder that holds the images")
+        raise ValueError(f"image root {resolved} would expose the file system ({reason}); give "
+                         "`clipforge index --image-root` the folder that holds the images, or "
+                         "rebuild the index (images in several trees are then served by row)")
     return resolved
 
 
