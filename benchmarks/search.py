@@ -171,10 +171,12 @@ def serve_and_load(index_dir: Path, seconds: float, clients: int, threads: int) 
             time.sleep(0.5)
         asyncio.run(http_load(port, 3, clients))       # warm-up
         result = asyncio.run(http_load(port, seconds, clients))
+        from prometheus_client.parser import text_string_to_metric_families
         metrics = httpx.get(url + "/metrics").text
-        p99_line = 'clipforge_request_latency_seconds{route="/search",quantile="0.99"}'
-        result["server_p99_ms"] = next((float(line.split()[-1]) * 1e3 for line in
-                                        metrics.splitlines() if line.startswith(p99_line)), None)
+        result["server_p99_ms"] = next(
+            (sample.value * 1e3 for family in text_string_to_metric_families(metrics)
+             for sample in family.samples if sample.name == "clipforge_request_latency_seconds"
+             and sample.labels == {"route": "/search", "quantile": "0.99"}), None)
         return result
     finally:
         server.send_signal(signal.SIGINT)

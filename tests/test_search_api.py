@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 from search_helpers import COLOURS, known_answer_index, running_server, swatch
 
 from clipforge.search.query import compose
@@ -144,12 +145,18 @@ def test_items_health_metrics_and_docs(client):
     client.post("/search", json={"text": "apple"})
     metrics = client.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
-    text = metrics.text
-    assert 'clipforge_requests_total{route="/search",method="POST",status="200"}' in text
-    assert 'clipforge_requests_total{route="/items/{item_id}",method="GET",status="404"}' in text
-    assert 'clipforge_request_latency_seconds{route="/search",quantile="0.99"}' in text
-    assert 'clipforge_request_duration_seconds_bucket{route="/search",le="+Inf"}' in text
-    assert "clipforge_index_items 12" in text
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(metrics.text)
+               for sample in family.samples}
+    assert samples[("clipforge_requests_total",
+                    (("method", "POST"), ("route", "/search"), ("status", "200")))] >= 1
+    assert samples[("clipforge_requests_total",
+                    (("method", "GET"), ("route", "/items/{item_id}"), ("status", "404")))] >= 2
+    assert ("clipforge_request_latency_seconds",
+            (("quantile", "0.99"), ("route", "/search"))) in samples
+    assert samples[("clipforge_request_duration_seconds_bucket",
+                    (("le", "+Inf"), ("route", "/search")))] >= 1
+    assert samples[("clipforge_index_items", ())] == 12
     spec = client.get("/openapi.json").json()
     content = spec["paths"]["/search"]["post"]["requestBody"]["content"]
     assert set(content) == {"application/json", "multipart/form-data"}

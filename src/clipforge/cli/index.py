@@ -4,29 +4,80 @@ from __future__ import annotations
 
 import argparse
 
+from .defaults import given, shows_default
+
+INDEX = "clipforge.search.index:IndexConfig"
+DESCRIPTION = """Build a search index from an embedding directory written by `clipforge embed`: a
+FAISS index chosen for the number of vectors and the memory budget (exact Flat, IVF, or IVF-PQ;
+any factory string with --index-key), its search parameter tuned to the target recall, the
+metadata, a lexical index when the embeddings have one, and the folder images are served from."""
+EXAMPLES = """examples:
+  clipforge index --embeddings emb --out idx                      # index chosen for N and 2GB
+  clipforge index --embeddings emb --out idx --memory-budget 512MB --target-recall 0.9
+  clipforge index --embeddings emb --out idx --index-key HNSW32,Flat"""
+
+
+def memory_size(text: str) -> int:
+    from ..search.index import parse_bytes
+    try:
+        value = parse_bytes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"memory budget {text!r} must be positive")
+    return value
+
+
+def index_key(text: str) -> str:
+    from ..search.index import check_index_key
+    try:
+        return check_index_key(text)
+    except (ValueError, ImportError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def recall(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"target recall {text!r} must be in (0, 1]")
+    return value
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--embeddings", required=True, help="directory written by `embed`")
-    parser.add_argument("--out", required=True, help="index directory")
-    parser.add_argument("--memory-budget", default="2GB", help="e.g. 2GB, 512MB")
-    parser.add_argument("--modality", choices=["image", "text"], default="image",
-                        help="which vectors to index")
-    parser.add_argument("--index-key", default=None,
-                        help="force a FAISS factory string, e.g. 'HNSW32,Flat'")
-    parser.add_argument("--target-recall", type=float, default=0.95,
-                        help="recall@10 the search parameter is tuned for")
-    parser.add_argument("--image-root", default=None, help="serve images from this folder")
+    if parser.epilog is None:            # a cli/main.py that does not read EXAMPLES yet
+        parser.formatter_class, parser.epilog = argparse.RawDescriptionHelpFormatter, EXAMPLES
+    parser.add_argument("--embeddings", required=True,
+                        help="directory written by `clipforge embed`")
+    parser.add_argument("--out", required=True, help="index directory to write")
+    parser.add_argument("--memory-budget", type=memory_size, metavar="SIZE",
+                        help="memory the index may take, e.g. 2GB, 512MB (default: 2GB, "
+                        "IndexConfig.memory_budget)")
+    shows_default(parser.add_argument("--modality", choices=["image", "text"],
+                                      help="which vectors to index"),
+                  "clipforge.search.build:BuildConfig.modality")
+    parser.add_argument("--index-key", type=index_key, metavar="FACTORY",
+                        help="force a FAISS factory string, e.g. 'HNSW32,Flat' or "
+                        "'IVF1024,PQ32np' (default: chosen from N and the budget)")
+    shows_default(parser.add_argument("--target-recall", type=recall, metavar="R",
+                                      help="recall@10 the search parameter is tuned for"),
+                  f"{INDEX}.target_recall")
+    parser.add_argument("--image-root", help="folder that holds every image, served by `serve` "
+                        "(default: the thumbnails `embed` wrote, else the images' deepest common "
+                        "folder; never / or the home folder)")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
     from ..search.build import BuildConfig, build_index_dir
-    from ..search.index import IndexConfig, parse_bytes
-    index = IndexConfig(memory_budget=parse_bytes(args.memory_budget), index_key=args.index_key,
-                        target_recall=args.target_recall)
-    info = build_index_dir(BuildConfig(args.embeddings, args.out, args.modality, index,
-                                       args.image_root))
+    from ..search.index import IndexConfig
+    index = IndexConfig(**given(memory_budget=args.memory_budget, index_key=args.index_key,
+                                target_recall=args.target_recall))
+    info = build_index_dir(BuildConfig(args.embeddings, args.out, index=index, **given(
+        modality=args.modality, image_root=args.image_root)))
     summary = {k: info[k] for k in ("index_type", "count", "dim", "recall_at_10",
                                     "search_params", "build_seconds", "index_bytes")}
     print(json.dumps(summary))

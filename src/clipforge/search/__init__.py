@@ -13,7 +13,8 @@
 The pieces: :mod:`.embed` (reader → mapper → writer, resumable shards), :mod:`.index` (which
 FAISS index for N and a memory budget, tuned for recall), :mod:`.sparse` / :mod:`.hybrid`
 (lexical search and score fusion), :mod:`.query` (text / image / composed query vectors),
-:mod:`.searcher` (an opened index), :mod:`.server` (FastAPI app and web page).
+:mod:`.searcher` (an opened index, one entry point for every query), :mod:`.service` (that index
+served: uploads, image files, metrics), :mod:`.server` (its HTTP routes and the web page).
 FAISS, SciPy and FastAPI are imported only when used (``pip install 'clipforge[search]'``).
 """
 

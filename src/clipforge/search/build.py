@@ -14,7 +14,11 @@ Recall queries: for an image index built from a directory that also holds captio
 the index. Otherwise 1000 sampled indexed vectors (each finds itself: recall reads a little high).
 
 Image root: thumbnails that ``embed`` exported (``EMB/images``) when most rows have one, else
-the deepest folder holding every image file the records name.
+the deepest folder holding every image file the records name, or ``--image-root``. A root that
+would expose the file system (``/``, the home folder or above, a top-level folder) is never
+recorded: images spread over several such trees are listed by row instead (``image_files:
+"by-row"``), and an explicit one is an error (see :mod:`.images`). ``serve`` sends only files
+that rows list.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import pyarrow.parquet as pq
 
 from ..common.files import atomic_write, atomic_write_text
 from .deps import require
+from .images import BY_ROW, check_image_root, common_image_root
 from .index import IndexConfig, build_dense_index
 from .shards import IMAGES_DIR, EmbeddingDir
 from .sparse import SparseIndex
@@ -57,18 +62,30 @@ def rss_bytes() -> int:
 
 
 def choose_image_root(embeddings: Path, metadata: pa.Table) -> tuple[Path | None, list[str]]:
-    """(image root, each row's path under it) — see the module doc."""
+    """(image root, each row's path under it) — see the module doc. Root None with non-empty
+    paths means rows are listed by row (``"{row}/{file name}"``)."""
     thumbnails = metadata.column("thumbnail").to_pylist()
     paths = metadata.column("image_path").to_pylist()
     if thumbnails and sum(bool(t) for t in thumbnails) * 2 >= len(thumbnails):
         prefix = IMAGES_DIR + "/"
         return (embeddings / IMAGES_DIR).resolve(), \
             [t[len(prefix):] if t.startswith(prefix) else "" for t in thumbnails]
-    files = [p for p in paths if p and Path(p).is_absolute()]
-    if not files:
-        return None, ["" for _ in paths]
-    root = Path(os.path.commonpath([str(Path(p).parent) for p in files]))
-    return root, [os.path.relpath(p, root) if p and Path(p).is_absolute() else "" for p in paths]
+    return common_image_root(paths)
+
+
+def given_image_root(root: Path, metadata: pa.Table) -> tuple[Path, list[str]]:
+    """``--image-root``: refused when it exposes the file system or misses a listed image."""
+    root = check_image_root(root)
+    relative = []
+    for path in metadata.column("image_path").to_pylist():
+        if not (path and Path(path).is_absolute()):
+            relative.append("")
+            continue
+        if not Path(path).resolve().is_relative_to(root):
+            raise ValueError(f"--image-root {root} does not hold {path}; give the folder that "
+                             "holds every image")
+        relative.append(str(Path(path).resolve().relative_to(root)))
+    return root, relative
 
 
 def build_index_dir(config: BuildConfig) -> dict:
@@ -78,7 +95,10 @@ def build_index_dir(config: BuildConfig) -> dict:
     if config.modality not in ("image", "text"):
         raise ValueError(f"modality must be image or text, got {config.modality!r}")
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    metadata = embeddings.metadata()
+    root, relative = choose_image_root(Path(config.embeddings), metadata)
+    if config.image_root is not None:            # checked before anything is written
+        root, relative = given_image_root(Path(config.image_root), metadata)
     rss_before = rss_bytes()
     started = time.perf_counter()
     vectors = embeddings.dense(config.modality)
@@ -94,17 +114,12 @@ def build_index_dir(config: BuildConfig) -> dict:
         queries, query_source = np.asarray(pool[picked]), f"{len(picked)} sampled {other} " \
                                                            "embeddings (not in the index)"
     index, dense_info = build_dense_index(vectors, config.index, queries)
+    out.mkdir(parents=True, exist_ok=True)
     index_file = out / f"{config.modality}.index"
     atomic_write(index_file, lambda tmp: faiss.write_index(index, str(tmp)))
     rss_after = rss_bytes()
     del vectors
 
-    metadata = embeddings.metadata()
-    root, relative = choose_image_root(Path(config.embeddings), metadata)
-    if config.image_root is not None:
-        root = Path(config.image_root).resolve()
-        relative = [os.path.relpath(p, root) if Path(p).is_absolute() else ""
-                    for p in metadata.column("image_path").to_pylist()]
     metadata = metadata.append_column("image_rel", pa.array(relative, pa.string()))
     pq.write_table(metadata, out / METADATA)
 
@@ -138,6 +153,7 @@ def build_index_dir(config: BuildConfig) -> dict:
                     "add_seconds": round(dense_info.add_seconds, 3),
                     "tune_seconds": round(dense_info.tune_seconds, 3)},
         "image_root": str(root) if root is not None else None,
+        "image_files": "root" if root is not None else (BY_ROW if any(relative) else None),
         "sparse": sparse_info,
         "index_config": asdict(config.index),
     }

@@ -1,6 +1,7 @@
 """Optional dependencies of the search tools, imported only when used.
 
-``faiss-cpu``, ``scipy``, ``fastapi``, ``uvicorn`` and ``python-multipart`` come with the
+``faiss-cpu``, ``scipy``, ``fastapi``, ``uvicorn``, ``python-multipart`` and
+``prometheus-client`` come with the
 ``search`` extra (``pip install 'clipforge[search]'``); training and evaluation never need them.
 """
 
@@ -11,7 +12,8 @@ from types import ModuleType
 from ..common.optional import require as require_optional
 
 _PACKAGES = {"faiss": "faiss-cpu", "scipy": "scipy", "scipy.sparse": "scipy",
-             "fastapi": "fastapi", "uvicorn": "uvicorn", "python_multipart": "python-multipart"}
+             "fastapi": "fastapi", "uvicorn": "uvicorn", "python_multipart": "python-multipart",
+             "prometheus_client": "prometheus-client"}
 
 
 def require(module: str) -> ModuleType:

@@ -117,6 +117,32 @@ def choose_index_key(count: int, dim: int, config: IndexConfig) -> str:
     return f"IVF{nlist},PQ{m}np"      # np: skip polysemous training (slow, unused here)
 
 
+FACTORY_EXAMPLES = "e.g. Flat, IVF256,Flat, IVF256,PQ16np, HNSW32,Flat"
+# 5040 = 2⁴·3²·5·7 is divisible by every usual PQ/OPQ/PCA size, so a key that fails on it is wrong
+# whatever the data's dimension
+_ANY_DIM = 5040
+
+
+def make_index(index_key: str, dim: int):
+    """An empty FAISS index from a factory string, or ValueError naming the string."""
+    faiss = require("faiss")
+    try:
+        return faiss.index_factory(dim, index_key, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError:
+        raise ValueError(f"index key {index_key!r} is not a FAISS factory string for "
+                         f"{dim}-dimensional vectors ({FACTORY_EXAMPLES})") from None
+
+
+def check_index_key(index_key: str) -> str:
+    """``index_key`` if FAISS can parse it (checked before any data is read), else ValueError."""
+    try:
+        make_index(index_key, _ANY_DIM)
+    except ValueError:
+        raise ValueError(f"index key {index_key!r} is not a FAISS factory string "
+                         f"({FACTORY_EXAMPLES})") from None
+    return index_key
+
+
 def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Ids [Q, k] of the true top-k by inner product (brute force, no copy of ``vectors``)."""
     faiss = require("faiss")
@@ -159,7 +185,7 @@ def build_dense_index(vectors: np.ndarray, config: IndexConfig,
     key = choose_index_key(count, dim, config)
     info = DenseIndexInfo(key, count, dim, estimated_bytes=estimate_bytes(key, count, dim))
     rng = np.random.default_rng(config.seed)
-    index = faiss.index_factory(dim, key, faiss.METRIC_INNER_PRODUCT)
+    index = make_index(key, dim)
     started = time.perf_counter()
     if not index.is_trained:
         nlist = inverted_lists(count) if "IVF" in key else 1

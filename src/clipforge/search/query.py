@@ -12,9 +12,9 @@ The "text-delta" variant moves the image along the direction the text adds over 
     q = normalise( normalise(e_img) + λ · (normalise(e_txt) − normalise(e_txt("a photo"))) )
 
 The model runs under ``torch.no_grad`` and a lock: one forward at a time, so concurrent requests
-never share activations and the thread count stays what ``torch.set_num_threads`` allows. A server
-turns on :meth:`QueryEncoder.enable_batching` so concurrent text queries share forwards
-(:mod:`.batching`).
+never share activations and the thread count stays what ``torch.set_num_threads`` allows. How a
+query becomes one vector (text, image, item or composed) is :meth:`.searcher.Searcher._dense_query`,
+which also batches a server's concurrent texts.
 """
 
 from __future__ import annotations
@@ -66,14 +66,6 @@ class QueryEncoder:
         self.model, self.preprocess, self.tokenizer = model.eval(), preprocess, tokenizer
         self.sparse_encoder = sparse_encoder
         self._lock = threading.Lock()
-        self._batcher = None
-
-    def enable_batching(self, max_batch: int = 32) -> None:
-        """Serve :meth:`text` through a :class:`.batching.MicroBatcher` (for servers):
-        concurrent callers share one forward of :meth:`texts`."""
-        if self._batcher is None:
-            from .batching import MicroBatcher
-            self._batcher = MicroBatcher(self.texts, max_batch, name="text-batcher")
 
     @property
     def dim(self) -> int:
@@ -97,8 +89,6 @@ class QueryEncoder:
 
     @torch.no_grad()
     def text(self, text: str) -> np.ndarray:
-        if self._batcher is not None:
-            return self._batcher(text)
         return self.texts([text])[0]
 
     @torch.no_grad()
@@ -124,14 +114,3 @@ class QueryEncoder:
         with self._lock:
             _, tokens = self.model.encode_image(pixels, return_tokens=True)
             return self.sparse_encoder.encode_image_sparse(tokens)[0].float().numpy()
-
-    def dense(self, query: Query, item_vector: np.ndarray | None = None) -> np.ndarray:
-        """The query's dense vector [D]; ``item_vector`` stands in for the image of ``item_id``."""
-        base = item_vector if query.item_id is not None else (
-            self.image(query.image) if query.image is not None else None)
-        if base is None:
-            return normalise(self.text(query.text))
-        if query.text is None:
-            return normalise(base)
-        neutral = self.text(query.neutral_text) if query.text_delta else None
-        return compose(base, self.text(query.text), query.text_weight, neutral)

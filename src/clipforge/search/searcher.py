@@ -5,6 +5,10 @@ and the model that made the vectors (``index_info.json["model"]``, or ``model=``
 text and image queries can be embedded. Search calls are thread-safe: FAISS searches run in
 parallel, the model forward holds a lock (:class:`.query.QueryEncoder`).
 
+Every kind of query (text, image, item, composed; dense, sparse, hybrid) is checked in one place
+(``_check``) and runs through :meth:`Searcher.search`, or :meth:`Searcher.submit` for async
+callers such as the server; a server's texts all share one micro-batcher (:mod:`.batching`).
+
 Result ids are row numbers of the index (0 … N−1); ``item(id)`` gives a row's metadata.
 """
 
@@ -23,7 +27,7 @@ from .build import INDEX_INFO, METADATA
 from .deps import require
 from .hybrid import fuse
 from .index import normalized, set_search_params
-from .query import Query, QueryEncoder, normalise
+from .query import Query, QueryEncoder, compose, normalise
 from .sparse import SparseIndex, top_k
 
 MODES = ("dense", "sparse", "hybrid")
@@ -56,7 +60,8 @@ class Searcher:
             if "image_rel" in names else pa.array([""] * metadata.num_rows)
         self._extra = [n for n in names if n not in ("key", "caption", "image_rel")]
         self._metadata = metadata
-        self._text_searches = None          # MicroBatcher once enable_batching() ran
+        self._text_searches = None          # the one MicroBatcher, once enable_batching() ran
+        self._workers = None                # its thread pool for other queries
         if info.get("search_params"):
             set_search_params(dense_index, info["search_params"])
         if "IVF" in info.get("index_type", ""):
@@ -106,6 +111,13 @@ class Searcher:
         return {**row, "id": int(item_id), "key": self._keys[item_id].as_py(),
                 "caption": self._captions[item_id].as_py(),
                 "image_rel": self._image_rel[item_id].as_py()}
+
+    def column(self, name: str) -> pa.Array:
+        """A metadata column as one Arrow array (``image_rel`` is always there, maybe empty)."""
+        if name == "image_rel":
+            return self._image_rel
+        return self._metadata.column(name).combine_chunks() \
+            if name in self._metadata.column_names else pa.array([""] * self.count)
 
     def vector(self, item_id: int) -> np.ndarray:
         """The indexed vector of ``item_id`` [D] (PQ indexes give their approximation)."""
@@ -157,45 +169,81 @@ class Searcher:
         dense_scores = normalized(stored) @ normalise(np.asarray(dense_query).ravel())
         return self.hits(*fuse(ids, dense_scores, all_sparse[ids], weight, k))
 
-    def search_texts(self, requests: list[tuple[str, int]]) -> list[list[Hit]]:
-        """Dense search for many ``(text, k)`` at once: one forward, one FAISS call."""
-        if self.encoder is None:
-            raise ValueError("no model loaded to embed the query (index_info.json names none; "
-                             "pass --model)")
-        texts = [text for text, _ in requests]
-        scores, ids = self.search_vectors(self.encoder.texts(texts),
-                                          max(k for _, k in requests))
-        return [self.hits(row_scores[:k], row_ids[:k])
-                for (_, k), row_scores, row_ids in zip(requests, scores, ids)]
+    def search_texts(self, requests: list[tuple[str, int]]) -> list:
+        """Many ``(text, k)`` at once, one forward and one FAISS call: each gives its dense hits,
+        or its normalised embedding [D] when ``k`` is 0 (the text part of a composed query)."""
+        self._need_encoder()
+        vectors = normalise(self.encoder.texts([text for text, _ in requests]))
+        wanted = [row for row, (_, k) in enumerate(requests) if k > 0]
+        results: list = list(vectors)
+        if wanted:
+            scores, ids = self.search_vectors(vectors[wanted], max(requests[r][1] for r in wanted))
+            for row, row_scores, row_ids in zip(wanted, scores, ids):
+                k = requests[row][1]
+                results[row] = self.hits(row_scores[:k], row_ids[:k])
+        return results
 
-    def enable_batching(self, max_batch: int = 32) -> None:
-        """For servers: concurrent text searches share forwards and FAISS calls
-        (:meth:`submit_text_search`), and so do the text parts of other queries."""
-        if self.encoder is None or self._text_searches is not None:
+    def enable_batching(self, max_batch: int = 32, workers: int = 4) -> None:
+        """For servers: every text a query needs goes through ONE :class:`.batching.MicroBatcher`
+        (concurrent plain text searches share a forward and a FAISS call; composed queries'
+        text parts share the forward), and :meth:`submit` runs other queries on ``workers``
+        threads."""
+        if self._text_searches is not None:
             return
-        from .batching import MicroBatcher
-        self.encoder.enable_batching(max_batch)
-        self._text_searches = MicroBatcher(self.search_texts, max_batch, name="text-search")
+        from .batching import MicroBatcher, started_pool
+        self._workers = started_pool(workers, "search")
+        if self.encoder is not None:
+            self._text_searches = MicroBatcher(self.search_texts, max_batch, name="text-search")
 
     def submit_text_search(self, text: str, k: int = 10) -> Future:
         """A future of the dense hits for ``text``, batched with concurrent callers (after
-        :meth:`enable_batching`; :meth:`search` is the one-call way)."""
+        :meth:`enable_batching`)."""
         if self._text_searches is None:
             raise RuntimeError("submit_text_search needs enable_batching() first")
         return self._text_searches.submit((text, k))
 
+    def submit(self, query: Query, k: int = 10, mode: str = "dense",
+               hybrid_weight: float = 0.5) -> Future:
+        """A future of :meth:`search`'s hits, for async callers (after :meth:`enable_batching`):
+        plain text searches join the text batch, every other query runs on a worker thread.
+        Bad queries raise here, before anything is queued."""
+        if self._workers is None:
+            raise RuntimeError("submit needs enable_batching() first")
+        self._check(query, mode)
+        if self._is_plain_text(query, mode):
+            return self.submit_text_search(query.text, k)
+        return self._workers.submit(self._search_checked, query, k, mode, hybrid_weight)
+
     def search(self, query: Query, k: int = 10, mode: str = "dense",
                hybrid_weight: float = 0.5) -> list[Hit]:
         """Embed ``query`` with the index's model and search in ``mode``."""
+        self._check(query, mode)
+        return self._search_checked(query, k, mode, hybrid_weight)
+
+    def _is_plain_text(self, query: Query, mode: str) -> bool:
+        return (self._text_searches is not None and mode == "dense" and query.text is not None
+                and query.image is None and query.item_id is None)
+
+    def _check(self, query: Query, mode: str) -> None:
+        """Every reason a query cannot run (the one validation path of every kind of query)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if query.item_id is not None:
             self._check_id(query.item_id)
         if mode != "dense" and mode not in self.modes():
             raise ValueError("this index has no sparse (lexical) vectors; use mode dense")
-        if self.encoder is None and (query.text is not None or query.image is not None):
+        if query.text is not None or query.image is not None:
+            self._need_encoder()
+
+    def _need_encoder(self) -> None:
+        if self.encoder is None:
             raise ValueError("no model loaded to embed the query (index_info.json names none; "
                              "pass --model)")
+
+    def _search_checked(self, query: Query, k: int, mode: str, hybrid_weight: float
+                        ) -> list[Hit]:
+        if self._is_plain_text(query, mode):
+            return self.submit_text_search(query.text, k).result()
         dense = self._dense_query(query) if mode != "sparse" else None
         sparse = self._sparse_query(query) if mode != "dense" else None
         if mode == "dense":
@@ -204,11 +252,24 @@ class Searcher:
             return self.search_sparse_vector(sparse, k)
         return self.search_hybrid(dense, sparse, k, hybrid_weight)
 
+    def _text_vector(self, text: str) -> np.ndarray:
+        """Normalised embedding [D] of ``text``, through the text batch when serving."""
+        if self._text_searches is not None:
+            return self._text_searches((text, 0))
+        return normalise(self.encoder.texts([text])[0])
+
     def _dense_query(self, query: Query) -> np.ndarray:
-        item_vector = self.vector(query.item_id) if query.item_id is not None else None
-        if self.encoder is None:
-            return normalise(item_vector)
-        return self.encoder.dense(query, item_vector)
+        """The query's dense vector [D]: text, image or item alone, or composed (:mod:`.query`)."""
+        if query.item_id is not None:
+            base = self.vector(query.item_id)
+        elif query.image is not None:
+            base = self.encoder.image(query.image)
+        else:
+            return self._text_vector(query.text)
+        if query.text is None:
+            return normalise(base)
+        neutral = self._text_vector(query.neutral_text) if query.text_delta else None
+        return compose(base, self._text_vector(query.text), query.text_weight, neutral)
 
     def _sparse_query(self, query: Query):
         """Lexical query: the item's or image's vector + λ × the text's (a bag-of-words union)."""

@@ -7,296 +7,196 @@ Routes::
                            ``image`` file and optional ``text``, ``k``, ``mode`` fields
                            → {"results": [{"id", "score", "caption", "image_url", "key"}], …}
     GET  /items/{id}       one item's metadata
-    GET  /images/{path}    a file under the index's image root, nothing else (see below)
-    GET  /healthz          liveness + what the index holds
+    GET  /images/{path}    an image file that a row of the index lists, nothing else
+    GET  /healthz          liveness + what the index holds (never needs the API key)
     GET  /metrics          Prometheus text: request counts, latency histogram and p50/p90/p99
 
-Every input is checked: text ≤ 1000 characters and 1 ≤ k ≤ 100 (422 otherwise), uploads ≤ 10 MB
-(413; the body is read with a cap, so a missing or false Content-Length doesn't help), images that
-don't decode or exceed 50 megapixels → 400, unknown item ids → 404. Image paths are served only if
-relative, free of ``..``, resolving (symlinks followed) inside the image root, with an image
-suffix — anything else is a plain 404 that never says why.
+Limits (:class:`.service.ServerConfig`; docs/deploy.md): text ≤ 1000 characters and
+1 ≤ k ≤ 100 (422), uploads ≤ 10 MB (413; the body is read with a cap, so a missing or false
+Content-Length doesn't help), images over 50 megapixels by their header or that don't decode →
+400, more than 2 uploads decoding + 16 waiting → 429, JSON that is not strict JSON (``NaN``,
+lone surrogates, deep nesting) → 400 (:mod:`.request`), unknown item ids → 404, unlisted image
+paths → a plain 404 that never says why (:mod:`.images`). Optional: an API key
+(``X-API-Key`` or ``Authorization: Bearer``) on every route but ``/healthz``, and a Host-header
+allow-list against DNS rebinding.
 
-The model loads once, in :func:`create_app`. Plain text searches (the common case) are awaited
-on the event loop: concurrent ones are embedded in one forward and searched in one FAISS call by a
-worker thread (:mod:`.batching`), which is what keeps latency flat under load. Image, composed,
-item and sparse/hybrid searches run in Starlette's thread pool; the model forward holds a lock
-and runs under ``torch.no_grad``.
+:class:`SearchRoutes` maps each route onto one :class:`.service.SearchService` method; the model
+loads once, when the service opens the index.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations at runtime
 
-import asyncio
-import io
-import json
-import time
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Literal
-from urllib.parse import quote
-
-from PIL import Image, UnidentifiedImageError
+from pathlib import Path
 
 from .deps import require
-from .metrics import Metrics
-from .query import Query
-from .searcher import Searcher
 
-MAX_TEXT_CHARS, MAX_K = 1000, 100
-MAX_IMAGE_PIXELS = 50_000_000
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"}
+require("fastapi")
+require("python_multipart")          # FastAPI parses forms with it
+
+from fastapi import HTTPException, Request  # noqa: E402 - after the install hint above
+from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
+from starlette.requests import ClientDisconnect  # noqa: E402
+
+from .middleware import ApiKeyMiddleware, MetricsMiddleware  # noqa: E402
+from .request import (BadRequest, SearchRequest, SearchResponse, check_strings,  # noqa: E402
+                      clean_errors, parse_json_body, validate)
+from .searcher import Searcher  # noqa: E402
+from .service import QueryError, SearchService, ServerConfig  # noqa: E402
+from .uploads import UploadRejected  # noqa: E402
+
 STATIC_DIR = Path(__file__).with_name("static")
+FORM_ALLOWANCE = 64 * 1024           # multipart framing and fields beside the image
+
+__all__ = ["SearchRoutes", "ServerConfig", "SearchService", "create_app"]
 
 
-@dataclass
-class ServerConfig:
-    model: str | None = None                    # override the model named in index_info.json
-    max_upload_bytes: int = 10 * 1024 * 1024
-    torch_threads: int | None = None            # torch.set_num_threads at startup (None: leave)
-    batch_text_queries: bool = True             # concurrent text queries share forwards
-    faiss_threads: int = 1                      # OpenMP threads per FAISS search (see below)
-
-
-def safe_image_path(root: Path | None, relative: str) -> Path | None:
-    """``root/relative`` if it is an image file inside ``root`` (symlinks resolved), else None."""
-    if root is None or not relative or "\x00" in relative or "\\" in relative:
-        return None
-    pure = PurePosixPath(relative)
-    if pure.is_absolute() or ".." in pure.parts:
-        return None
-    root = root.resolve()
-    candidate = (root / pure).resolve()
-    if not candidate.is_relative_to(root) or candidate.suffix.lower() not in IMAGE_SUFFIXES:
-        return None
-    return candidate if candidate.is_file() else None
-
-
-class MetricsMiddleware:
-    """Pure ASGI middleware: time every HTTP request, label it by its route template."""
-
-    def __init__(self, app, metrics: Metrics):
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started, status = time.perf_counter(), 500
-
-        async def send_and_note(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or (
-                "/static" if scope["path"].startswith("/static/") else "unmatched")
-            self.metrics.observe(route, scope["method"], status, time.perf_counter() - started)
-
-
-def _request_models():
-    from pydantic import BaseModel, ConfigDict, Field
-
-    class SearchRequest(BaseModel):
-        """A search: ``text``, ``id`` (more like this) or both (composed); forms add ``image``."""
-
-        model_config = ConfigDict(extra="forbid")
-        text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
-        id: int | None = Field(None, ge=0, description="search by an indexed item's vector")
-        k: int = Field(10, ge=1, le=MAX_K)
-        mode: Literal["dense", "sparse", "hybrid"] = "dense"
-        hybrid_weight: float = Field(0.5, ge=0.0, le=1.0, description="dense share in hybrid")
-        text_weight: float = Field(1.0, ge=0.0, le=10.0, description="λ of composed queries")
-        text_delta: bool = False
-
-    class SearchResult(BaseModel):
-        id: int
-        score: float
-        caption: str
-        image_url: str | None
-        key: str
-
-    class SearchResponse(BaseModel):
-        results: list[SearchResult]
-        mode: str
-        took_ms: float
-
-    return SearchRequest, SearchResponse
-
-
-def create_app(index_dir: str | Path, config: ServerConfig | None = None,
-               searcher: Searcher | None = None):
-    """The app for ``index_dir`` (or an already opened ``searcher``)."""
-    fastapi = require("fastapi")
-    require("python_multipart")          # FastAPI parses forms with it
-    from fastapi import HTTPException, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, PlainTextResponse, Response
-    from fastapi.staticfiles import StaticFiles
-    from pydantic import ValidationError
-    from starlette.concurrency import run_in_threadpool
-
-    config = config or ServerConfig()
-    if config.torch_threads:
-        import torch
-        torch.set_num_threads(config.torch_threads)
-    # One query per search call gains nothing from an OpenMP team, and every handler thread
-    # that calls FAISS would get its own spinning team: measured 2.5× slower per request.
-    require("faiss").omp_set_num_threads(config.faiss_threads)
-    searcher = searcher or Searcher.open(index_dir, model=config.model)
-    batched = searcher.encoder is not None and config.batch_text_queries
-    if batched:
-        searcher.enable_batching()
-    image_root = Path(searcher.info["image_root"]) if searcher.info.get("image_root") else None
-    metrics = Metrics()
-    SearchRequest, SearchResponse = _request_models()
-    app = fastapi.FastAPI(title="clipforge search", version="1",
-                          description="Text, image and composed search over one index.")
-    app.state.searcher, app.state.metrics = searcher, metrics
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-
-    def image_url(image_rel: str) -> str | None:
-        return f"/images/{quote(image_rel)}" if image_rel and image_root is not None else None
-
-    def run_search(params, image: Image.Image | None) -> Response:
-        if params.text is None and params.id is None and image is None:
-            raise HTTPException(422, "give text, an image or an item id")
-        started = time.perf_counter()
-        try:
-            query = Query(params.text, image, params.id, params.text_weight, params.text_delta)
-            hits = searcher.search(query, params.k, params.mode, params.hybrid_weight)
-        except KeyError as error:
-            raise HTTPException(404, str(error.args[0])) from None
-        except ValueError as error:
-            raise HTTPException(400, str(error)) from None
-        return respond(hits, params.mode, started)
-
-    def respond(hits, mode: str, started: float) -> Response:
-        body = {"results": [{"id": h.id, "score": h.score, "caption": h.caption,
-                             "image_url": image_url(h.image_rel), "key": h.key} for h in hits],
-                "mode": mode, "took_ms": round((time.perf_counter() - started) * 1e3, 3)}
-        # serialised by hand: FastAPI's generic encoder walks every value, json.dumps doesn't
-        return Response(json.dumps(body), media_type="application/json")
-
-    def validate(raw: dict):
-        try:
-            return SearchRequest.model_validate(raw)
-        except ValidationError as error:
-            raise RequestValidationError(error.errors(include_url=False,
-                                                      include_context=False)) from None
-
-    too_large = f"upload over the limit of {config.max_upload_bytes} bytes"
-
-    async def read_capped(request: Request, limit: int) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise HTTPException(413, too_large)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HTTPException(413, too_large)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def decode_upload(data: bytes) -> Image.Image:
-        try:
-            picture = Image.open(io.BytesIO(data))
-            if picture.width * picture.height > MAX_IMAGE_PIXELS:
-                raise HTTPException(400, f"image too large: {picture.width}×{picture.height} "
-                                         f"pixels (limit {MAX_IMAGE_PIXELS})")
-            picture.load()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-                Image.DecompressionBombError) as error:
-            raise HTTPException(400, f"cannot decode the uploaded image: {error}") from None
-        return picture
-
+def _body_docs() -> dict:
     request_schema = SearchRequest.model_json_schema()
     form_schema = {"type": "object", "properties": {
         "image": {"type": "string", "format": "binary"},
         **{k: v for k, v in request_schema["properties"].items() if k != "id"}}}
-
-    body_docs = {"requestBody": {"required": True, "content": {
+    return {"requestBody": {"required": True, "content": {
         "application/json": {"schema": request_schema},
         "multipart/form-data": {"schema": form_schema}}}}
 
-    @app.post("/search", responses={200: {"model": SearchResponse}}, openapi_extra=body_docs)
-    async def search(request: Request) -> Response:
-        """Search by text, uploaded image, item id, or image/item + text (composed)."""
-        # multipart framing adds a little; the image itself is checked against the limit below
-        body = await read_capped(request, config.max_upload_bytes + 64 * 1024)
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data"):
-            request._body = body             # Starlette re-reads the capped body from here
-            form = await request.form(max_files=1, max_fields=16)
-            upload = form.get("image")
-            fields = {k: v for k, v in form.items() if k != "image" and v != ""}
-            params = validate(fields)
-            image = None
-            if upload is not None and not isinstance(upload, str):
-                data = await upload.read(config.max_upload_bytes + 1)
-                if len(data) > config.max_upload_bytes:
-                    raise HTTPException(413, too_large)
-                image = decode_upload(data)
-            return await run_in_threadpool(run_search, params, image)
-        try:
-            raw = json.loads(body or b"{}")
-        except ValueError:
-            raise HTTPException(400, "body is neither JSON nor a multipart form") from None
-        if not isinstance(raw, dict):
-            raise HTTPException(422, "the JSON body must be an object")
-        params = validate(raw)
-        if batched and params.mode == "dense" and params.id is None and params.text \
-                and params.text.strip():
-            # the common case, text → images: awaited on the loop, no thread-pool hop
-            started = time.perf_counter()
-            future = searcher.submit_text_search(params.text, params.k)
-            try:
-                hits = await asyncio.wrap_future(future)
-            except ValueError as error:
-                raise HTTPException(400, str(error)) from None
-            return respond(hits, params.mode, started)
-        return await run_in_threadpool(run_search, params, None)
 
-    @app.get("/items/{item_id}")
-    def item(item_id: int) -> dict:
+class SearchRoutes:
+    """The HTTP face of a :class:`.service.SearchService`: parse, call one method, answer."""
+
+    def __init__(self, service: SearchService):
+        self.service, self.config = service, service.config
+        self.too_large = f"upload over the limit of {self.config.max_upload_bytes} bytes"
+
+    def install(self, app) -> None:
+        from fastapi.exceptions import RequestValidationError
+        from fastapi.responses import PlainTextResponse
+        from fastapi.staticfiles import StaticFiles
+        app.add_api_route("/search", self.search, methods=["POST"],
+                          responses={200: {"model": SearchResponse}},
+                          openapi_extra=_body_docs(), summary="Search")
+        app.add_api_route("/items/{item_id}", self.item, methods=["GET"], summary="Item")
+        app.add_api_route("/images/{path:path}", self.image, methods=["GET"], summary="Image")
+        app.add_api_route("/healthz", self.healthz, methods=["GET"], summary="Healthz")
+        app.add_api_route("/metrics", self.prometheus, methods=["GET"],
+                          response_class=PlainTextResponse, summary="Prometheus")
+        app.add_api_route("/", self.page, methods=["GET"], include_in_schema=False)
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+        app.add_exception_handler(RequestValidationError, self.invalid)
+        app.add_exception_handler(QueryError, self.failed)
+        app.add_exception_handler(UploadRejected, self.failed)
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    async def search(self, request: Request) -> Response:
+        """Search by text, uploaded image, item id, or image/item + text (composed)."""
+        body = await self._read_capped(request, self.config.max_upload_bytes + FORM_ALLOWANCE)
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return self._json(await self._search_form(request, body))
+        try:
+            params = validate(parse_json_body(body))
+        except BadRequest as error:
+            raise HTTPException(400, str(error)) from None
+        except TypeError as error:
+            raise HTTPException(422, str(error)) from None
+        return self._json(await self.service.search(**self._query(params)))
+
+    def item(self, item_id: int) -> dict:
         """One item's metadata."""
         try:
-            row = searcher.item(item_id)
+            return self.service.item(item_id)
         except KeyError as error:
             raise HTTPException(404, str(error.args[0])) from None
-        return {**row, "image_url": image_url(row.pop("image_rel"))}
 
-    @app.get("/images/{path:path}")
-    def images(path: str):
-        """An image under the index's image root."""
-        found = safe_image_path(image_root, path)
+    def image(self, path: str):
+        """An image file listed by a row of the index."""
+        found = self.service.image_file(path)
         if found is None:
             raise HTTPException(404, "not found")
         return FileResponse(found, headers={"Cache-Control": "public, max-age=3600"})
 
-    @app.get("/healthz")
-    def healthz() -> dict:
-        info = searcher.info
-        return {"status": "ok", "items": searcher.count, "dim": searcher.dim,
-                "index_type": info.get("index_type"), "modes": searcher.modes(),
-                "model_loaded": searcher.encoder is not None, "images": image_root is not None}
+    async def healthz(self) -> dict:
+        return self.service.health()
 
-    @app.get("/metrics", response_class=PlainTextResponse)
-    def prometheus() -> str:
-        info = searcher.info
-        return metrics.render({
-            "clipforge_index_items": (searcher.count, "Vectors in the index."),
-            "clipforge_index_bytes": (info.get("index_bytes", 0), "Size of the index file."),
-            "clipforge_index_dim": (searcher.dim, "Vector dimension."),
-        })
+    def prometheus(self):
+        from prometheus_client import CONTENT_TYPE_LATEST
+        return Response(self.service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/", include_in_schema=False)
-    def page():
+    def page(self):
         return FileResponse(STATIC_DIR / "index.html")
 
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def invalid(self, request, error):
+        return JSONResponse({"detail": clean_errors(error.errors())}, status_code=422)
+
+    async def failed(self, request, error):
+        headers = {"Retry-After": "1"} if error.status == 429 else None
+        return JSONResponse({"detail": error.message}, status_code=error.status, headers=headers)
+
+    @staticmethod
+    def _query(params) -> dict:
+        return {"text": params.text, "item_id": params.id, "k": params.k,
+                "mode": params.mode, "hybrid_weight": params.hybrid_weight,
+                "text_weight": params.text_weight, "text_delta": params.text_delta}
+
+    @staticmethod
+    def _json(body: dict):
+        import json
+        # serialised by hand: FastAPI's generic encoder walks every value, json.dumps doesn't
+        return Response(json.dumps(body), media_type="application/json")
+
+    async def _search_form(self, request, body: bytes) -> dict:
+
+        async def replay():                  # the capped body, read once, parsed from memory
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=16)
+        upload = form.get("image")
+        fields = {k: v for k, v in form.items() if k != "image" and v != ""}
+        try:
+            check_strings(fields)
+        except BadRequest as error:
+            raise HTTPException(400, str(error)) from None
+        params = validate(fields)
+        if upload is None or isinstance(upload, str):
+            return await self.service.search(**self._query(params))
+        data = await upload.read(self.config.max_upload_bytes + 1)
+        if len(data) > self.config.max_upload_bytes:
+            raise HTTPException(413, self.too_large)
+        return await self.service.search_upload(data, **self._query(params))
+
+    async def _read_capped(self, request, limit: int) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise HTTPException(413, self.too_large)
+        chunks, size = [], 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, self.too_large)
+                chunks.append(chunk)
+        except ClientDisconnect:       # gone, or cut off by the request deadline (.serving)
+            raise HTTPException(400, "the client went away mid-request") from None
+        return b"".join(chunks)
+
+
+def create_app(index_dir: str | Path, config: ServerConfig | None = None,
+               searcher: Searcher | None = None):
+    """The app for ``index_dir`` (or an already opened ``searcher``); ``app.state.service``
+    and ``app.state.searcher`` give the objects behind it."""
+    from fastapi import FastAPI
+    config = config or ServerConfig()
+    service = SearchService(searcher or Searcher.open(index_dir, model=config.model), config)
+    app = FastAPI(title="clipforge search", version="1",
+                          description="Text, image and composed search over one index.")
+    app.state.service, app.state.searcher = service, service.searcher
+    SearchRoutes(service).install(app)
+    # added last = outermost: the Host check runs first, then the key, then timing
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+    if config.api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=config.api_key)
+    if config.allowed_hosts:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))
     return app

@@ -1,0 +1,110 @@
+"""Uploaded query images: a pixel cap read from the header, decoding off the event loop, and a
+bound on how many are in memory at once.
+
+A 10 MB PNG can hold a 49-megapixel image (147 MB decoded, ~0.3 s of one core). So:
+
+- :func:`decode_capped` reads the header first (``Image.open`` is lazy) and refuses more than
+  ``max_pixels`` before a single row is decoded (Pillow's own bomb check, 2 × 89 MP, stays as
+  it is: the runtime never changes Pillow globals);
+- :class:`UploadSlots` lets ``max_in_flight`` uploads decode and search at once, ``max_waiting``
+  more wait their turn, and anything beyond is told to come back (429 + ``Retry-After``), so
+  neither memory nor the queue grows with the number of clients;
+- the decode runs on :func:`decode_threads` (Pillow releases the GIL while it decodes), at a
+  lower CPU priority on Linux (nice +10, per thread), so on a busy machine ``/healthz`` and
+  text searches still get the CPU first while big images are decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from PIL import Image, UnidentifiedImageError
+
+from .batching import started_pool
+
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+                 Image.DecompressionBombError)
+
+
+class UploadRejected(Exception):
+    """An upload refused with an HTTP ``status`` (400, 429) and a ``message``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def decode_capped(data: bytes, max_pixels: int) -> Image.Image:
+    """The decoded image, or UploadRejected(400) — over ``max_pixels`` by its header, or not
+    decodable. Called in a worker thread."""
+    try:
+        picture = Image.open(io.BytesIO(data))           # header only
+        width, height = picture.size
+        if width * height > max_pixels:
+            raise UploadRejected(400, f"image too large: {width}×{height} pixels "
+                                      f"(limit {max_pixels})")
+        picture.load()
+    except DECODE_ERRORS as error:
+        raise UploadRejected(400, f"cannot decode the uploaded image: "
+                                  f"{type(error).__name__}") from None
+    return picture
+
+
+def warm_up() -> None:
+    """Import Pillow's format plugins and decode a tiny PNG now: done lazily by the first
+    upload, the imports held the GIL for ~0.5 s while that upload was being handled."""
+    Image.init()
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+    decode_capped(buffer.getvalue(), 64)
+
+
+def _lower_priority() -> None:
+    """Nice this thread (Linux threads are scheduled on their own; elsewhere leave it)."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except OSError:
+            pass
+
+
+def decode_threads(count: int) -> ThreadPoolExecutor:
+    """The threads uploads are decoded on: ``count`` of them, started, at low priority."""
+    return started_pool(count, "decode", _lower_priority)
+
+
+class UploadSlots:
+    """``max_in_flight`` uploads at a time, ``max_waiting`` queued, the rest rejected (429)."""
+
+    def __init__(self, max_in_flight: int, max_waiting: int):
+        if max_in_flight < 1 or max_waiting < 0:
+            raise ValueError(f"upload slots: max_in_flight ≥ 1 and max_waiting ≥ 0, got "
+                             f"{max_in_flight} and {max_waiting}")
+        self.max_in_flight, self.max_waiting = max_in_flight, max_waiting
+        self._semaphore: asyncio.Semaphore | None = None
+        self.in_flight = self.waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self):
+        if self._semaphore is None:          # made on the server's own event loop
+            self._semaphore = asyncio.Semaphore(self.max_in_flight)
+        if self.in_flight >= self.max_in_flight and self.waiting >= self.max_waiting:
+            raise UploadRejected(429, f"busy: {self.in_flight} image uploads in progress and "
+                                      f"{self.waiting} waiting; retry shortly")
+        self.waiting += 1
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self.waiting -= 1
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self._semaphore.release()
