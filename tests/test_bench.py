@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from synthetic import micro_model_overrides, save_micro_model
 
 from clipforge.cli.main import main
+from clipforge.common.yaml_files import load_yaml_mapping
 from clipforge.objectives import OBJECTIVES
 from clipforge.training import bench as bench_module
 from clipforge.training import step as step_module
 from clipforge.training.bench import BenchConfig, bench_train
-
-from synthetic import micro_model_overrides, save_micro_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -45,7 +45,7 @@ def test_bench_times_every_objective_with_the_trainers_step(objective, teacher, 
     if source is None:
         config = BenchConfig(objectives=(objective,))
     else:
-        data = yaml.safe_load(source.read_text())
+        data = load_yaml_mapping(source)           # its base: resolved
         data["model"] = {"name": "tiny", "tokenizer_vocab_size": 300}
         for spec in data["objectives"]:
             if isinstance(spec, dict) and "teacher" in spec:
