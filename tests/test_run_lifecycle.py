@@ -213,8 +213,11 @@ def test_strict_is_one_line_naming_the_file_and_record(workers, tmp_path):
     done = subprocess.run([sys.executable, "-m", "clipforge", *argv], capture_output=True,
                           text=True, timeout=300, check=False)
     assert done.returncode == 2, done.stderr[-2000:]
-    error = done.stderr.strip()
+    # besides the run's "[clipforge] …" progress lines, the error is one line
+    error = "\n".join(line for line in done.stderr.strip().splitlines()
+                      if not line.startswith("[clipforge] "))
     assert "\n" not in error and "Traceback" not in error, error
+    assert error.startswith("clipforge train: error: ")
     assert str(table) in error and "'3'" in error and "missing.png" in error
 
 
