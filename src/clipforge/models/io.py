@@ -22,6 +22,31 @@ FORMAT = "clipforge"
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path,
+                     metadata: dict[str, str] | None = None) -> None:
+    """Write ``path`` atomically (temporary name, then rename) with the mode any new file of the
+    user gets (0666 less the umask): safetensors itself creates files 0600, which hid models
+    from the group and from a server running as another user."""
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.chmod(tmp, 0o666 & ~current_umask())
+    os.replace(tmp, path)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (``os.umask`` must set
+    one to read it, racing other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -32,9 +57,7 @@ def save_model_dir(directory: str | Path, model: CLIP, tokenizer: Tokenizer | No
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = directory / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": FORMAT})
-    os.replace(tmp, directory / WEIGHTS_FILE)
+    save_safetensors(state, directory / WEIGHTS_FILE, metadata={"format": FORMAT})
     if tokenizer is not None:
         tokenizer.save(directory)
     meta = {"format": FORMAT, "format_version": 1, "model": model.config.to_dict()}
