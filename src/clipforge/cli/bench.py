@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..machine import describe
     from ..training.bench import BenchConfig, bench_train
     result = bench_train(BenchConfig(args.model, args.batch_size, args.steps, args.warmup,
                                      args.precision, tuple(args.objective or ["clip"]),
@@ -28,5 +29,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{result['model']} batch {result['batch_size']} {result['precision']}: "
               f"{result['samples_per_s']} samples/s, step {result['step_ms_median']} ms "
-              f"(median of {result['steps']})")
+              f"(median of {result['steps']}); {describe(result['machine'])}")
     return 0

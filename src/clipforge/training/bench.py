@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.batch import Batch
+from ..machine import machine_info
 from ..models import create_model
 from .config import ObjectiveSpec, OptimSection
 from .module import TrainModule, build_objectives
@@ -80,4 +81,5 @@ def bench_train(config: BenchConfig) -> dict:
         "samples_per_s": round(config.batch_size / median, 2),
         "step_ms_median": round(1000 * median, 2),
         "step_ms_min": round(1000 * min(times), 2), "step_ms_max": round(1000 * max(times), 2),
+        "machine": machine_info(precision),
     }
