@@ -37,4 +37,4 @@ def assert_same_grads(actual: dict[str, torch.Tensor], expected: dict[str, torch
     for name, value in expected.items():
         atol = max(scale * value.abs().max().item(), atol_floor, 1e-12)
         torch.testing.assert_close(actual[name], value, rtol=rtol, atol=atol,
-                                   msg=lambda m: f"{label} {name}: {m}")
+                                   msg=lambda m, name=name: f"{label} {name}: {m}")

@@ -5,7 +5,8 @@ batch: CLIP with a differentiable all-gather (global logits, and ``local_loss`` 
 columns) and SigLIP with the ring exchange of text blocks, each also through GradCache (chunked,
 un-wrapped module, gradients averaged by hand). DDP averages gradients over ranks, so the
 per-rank losses are built such that their mean is the global loss; the test checks exactly
-that, then every parameter's gradient with fp32 tolerance sized to the gradient (tests/numerics.py). A second test runs the real trainer
+that, then every parameter's gradient with fp32 tolerance sized to the gradient
+(tests/numerics.py). A second test runs the real trainer
 under ``torchrun --nproc-per-node 2 -m clipforge train`` and compares its logged losses with a
 single process.
 """

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import platform
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 # The flags that change clipforge's speed or numerics, in the spelling of /proc/cpuinfo.
@@ -21,7 +21,7 @@ SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 CPUINFO = Path("/proc/cpuinfo")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read_cpuinfo(path: Path) -> tuple[str, frozenset[str]]:
     """(model name, all flags) of the first CPU listed; ("", ∅) when there is no cpuinfo."""
     try:
