@@ -141,3 +141,23 @@ def test_readme_commands_run_as_written(workdir):
                   "clipforge eval zeroshot", "clipforge eval retrieval", "clipforge embed",
                   "clipforge index", "clipforge search --index idx --image examples/apple.png"):
         assert any(c.startswith(start) for c in ran), f"no README command ran: {start}"
+
+
+def test_shipped_example_image_is_the_builtin_apple():
+    """``examples/apple.png`` is what ``scripts/example_images.py`` renders (pixels, not bytes:
+    PNG encoders differ by Pillow version) and stays a few KB."""
+    import importlib.util
+    import io
+
+    import numpy as np
+    from PIL import Image
+    spec = importlib.util.spec_from_file_location("example_images",
+                                                  ROOT / "scripts" / "example_images.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    shipped = ROOT / "examples" / script.file_name("red apple")
+    assert shipped.name == "apple.png" and shipped.stat().st_size < 8 * 1024
+    fresh = Image.open(io.BytesIO(script.render("red apple")))
+    assert np.array_equal(np.asarray(Image.open(shipped)), np.asarray(fresh))
+    with pytest.raises(ValueError, match="no emoji named 'blue apple'"):
+        script.render("blue apple")
