@@ -29,6 +29,7 @@ def render(emoji_name: str) -> bytes:
     from PIL import Image
 
     from clipforge.data.builtin.emoji import EmojiSource
+
     emoji = EmojiSource("all")
     for index in range(len(emoji)):
         record = emoji[index]
@@ -44,8 +45,12 @@ def render(emoji_name: str) -> bytes:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", default=list(DEFAULT_NAMES),
-                        help="CLDR emoji names (default: red apple)")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        default=list(DEFAULT_NAMES),
+        help="CLDR emoji names (default: red apple)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "examples")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

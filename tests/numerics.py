@@ -25,8 +25,13 @@ GRAD_TOLERANCE = {"fp32": (1e-4, 5e-5), "bf16": (3e-2, 2e-2)}
 LOSS_CURVE_RTOL = {"fp32": 1e-4, "bf16": 2e-2}
 
 
-def assert_same_grads(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
-                      precision: str = "fp32", label: str = "", atol_floor: float = 0.0) -> None:
+def assert_same_grads(
+    actual: dict[str, torch.Tensor],
+    expected: dict[str, torch.Tensor],
+    precision: str = "fp32",
+    label: str = "",
+    atol_floor: float = 0.0,
+) -> None:
     """Every gradient of ``expected`` matches ``actual`` within :data:`GRAD_TOLERANCE`.
 
     ``atol_floor``: for a gradient whose true value cancels to ~0 (its terms are not), where
@@ -36,5 +41,10 @@ def assert_same_grads(actual: dict[str, torch.Tensor], expected: dict[str, torch
     rtol, scale = GRAD_TOLERANCE[precision]
     for name, value in expected.items():
         atol = max(scale * value.abs().max().item(), atol_floor, 1e-12)
-        torch.testing.assert_close(actual[name], value, rtol=rtol, atol=atol,
-                                   msg=lambda m, name=name: f"{label} {name}: {m}")
+        torch.testing.assert_close(
+            actual[name],
+            value,
+            rtol=rtol,
+            atol=atol,
+            msg=lambda m, name=name: f"{label} {name}: {m}",
+        )

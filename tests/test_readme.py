@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,10 @@ NOT_RUN = {
     "clipforge refine": "slow: one epoch",
     "clipforge serve": "slow: serves until Ctrl-C",
 }
-STAND_IN_FOR_DEMO = "clipforge train --model tiny --steps 2 --batch-size 8 --val none --out runs/demo"
+STAND_IN_FOR_DEMO = (
+    "clipforge train --model tiny --steps 2 --batch-size 8 --val none "
+    "--workers 0 --no-progress --out runs/demo"
+)
 
 
 def split_comment(line: str) -> tuple[str, str]:
@@ -49,7 +53,7 @@ def split_comment(line: str) -> tuple[str, str]:
         elif char in "'\"":
             quote = char
         elif char == "#" and (index == 0 or line[index - 1].isspace()):
-            return line[:index].strip(), line[index + 1:].strip()
+            return line[:index].strip(), line[index + 1 :].strip()
     return line.strip(), ""
 
 
@@ -98,8 +102,9 @@ def test_the_not_run_list_and_the_slow_marks_agree():
         assert any(c.startswith(start) for c, _ in commands), f"not in README.md: {start}"
     for command, comment in commands:
         if comment.startswith("slow"):
-            assert (not_run_reason(command) or "").startswith("slow"), \
+            assert (not_run_reason(command) or "").startswith("slow"), (
                 f"marked slow in README.md but run by this test: {command}"
+            )
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +116,15 @@ def workdir(tmp_path_factory) -> Path:
     return work
 
 
-def run(command: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+def run(command: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = dict(
+        os.environ,
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    )
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def as_bash(command: str) -> list[str]:
@@ -124,22 +133,31 @@ def as_bash(command: str) -> list[str]:
 
 
 def test_readme_commands_run_as_written(workdir):
-    demo = run(as_bash(STAND_IN_FOR_DEMO + " --no-progress"), workdir)
+    demo = run(as_bash(STAND_IN_FOR_DEMO), workdir)
     assert demo.returncode == 0, demo.stderr[-2000:]
     ran = []
     for command, _ in shell_commands():
         if not_run_reason(command):
             continue
+        started = time.perf_counter()
         done = run(as_bash(command), workdir)
         assert done.returncode == 0, f"README.md command failed: {command}\n{done.stderr[-2000:]}"
+        print(f"{time.perf_counter() - started:6.1f} s  {command}")  # shown with -s
         ran.append(command)
     for block in readme_blocks(("python",)):
         done = run([sys.executable, "-c", block], workdir)
         assert done.returncode == 0, f"README.md python block failed:\n{done.stderr[-2000:]}"
     # the first hour's checks all ran: help, list, a short train, eval, embed → index → search
-    for start in ("clipforge --help", "clipforge list", "clipforge train --model tiny --steps 2",
-                  "clipforge eval zeroshot", "clipforge eval retrieval", "clipforge embed",
-                  "clipforge index", "clipforge search --index idx --image examples/apple.png"):
+    for start in (
+        "clipforge --help",
+        "clipforge list",
+        "clipforge train --model tiny --steps 2",
+        "clipforge eval zeroshot",
+        "clipforge eval retrieval",
+        "clipforge embed",
+        "clipforge index",
+        "clipforge search --index idx --image examples/apple.png",
+    ):
         assert any(c.startswith(start) for c in ran), f"no README command ran: {start}"
 
 
@@ -151,8 +169,10 @@ def test_shipped_example_image_is_the_builtin_apple():
 
     import numpy as np
     from PIL import Image
-    spec = importlib.util.spec_from_file_location("example_images",
-                                                  ROOT / "scripts" / "example_images.py")
+
+    spec = importlib.util.spec_from_file_location(
+        "example_images", ROOT / "scripts" / "example_images.py"
+    )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     shipped = ROOT / "examples" / script.file_name("red apple")

@@ -28,13 +28,13 @@ def _read_cpuinfo(path: Path) -> tuple[str, frozenset[str]]:
         text = path.read_text()
     except OSError:
         return "", frozenset()
-    model, flags = "", frozenset()
+    model, flags = "", frozenset[str]()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
         if key == "model name" and not model:
             model = value.strip()
-        elif key in ("flags", "Features") and not flags:      # Features: arm64
+        elif key in ("flags", "Features") and not flags:  # Features: arm64
             flags = frozenset(value.split())
     return model, flags
 
@@ -54,9 +54,11 @@ def cpu_has_fast_bf16() -> bool:
     if flags:
         return "avx512_bf16" in flags or "amx_bf16" in flags
     import torch
+
     # no cpuinfo (macOS, Windows): trust PyTorch's dispatch level, AVX512 being the closest
-    return torch.backends.mkldnn.is_available() and \
-        "AVX512" in torch.backends.cpu.get_cpu_capability()
+    return (
+        torch.backends.mkldnn.is_available() and "AVX512" in torch.backends.cpu.get_cpu_capability()
+    )
 
 
 def machine_info(precision: str | None = None) -> dict:
@@ -68,12 +70,17 @@ def machine_info(precision: str | None = None) -> dict:
     the CUDA device name or None; ``precision`` is what the measured code actually ran.
     """
     import torch
+
     flags = cpu_flags()
-    return {"cpu": cpu_model(), "cpu_flags": [f for f in SPEED_FLAGS if f in flags],
-            "kernels": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
-            "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "precision": precision}
+    return {
+        "cpu": cpu_model(),
+        "cpu_flags": [f for f in SPEED_FLAGS if f in flags],
+        "kernels": torch.backends.cpu.get_cpu_capability(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "precision": precision,
+    }
 
 
 def describe(info: dict) -> str:
