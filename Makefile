@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean system-deps
+.PHONY: install demo test lint bench clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,15 @@ system-deps:
 
 demo: $(STAMP)
 	$(VENV)/bin/clipforge train --config configs/demo.yaml --overwrite   # rerun replaces runs/demo
+	@echo "next: source $(VENV)/bin/activate   # puts clipforge on PATH, then see README.md"
 
-test: $(STAMP) system-deps
+# ruff (lint + format check) and mypy on src/; part of `make test`
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: $(STAMP) system-deps lint
 	$(PY) -m pytest tests -p no:cacheprovider --durations=15; status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "error: no tests were collected"; exit 1; fi; exit $$status
 

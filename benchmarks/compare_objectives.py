@@ -94,7 +94,7 @@ def collect(label: str, out: Path, wall: float | None) -> dict:
     row = {"label": label, "wall_s": None if wall is None else round(wall, 1),
            "steps": summary["steps"], "samples": summary["samples_seen"],
            "train_seconds": round(summary.get("train_seconds", 0.0), 1),
-           **summary.get("eval", {})}
+           "precision": summary.get("precision"), **summary.get("eval", {})}
     refined = out / "refine.json"
     if refined.exists():                   # refine evaluates itself before and after
         report = json.loads(refined.read_text())
@@ -144,7 +144,9 @@ def run_all(chosen: list[str], jobs: int, **kwargs) -> dict[str, dict]:
     return rows
 
 
-def format_table(rows: list[dict], budget: float, seed: int, jobs: int, threads: int) -> str:
+def format_table(rows: list[dict], budget: float, seed: int, jobs: int, threads: int,
+                 machine: dict) -> str:
+    from clipforge.machine import describe
     header = ("| method | steps | train s | " + " | ".join(name for _, name in COLUMNS)
               + " | notes |")
     lines = [header, "|" + "---|" * (len(COLUMNS) + 4)]
@@ -167,7 +169,8 @@ def format_table(rows: list[dict], budget: float, seed: int, jobs: int, threads:
     return (f"Budget {budget:g} min of training per method ({setting}), seed {seed}, `tiny` "
             f"model, batch 64, `builtin:emoji` train split, evaluated on the held-out split "
             f"(accuracy and recalls in %). Produced by `python benchmarks/compare_objectives.py "
-            f"--budget {budget:g} --jobs {jobs}`.\n\n" + "\n".join(lines) + "\n")
+            f"--budget {budget:g} --jobs {jobs}`, {describe(machine)}.\n\n"
+            + "\n".join(lines) + "\n")
 
 
 def write_table(path: Path, table: str) -> None:
@@ -208,9 +211,14 @@ def main() -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = ROOT / "benchmarks" / "results" / f"objectives-{stamp}.json"
     results.parent.mkdir(parents=True, exist_ok=True)
+    from clipforge.machine import machine_info
+    # the precision the runs resolved (auto: bf16 only on AVX-512 BF16 / AMX / CUDA)
+    precisions = sorted({row["precision"] for row in ordered if row.get("precision")})
+    machine = machine_info(",".join(precisions) or None)
     results.write_text(json.dumps({"budget_min": args.budget, "seed": args.seed, "jobs": args.jobs,
-                                   "threads": threads, "rows": ordered}, indent=2))
-    table = format_table(ordered, args.budget, args.seed, args.jobs, threads)
+                                   "threads": threads, "machine": machine, "rows": ordered},
+                                  indent=2))
+    table = format_table(ordered, args.budget, args.seed, args.jobs, threads, machine)
     write_table(args.doc, table)
     print(table)
     return 0 if all("error" not in row for row in ordered) else 1

@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                                              max(32, args.batch_size * (args.batches + 2) // 4))
     captions = list(open_source("builtin:emoji").captions())[:5000]
     tokenizer = Tokenizer.train(captions, vocab_size=2000, context_length=32)
-    report = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "cores": os.cpu_count(),
+    from clipforge.machine import machine_info
+    report = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info("fp32"),
               "load_avg_start": os.getloadavg(), "model": args.model,
               "batch_size": args.batch_size, "pipelines": []}
     sources = {"builtin:emoji": "builtin:emoji", "wds-jpeg-640x480": f"wds:{wds_dir}?shuffle_buffer=64"}

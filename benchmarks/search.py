@@ -210,7 +210,10 @@ def main() -> int:
     from clipforge.search.index import build_dense_index
     from clipforge.search.searcher import Searcher
 
-    report: dict = {"n": args.n, "dim": args.dim, "clusters": args.clusters,
+    from clipforge.machine import machine_info
+    # fp32: FAISS searches fp32 vectors and the server encodes queries without autocast
+    report: dict = {"machine": machine_info("fp32"), "n": args.n, "dim": args.dim,
+                    "clusters": args.clusters,
                     "load_average_start": os.getloadavg()}
     started = time.perf_counter()
     vectors, centres = clustered_vectors(args.n, args.dim, args.clusters, seed=0)

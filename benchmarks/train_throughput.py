@@ -378,10 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     def log(message):
         print(message, file=sys.stderr, flush=True)
 
-    import torch
+    from clipforge.machine import machine_info
     started = time.time()
-    report = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
-              "cpu": _cpu_name(), "cores": os.cpu_count(), "load_avg_start": os.getloadavg(),
+    # each case also names its precision; bf16 on CPUs without avx512_bf16/amx is emulated
+    report = {"started": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "machine": machine_info(args.precisions), "load_avg_start": os.getloadavg(),
               "rounds": args.rounds, "steps_per_round": args.steps, "threads": args.threads,
               "contenders_requested": contenders, "cases": []}
     levers = {process_levers(s) for s in contenders} | {frozenset()}
@@ -431,16 +432,6 @@ def print_case(case: dict) -> None:
         print(f"  {key}: {value}")
     for key, value in case["inference"].items():
         print(f"  inference {key}: {value}")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -96,3 +96,6 @@ def test_bench_train_contract(capsys):
                 "vision", "text"):
         assert key in result
     assert result["batch_size"] == 4 and result["samples_per_s"] > 0
+    # where and how it was measured: a figure is meaningless without CPU, flags and precision
+    assert result["machine"]["precision"] == result["precision"] in ("fp32", "bf16")
+    assert result["machine"]["cpu"] and "cpu_flags" in result["machine"]

@@ -14,6 +14,7 @@ from clipforge.training import TrainConfig, train
 from clipforge.training.gradcache import gradcache_step
 from clipforge.training.module import TrainModule
 
+from numerics import LOSS_CURVE_RTOL, assert_same_grads
 from synthetic import ShapesSource, micro_model_overrides, micro_train_module
 
 
@@ -33,13 +34,6 @@ def grads_of(module) -> dict[str, torch.Tensor]:
     grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
     module.zero_grad(set_to_none=True)
     return grads
-
-
-def assert_same_grads(actual: dict, expected: dict, rtol=1e-4, atol=1e-6) -> None:
-    assert actual.keys() == expected.keys()
-    for name, value in expected.items():
-        torch.testing.assert_close(actual[name], value, rtol=rtol, atol=atol,
-                                   msg=lambda m: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("objective,size,chunk", [("clip", 64, 16), ("siglip", 64, 16),
@@ -104,7 +98,10 @@ def test_gradcache_refuses_objectives_that_need_tokens(tmp_path):
         train(config, ShapesSource(16))
 
 
-def test_trainer_with_gradcache_follows_the_plain_loss_curve(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_trainer_with_gradcache_follows_the_plain_loss_curve(tmp_path, precision):
+    """Pinned precision (``auto`` would pick bf16 on AVX-512 BF16 machines), tolerance of that
+    precision: both paths run under the same autocast, so they differ by its rounding only."""
     def run(name, chunk):
         config = TrainConfig.from_dict({
             "model": {"name": "tiny", "overrides": micro_model_overrides(),
@@ -112,12 +109,12 @@ def test_trainer_with_gradcache_follows_the_plain_loss_curve(tmp_path):
             "optim": {"gradcache_chunk": chunk, "lr": 2e-3},
             "data": {"batch_size": 16, "workers": 0, "val": None},
             "run": {"out": str(tmp_path / name), "steps": 4, "log_every": 1,
-                    "progress": False}})
+                    "progress": False, "precision": precision}})
         train(config, ShapesSource(64))
         lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
         return [json.loads(line)["loss"] for line in lines]
 
-    assert run("cached", 4) == pytest.approx(run("plain", None), rel=1e-4)
+    assert run("cached", 4) == pytest.approx(run("plain", None), rel=LOSS_CURVE_RTOL[precision])
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():
@@ -151,8 +148,9 @@ def test_text_tower_skips_padding_exactly():
     (full * torch.linspace(-1, 1, 32)[:, None]).sum().backward()
     torch.testing.assert_close(trimmed, full, rtol=1e-5, atol=1e-6)
     assert tokens.shape[1] == 16 and mask.sum(dim=1).tolist() == lengths
-    # the same sums over fewer (no padding) rows, in another order: fp32 rounding only
-    assert_same_grads(grads_of(module), expected_grads, rtol=1e-3, atol=3e-5)
+    # the same sums over fewer (no padding) rows, in another order: fp32 rounding only; the
+    # ln_final.bias gradient is Σ linspace(-1, 1)·… ≈ 0 from terms of ~1e-2, hence the floor
+    assert_same_grads(grads_of(module), expected_grads, atol_floor=3e-5)
 
 
 def test_a_batch_larger_than_the_data_is_refused_not_looped_forever(tmp_path):

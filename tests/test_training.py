@@ -154,3 +154,30 @@ def test_grow_schedule_deepens_the_model_mid_run(tmp_path):
     assert model.config.vision.layers == 2 and model.config.text.layers == 2
     assert len(model.visual.transformer.blocks) == 2
     assert all(math.isfinite(loss) for loss in losses(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_model_and_checkpoint_files_follow_the_umask(tmp_path, umask, mode):
+    """safetensors creates its files 0600; a model must be readable as any file the user
+    writes (by the group, by a server running as another user) — and no more than that."""
+    import os
+
+    from clipforge.models import create_model, model_config
+    from clipforge.models.io import save_model_dir
+    from clipforge.training.checkpoint import save_checkpoint
+    from clipforge.training.setup import set_dotted
+
+    config = model_config("tiny")
+    for key, value in micro_model_overrides().items():
+        set_dotted(config, key, value)
+    model = create_model(config)
+    old = os.umask(umask)
+    try:
+        save_model_dir(tmp_path / "model", model, None)
+        checkpoint = save_checkpoint(tmp_path / "run", 1, model, None,
+                                     {"queue": torch.nn.Linear(2, 2)}, {"step": 1})
+    finally:
+        os.umask(old)
+    files = [tmp_path / "model" / "model.safetensors", tmp_path / "model" / "config.json",
+             checkpoint / "model.safetensors", checkpoint / "objectives.safetensors"]
+    assert [oct(f.stat().st_mode & 0o777) for f in files] == [oct(mode)] * len(files)

@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..machine import describe
     from ..training.bench import BenchConfig, bench_train
     given = {"model": args.model, "batch_size": args.batch_size, "steps": args.steps,
              "warmup": args.warmup, "precision": args.precision, "threads": args.threads,
@@ -53,5 +54,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{result['model']} ({', '.join(result['objectives'])}) batch "
               f"{result['batch_size']} {result['precision']}: {result['samples_per_s']} "
-              f"samples/s, step {result['step_ms_median']} ms (median of {result['steps']})")
+              f"samples/s, step {result['step_ms_median']} ms (median of {result['steps']}); "
+              f"{describe(result['machine'])}")
     return 0

@@ -10,6 +10,7 @@ imports the layers above it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -24,12 +25,36 @@ FORMAT = "clipforge"
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path,
+                     metadata: dict[str, str] | None = None) -> None:
+    """Write ``path`` atomically with the mode any new file of the user gets (0666 less the
+    umask): safetensors itself creates files 0600, which hid models from the group and from a
+    server running as another user."""
+    def write(tmp: Path) -> None:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o666 & ~current_umask())
+    atomic_write(path, write)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (``os.umask`` must set
+    one to read it, racing other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_model_dir(directory: str | Path, model: CLIP, tokenizer: Tokenizer | None) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write(directory / WEIGHTS_FILE,
-                 lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT}))
+    save_safetensors(state, directory / WEIGHTS_FILE, metadata={"format": FORMAT})
     if tokenizer is not None:
         tokenizer.save(directory)
     meta = {"format": FORMAT, "format_version": 1, "model": model.config.to_dict()}

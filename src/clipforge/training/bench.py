@@ -25,6 +25,7 @@ from ..data.batch import Batch
 from ..data.record import RawRecord
 from ..data.sources import MapSource
 from ..data.tokenizer import Tokenizer
+from ..machine import machine_info
 from ..models import MODELS, create_model
 from . import console
 from .config import ObjectiveSpec, Precision, TrainConfig, apply_override
@@ -191,4 +192,5 @@ def bench_train(config: BenchConfig) -> dict:
         "samples_per_s": round(samples / median, 2),
         "step_ms_median": round(1000 * median, 2),
         "step_ms_min": round(1000 * min(times), 2), "step_ms_max": round(1000 * max(times), 2),
+        "machine": machine_info(precision),
     }

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..common.files import atomic_write
 from ..data.tokenizer import Tokenizer
 from ..models.clip import CLIP
-from ..models.io import CONFIG_FILE, WEIGHTS_FILE, is_model_dir, save_model_dir
+from ..models.io import CONFIG_FILE, WEIGHTS_FILE, is_model_dir, save_model_dir, save_safetensors
 
 STATE_FILE, OBJECTIVES_FILE = "training_state.pt", "objectives.safetensors"
 
@@ -51,7 +51,7 @@ def save_objectives(directory: Path, objectives: dict[str, torch.nn.Module]) -> 
                for name, module in objectives.items()
                for key, value in module.state_dict().items()}
     if tensors:
-        atomic_write(directory / OBJECTIVES_FILE, lambda tmp: save_file(tensors, str(tmp)))
+        save_safetensors(tensors, directory / OBJECTIVES_FILE)
 
 
 def load_objectives(directory: Path, objectives: dict[str, torch.nn.Module]) -> None:

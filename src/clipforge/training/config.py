@@ -142,6 +142,8 @@ class RunSection:
     seed: int = 0                            # seeds the model, data order and augmentations
     precision: Precision = "auto"            # auto: bf16 autocast where the hardware runs it
                                              # fast (CUDA, AVX-512-BF16/AMX CPUs), else fp32
+                                             # ($CLIPFORGE_PRECISION=fp32|bf16 replaces
+                                             # what auto picks)
     log_every: int = 10                      # steps between metrics.jsonl lines
     eval_every: int | None = None            # steps; null: at the end only
     save_every: int | None = None            # steps; null: at the end only
