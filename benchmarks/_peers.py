@@ -52,28 +52,58 @@ def _module(name: str, **attrs) -> types.ModuleType:
 def install_import_stubs() -> None:
     """Register stand-in ``torchvision`` (and ``ftfy`` if missing) modules for ``import open_clip``."""
     if "torchvision" not in sys.modules:
-        transform_names = ("Normalize", "Compose", "RandomResizedCrop", "ToTensor", "Resize",
-                           "CenterCrop", "ColorJitter", "Grayscale", "RandomHorizontalFlip",
-                           "Lambda")
-        transforms = _module("torchvision.transforms", InterpolationMode=_InterpolationMode,
-                             **{n: type(n, (_Placeholder,), {}) for n in transform_names})
-        functional = _module("torchvision.transforms.functional",
-                             InterpolationMode=_InterpolationMode)
+        transform_names = (
+            "Normalize",
+            "Compose",
+            "RandomResizedCrop",
+            "ToTensor",
+            "Resize",
+            "CenterCrop",
+            "ColorJitter",
+            "Grayscale",
+            "RandomHorizontalFlip",
+            "Lambda",
+        )
+        transforms = _module(
+            "torchvision.transforms",
+            InterpolationMode=_InterpolationMode,
+            **{n: type(n, (_Placeholder,), {}) for n in transform_names},
+        )
+        functional = _module(
+            "torchvision.transforms.functional", InterpolationMode=_InterpolationMode
+        )
 
         def _unavailable(*args, **kwargs):
             raise RuntimeError("torchvision stand-in: functional transforms are not available")
 
-        for name in ("resize", "pad", "crop", "center_crop", "get_dimensions", "to_tensor",
-                     "normalize", "hflip", "rgb_to_grayscale", "adjust_brightness"):
+        for name in (
+            "resize",
+            "pad",
+            "crop",
+            "center_crop",
+            "get_dimensions",
+            "to_tensor",
+            "normalize",
+            "hflip",
+            "rgb_to_grayscale",
+            "adjust_brightness",
+        ):
             setattr(functional, name, _unavailable)
         transforms.functional = functional
-        misc = _module("torchvision.ops.misc", FrozenBatchNorm2d=type(
-            "FrozenBatchNorm2d", (nn.Module,), {}))
+        misc = _module(
+            "torchvision.ops.misc", FrozenBatchNorm2d=type("FrozenBatchNorm2d", (nn.Module,), {})
+        )
         ops = _module("torchvision.ops", misc=misc)
         root = _module("torchvision", transforms=transforms, ops=ops, __version__="0.0-stub")
-        sys.modules.update({"torchvision": root, "torchvision.transforms": transforms,
-                            "torchvision.transforms.functional": functional,
-                            "torchvision.ops": ops, "torchvision.ops.misc": misc})
+        sys.modules.update(
+            {
+                "torchvision": root,
+                "torchvision.transforms": transforms,
+                "torchvision.transforms.functional": functional,
+                "torchvision.ops": ops,
+                "torchvision.ops.misc": misc,
+            }
+        )
     if importlib.util.find_spec("ftfy") is None and "ftfy" not in sys.modules:
         sys.modules["ftfy"] = _module("ftfy", fix_text=lambda text: text)
 
@@ -84,21 +114,35 @@ def install_import_stubs() -> None:
 def hf_clip(config: ModelConfig, attn_implementation: str = "sdpa") -> nn.Module:
     """A randomly initialised ``transformers.CLIPModel`` with ``config``'s dimensions."""
     from transformers import CLIPConfig, CLIPModel
+
     vision, text = config.vision, config.text
     act = "quick_gelu" if config.activation == "quick_gelu" else "gelu"
     hf_config = CLIPConfig(
-        text_config=dict(vocab_size=text.vocab_size, hidden_size=text.width,
-                         intermediate_size=int(text.width * text.mlp_ratio),
-                         num_hidden_layers=text.layers, num_attention_heads=text.heads,
-                         max_position_embeddings=text.context_length, hidden_act=act,
-                         layer_norm_eps=text.layer_norm_eps, eos_token_id=text.eos_token_id,
-                         pad_token_id=text.pad_token_id, bos_token_id=None),
-        vision_config=dict(image_size=vision.image_size, patch_size=vision.patch_size,
-                           hidden_size=vision.width,
-                           intermediate_size=int(vision.width * vision.mlp_ratio),
-                           num_hidden_layers=vision.layers, num_attention_heads=vision.heads,
-                           hidden_act=act, layer_norm_eps=vision.layer_norm_eps),
-        projection_dim=config.embed_dim)
+        text_config=dict(
+            vocab_size=text.vocab_size,
+            hidden_size=text.width,
+            intermediate_size=int(text.width * text.mlp_ratio),
+            num_hidden_layers=text.layers,
+            num_attention_heads=text.heads,
+            max_position_embeddings=text.context_length,
+            hidden_act=act,
+            layer_norm_eps=text.layer_norm_eps,
+            eos_token_id=text.eos_token_id,
+            pad_token_id=text.pad_token_id,
+            bos_token_id=None,
+        ),
+        vision_config=dict(
+            image_size=vision.image_size,
+            patch_size=vision.patch_size,
+            hidden_size=vision.width,
+            intermediate_size=int(vision.width * vision.mlp_ratio),
+            num_hidden_layers=vision.layers,
+            num_attention_heads=vision.heads,
+            hidden_act=act,
+            layer_norm_eps=vision.layer_norm_eps,
+        ),
+        projection_dim=config.embed_dim,
+    )
     hf_config._attn_implementation = attn_implementation
     hf_config.text_config._attn_implementation = attn_implementation
     hf_config.vision_config._attn_implementation = attn_implementation
@@ -119,12 +163,22 @@ def open_clip_config(config: ModelConfig) -> dict:
     return {
         "embed_dim": config.embed_dim,
         "quick_gelu": config.activation == "quick_gelu",
-        "vision_cfg": {"image_size": vision.image_size, "patch_size": vision.patch_size,
-                       "width": vision.width, "layers": vision.layers,
-                       "head_width": vision.width // vision.heads, "mlp_ratio": vision.mlp_ratio},
-        "text_cfg": {"context_length": text.context_length, "vocab_size": text.vocab_size,
-                     "width": text.width, "heads": text.heads, "layers": text.layers,
-                     "mlp_ratio": text.mlp_ratio},
+        "vision_cfg": {
+            "image_size": vision.image_size,
+            "patch_size": vision.patch_size,
+            "width": vision.width,
+            "layers": vision.layers,
+            "head_width": vision.width // vision.heads,
+            "mlp_ratio": vision.mlp_ratio,
+        },
+        "text_cfg": {
+            "context_length": text.context_length,
+            "vocab_size": text.vocab_size,
+            "width": text.width,
+            "heads": text.heads,
+            "layers": text.layers,
+            "mlp_ratio": text.mlp_ratio,
+        },
     }
 
 
@@ -132,16 +186,20 @@ def open_clip_model(config: ModelConfig) -> nn.Module:
     """``open_clip.create_model`` of an OpenCLIP ``CLIP`` with ``config``'s dimensions."""
     install_import_stubs()
     import logging
+
     import open_clip
-    logging.getLogger().setLevel(logging.ERROR)      # "no pretrained weights loaded": intended
+
+    logging.getLogger().setLevel(logging.ERROR)  # "no pretrained weights loaded": intended
     # A built-in name gives the factory its defaults; our dict overrides every architecture key.
-    return open_clip.create_model("ViT-B-32", pretrained=None, output_dict=True,
-                                  **open_clip_config(config))
+    return open_clip.create_model(
+        "ViT-B-32", pretrained=None, output_dict=True, **open_clip_config(config)
+    )
 
 
 def open_clip_loss_fn():
     install_import_stubs()
     import open_clip
+
     loss = open_clip.ClipLoss()
 
     def step_loss(model: nn.Module, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -157,8 +215,9 @@ def open_clip_loss_fn():
 class Contender:
     """A model, its optimizer and a fixed random batch; ``step()`` is one training step."""
 
-    def __init__(self, model: nn.Module, loss_fn, encode_image, optimizer, images, text,
-                 precision: str):
+    def __init__(
+        self, model: nn.Module, loss_fn, encode_image, optimizer, images, text, precision: str
+    ):
         self.model, self.loss_fn, self.encode_image = model, loss_fn, encode_image
         self.optimizer, self.images, self.text = optimizer, images, text
         self.precision = precision
@@ -166,6 +225,7 @@ class Contender:
 
     def autocast(self):
         import contextlib
+
         if self.precision == "bf16":
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -184,10 +244,15 @@ class Contender:
 
 def adamw(parameters, implementation: str | None) -> torch.optim.AdamW:
     """AdamW with CLIP's hyper-parameters; ``None`` = PyTorch's default implementation choice."""
-    flags = {"fused": {"fused": True}, "foreach": {"foreach": True},
-             "forloop": {"foreach": False, "fused": False}, None: {}}[implementation]
-    return torch.optim.AdamW(parameters, lr=5e-4, betas=(0.9, 0.98), eps=1e-6,
-                             weight_decay=0.2, **flags)
+    flags = {
+        "fused": {"fused": True},
+        "foreach": {"foreach": True},
+        "forloop": {"foreach": False, "fused": False},
+        None: {},
+    }[implementation]
+    return torch.optim.AdamW(
+        parameters, lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2, **flags
+    )
 
 
 OPTIMIZER_LEVERS = ("fused", "foreach", "forloop")
@@ -209,6 +274,7 @@ def caption_lengths(config: ModelConfig) -> range:
 def build(spec: str, model_name: str, batch: int, precision: str) -> Contender:
     """``clipforge+foreach`` → a ready contender (see benchmarks/train_throughput.py)."""
     from clipforge.models import model_config
+
     system, *levers = spec.split("+")
     config = model_config(model_name)
     torch.manual_seed(0)
@@ -219,7 +285,7 @@ def build(spec: str, model_name: str, batch: int, precision: str) -> Contender:
     for row in range(batch):
         eos = lengths[torch.randint(len(lengths), ()).item()] - 1
         text[row, eos] = config.text.eos_token_id
-        text[row, eos + 1:] = config.text.pad_token_id
+        text[row, eos + 1 :] = config.text.pad_token_id
     optimizer_kind = next((lever for lever in levers if lever in OPTIMIZER_LEVERS), None)
     if "channels_last" in levers:
         images = images.contiguous(memory_format=torch.channels_last)
@@ -227,14 +293,27 @@ def build(spec: str, model_name: str, batch: int, precision: str) -> Contender:
         contender = _clipforge(config, optimizer_kind, levers, images, text, precision)
     elif system == "hf":
         model = hf_clip(config, "eager" if "eager" in levers else "sdpa").train()
-        contender = Contender(model, lambda i, t: hf_loss(model, i, t),
-                              lambda i: model.get_image_features(pixel_values=i),
-                              adamw(model.parameters(), optimizer_kind), images, text, precision)
+        contender = Contender(
+            model,
+            lambda i, t: hf_loss(model, i, t),
+            lambda i: model.get_image_features(pixel_values=i),
+            adamw(model.parameters(), optimizer_kind),
+            images,
+            text,
+            precision,
+        )
     elif system == "openclip":
         model = open_clip_model(config).train()
         loss_fn = open_clip_loss_fn()
-        contender = Contender(model, lambda i, t: loss_fn(model, i, t), model.encode_image,
-                              adamw(model.parameters(), optimizer_kind), images, text, precision)
+        contender = Contender(
+            model,
+            lambda i, t: loss_fn(model, i, t),
+            model.encode_image,
+            adamw(model.parameters(), optimizer_kind),
+            images,
+            text,
+            precision,
+        )
     else:
         raise ValueError(f"unknown system {system!r} in contender {spec!r}")
     if "compile" in levers:
@@ -248,6 +327,7 @@ def _clipforge(config, optimizer_kind, levers, images, text, precision) -> Conte
     from clipforge.training.config import ObjectiveSpec, OptimSection
     from clipforge.training.module import TrainModule, build_objectives
     from clipforge.training.optim import build_optimizer, no_decay
+
     model = clipforge.create_model(config).train()
     if "manual_attn" in levers:
         _use_manual_attention(model)
@@ -256,22 +336,33 @@ def _clipforge(config, optimizer_kind, levers, images, text, precision) -> Conte
     if "conv_patch" in levers or "linear_patch" in levers:
         _use_patch_embedding(model.visual, "conv" if "conv_patch" in levers else "linear")
     module = TrainModule(model, build_objectives([ObjectiveSpec("clip")]), {"clip": 1.0})
-    if optimizer_kind is None or optimizer_kind == "fused":   # the trainer's optimizer
-        optimizer = build_optimizer(module.named_parameters(), OptimSection(),
-                                    torch.device("cpu"))
+    if optimizer_kind is None or optimizer_kind == "fused":  # the trainer's optimizer
+        optimizer = build_optimizer(module.named_parameters(), OptimSection(), torch.device("cpu"))
     else:
         named = list(module.named_parameters())
-        optimizer = adamw([{"params": [p for n, p in named if not no_decay(n, p)]},
-                           {"params": [p for n, p in named if no_decay(n, p)],
-                            "weight_decay": 0.0}], optimizer_kind)
+        optimizer = adamw(
+            [
+                {"params": [p for n, p in named if not no_decay(n, p)]},
+                {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
+            ],
+            optimizer_kind,
+        )
     batch = Batch(images, text, [str(i) for i in range(len(images))])
-    return Contender(module, lambda i, t: module(batch)[0], model.encode_image, optimizer,
-                     images, text, precision)
+    return Contender(
+        module,
+        lambda i, t: module(batch)[0],
+        model.encode_image,
+        optimizer,
+        images,
+        text,
+        precision,
+    )
 
 
 def _use_manual_attention(model: nn.Module) -> None:
     """Lever: softmax(QKᵀ/√d + mask)·V written out, instead of ``scaled_dot_product_attention``."""
     import types
+
     from clipforge.models.transformer import SelfAttention
 
     def forward(self, x, causal=False, attn_mask=None):
@@ -308,6 +399,7 @@ def _use_text_padding(text_tower: nn.Module, kind: str) -> None:
 def _use_patch_embedding(visual: nn.Module, kind: str) -> None:
     """Lever: patchify by Conv2d, or by reshaping into patches and one matmul (same weight)."""
     import types
+
     import torch.nn.functional as F
 
     def patchify(images):
@@ -316,8 +408,10 @@ def _use_patch_embedding(visual: nn.Module, kind: str) -> None:
         b, c, h, w = images.shape
         p = visual.config.patch_size
         patches = images.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
-        out = patches.reshape(b, (h // p) * (w // p), c * p * p) @ \
-            visual.patch_embed.weight.reshape(visual.config.width, -1).T
+        out = (
+            patches.reshape(b, (h // p) * (w // p), c * p * p)
+            @ visual.patch_embed.weight.reshape(visual.config.width, -1).T
+        )
         return out.transpose(1, 2).reshape(b, -1, h // p, w // p)
 
     # the tower calls self.patch_embed(images): route that call through the chosen path,

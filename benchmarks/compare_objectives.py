@@ -32,10 +32,10 @@ VAL = "builtin:emoji?split=val"
 
 @dataclass
 class Method:
-    config: str                                   # configs/*.yaml it trains from
-    overrides: list[str] = field(default_factory=list)   # key=value; $AFTER = that run's dir
-    after: str | None = None                      # label of a run it starts from
-    refine: bool = False                          # `clipforge refine` instead of `train`
+    config: str  # configs/*.yaml it trains from
+    overrides: list[str] = field(default_factory=list)  # key=value; $AFTER = that run's dir
+    after: str | None = None  # label of a run it starts from
+    refine: bool = False  # `clipforge refine` instead of `train`
 
 
 METHODS: dict[str, Method] = {
@@ -54,14 +54,18 @@ METHODS: dict[str, Method] = {
     "clip-improved": Method("configs/clip-improved.yaml"),
     "grow": Method("configs/grow.yaml"),
     "lit": Method("configs/lit.yaml"),
-    "clip+filip": Method("configs/demo.yaml",
-                         ["objectives=[{name: clip}, {name: filip, weight: 0.5}]"]),
-    "cep+hcl": Method("configs/demo.yaml",
-                      ["objectives=[{name: cep}, {name: hcl, weight: 0.5}]"]),
-    "distill": Method("configs/distill.yaml",
-                      ["objectives=[{name: clip, weight: 1.0}, {name: distill, weight: 1.0, "
-                       "teacher: $AFTER, temperature: 1.0, use_logit_scale: true}]"],
-                      after="clip"),
+    "clip+filip": Method(
+        "configs/demo.yaml", ["objectives=[{name: clip}, {name: filip, weight: 0.5}]"]
+    ),
+    "cep+hcl": Method("configs/demo.yaml", ["objectives=[{name: cep}, {name: hcl, weight: 0.5}]"]),
+    "distill": Method(
+        "configs/distill.yaml",
+        [
+            "objectives=[{name: clip, weight: 1.0}, {name: distill, weight: 1.0, "
+            "teacher: $AFTER, temperature: 1.0, use_logit_scale: true}]"
+        ],
+        after="clip",
+    ),
     "refine": Method("configs/refine.yaml", after="clip", refine=True),
 }
 NOTES = {
@@ -70,33 +74,74 @@ NOTES = {
     "refine": "`clipforge refine` of the `clip` row: +1 epoch, lr 1e-6 (the paper's)",
     "grow": "2 layers × 128 wide → 4 × 128 at 30 % → 4 × 256 at 60 % (tiny: 6 × 256)",
 }
-COLUMNS = [("acc1", "zero-shot acc1"), ("image_retrieval_recall@1", "T→I R@1"),
-           ("image_retrieval_recall@5", "T→I R@5"), ("text_retrieval_recall@1", "I→T R@1"),
-           ("text_retrieval_recall@5", "I→T R@5"), ("modality_gap", "modality gap")]
+COLUMNS = [
+    ("acc1", "zero-shot acc1"),
+    ("image_retrieval_recall@1", "T→I R@1"),
+    ("image_retrieval_recall@5", "T→I R@5"),
+    ("text_retrieval_recall@1", "I→T R@1"),
+    ("text_retrieval_recall@5", "I→T R@5"),
+    ("modality_gap", "modality gap"),
+]
 
 
-def train_command(label: str, method: Method, budget: float, seed: int, out_root: Path) -> list[str]:
+def train_command(
+    label: str, method: Method, budget: float, seed: int, out_root: Path
+) -> list[str]:
     out = out_root / label
     if method.refine:
-        return [sys.executable, "-m", "clipforge", "refine", "--model", str(out_root / method.after),
-                "--data", "builtin:emoji", "--val", VAL, "--out", str(out), "--seed", str(seed),
-                "--no-progress"]
+        return [
+            sys.executable,
+            "-m",
+            "clipforge",
+            "refine",
+            "--model",
+            str(out_root / method.after),
+            "--data",
+            "builtin:emoji",
+            "--val",
+            VAL,
+            "--out",
+            str(out),
+            "--seed",
+            str(seed),
+            "--no-progress",
+        ]
     after = str(out_root / method.after) if method.after else ""
     extra = [override.replace("$AFTER", after) for override in method.overrides]
-    return [sys.executable, "-m", "clipforge", "train", "--config", str(ROOT / method.config),
-            "--time-budget", str(budget), "--seed", str(seed), "--out", str(out),
-            "--no-progress", "--overwrite", "run.save_every=null", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "clipforge",
+        "train",
+        "--config",
+        str(ROOT / method.config),
+        "--time-budget",
+        str(budget),
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--overwrite",
+        "run.save_every=null",
+        *extra,
+    ]
 
 
 def collect(label: str, out: Path, wall: float | None) -> dict:
     """The row for one finished run, read from the files it wrote."""
     summary = json.loads((out / "metrics.json").read_text())
-    row = {"label": label, "wall_s": None if wall is None else round(wall, 1),
-           "steps": summary["steps"], "samples": summary["samples_seen"],
-           "train_seconds": round(summary.get("train_seconds", 0.0), 1),
-           "precision": summary.get("precision"), **summary.get("eval", {})}
+    row = {
+        "label": label,
+        "wall_s": None if wall is None else round(wall, 1),
+        "steps": summary["steps"],
+        "samples": summary["samples_seen"],
+        "train_seconds": round(summary.get("train_seconds", 0.0), 1),
+        "precision": summary.get("precision"),
+        **summary.get("eval", {}),
+    }
     refined = out / "refine.json"
-    if refined.exists():                   # refine evaluates itself before and after
+    if refined.exists():  # refine evaluates itself before and after
         report = json.loads(refined.read_text())
         row.update(report["after"].get("metrics", {}))
         row["modality_gap"] = report["gap_after"]
@@ -104,8 +149,9 @@ def collect(label: str, out: Path, wall: float | None) -> dict:
     return row
 
 
-def run_method(label: str, budget: float, seed: int, out_root: Path, threads: int,
-               reuse: bool) -> dict:
+def run_method(
+    label: str, budget: float, seed: int, out_root: Path, threads: int, reuse: bool
+) -> dict:
     out = out_root / label
     if reuse and (out / "metrics.json").exists():
         return collect(label, out, None)
@@ -114,8 +160,8 @@ def run_method(label: str, budget: float, seed: int, out_root: Path, threads: in
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
-    out_root.mkdir(parents=True, exist_ok=True)        # beside the run: --overwrite clears
-    (out_root / f"{label}.log").write_text(done.stdout + done.stderr)   # only a run's files
+    out_root.mkdir(parents=True, exist_ok=True)  # beside the run: --overwrite clears
+    (out_root / f"{label}.log").write_text(done.stdout + done.stderr)  # only a run's files
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         return {"label": label, "error": last, "wall_s": round(wall, 1)}
@@ -144,11 +190,14 @@ def run_all(chosen: list[str], jobs: int, **kwargs) -> dict[str, dict]:
     return rows
 
 
-def format_table(rows: list[dict], budget: float, seed: int, jobs: int, threads: int,
-                 machine: dict) -> str:
+def format_table(
+    rows: list[dict], budget: float, seed: int, jobs: int, threads: int, machine: dict
+) -> str:
     from clipforge.machine import describe
-    header = ("| method | steps | train s | " + " | ".join(name for _, name in COLUMNS)
-              + " | notes |")
+
+    header = (
+        "| method | steps | train s | " + " | ".join(name for _, name in COLUMNS) + " | notes |"
+    )
     lines = [header, "|" + "---|" * (len(COLUMNS) + 4)]
     for row in rows:
         if "error" in row:
@@ -157,20 +206,30 @@ def format_table(rows: list[dict], budget: float, seed: int, jobs: int, threads:
         cells = []
         for key, _ in COLUMNS:
             value = row.get(key)
-            cells.append("–" if value is None else
-                         (f"{value:.3f}" if key == "modality_gap" else f"{100 * value:.1f}"))
+            cells.append(
+                "–"
+                if value is None
+                else (f"{value:.3f}" if key == "modality_gap" else f"{100 * value:.1f}")
+            )
         note = NOTES.get(row["label"], "")
         if "gap_before" in row:
             note += f"; gap {row['gap_before']:.3f} → {row['modality_gap']:.3f}"
-        lines.append(f"| {row['label']} | {row['steps']} | {row.get('train_seconds', 0):.0f} | "
-                     + " | ".join(cells) + f" | {note} |")
-    setting = (f"{jobs} runs at a time, {threads} torch thread(s) each" if jobs > 1
-               else f"one run at a time, {threads} torch thread(s)")
-    return (f"Budget {budget:g} min of training per method ({setting}), seed {seed}, `tiny` "
-            f"model, batch 64, `builtin:emoji` train split, evaluated on the held-out split "
-            f"(accuracy and recalls in %). Produced by `python benchmarks/compare_objectives.py "
-            f"--budget {budget:g} --jobs {jobs}`, {describe(machine)}.\n\n"
-            + "\n".join(lines) + "\n")
+        lines.append(
+            f"| {row['label']} | {row['steps']} | {row.get('train_seconds', 0):.0f} | "
+            + " | ".join(cells)
+            + f" | {note} |"
+        )
+    setting = (
+        f"{jobs} runs at a time, {threads} torch thread(s) each"
+        if jobs > 1
+        else f"one run at a time, {threads} torch thread(s)"
+    )
+    return (
+        f"Budget {budget:g} min of training per method ({setting}), seed {seed}, `tiny` "
+        f"model, batch 64, `builtin:emoji` train split, evaluated on the held-out split "
+        f"(accuracy and recalls in %). Produced by `python benchmarks/compare_objectives.py "
+        f"--budget {budget:g} --jobs {jobs}`, {describe(machine)}.\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def write_table(path: Path, table: str) -> None:
@@ -205,19 +264,37 @@ def main() -> int:
     if missing:
         parser.error(f"{sorted(missing)} must run first (add to --only or train into {args.out})")
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    rows = run_all(chosen, args.jobs, budget=args.budget, seed=args.seed, out_root=args.out,
-                   threads=threads, reuse=args.reuse)
+    rows = run_all(
+        chosen,
+        args.jobs,
+        budget=args.budget,
+        seed=args.seed,
+        out_root=args.out,
+        threads=threads,
+        reuse=args.reuse,
+    )
     ordered = [rows[label] for label in chosen]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = ROOT / "benchmarks" / "results" / f"objectives-{stamp}.json"
     results.parent.mkdir(parents=True, exist_ok=True)
     from clipforge.machine import machine_info
+
     # the precision the runs resolved (auto: bf16 only on AVX-512 BF16 / AMX / CUDA)
     precisions = sorted({row["precision"] for row in ordered if row.get("precision")})
     machine = machine_info(",".join(precisions) or None)
-    results.write_text(json.dumps({"budget_min": args.budget, "seed": args.seed, "jobs": args.jobs,
-                                   "threads": threads, "machine": machine, "rows": ordered},
-                                  indent=2))
+    results.write_text(
+        json.dumps(
+            {
+                "budget_min": args.budget,
+                "seed": args.seed,
+                "jobs": args.jobs,
+                "threads": threads,
+                "machine": machine,
+                "rows": ordered,
+            },
+            indent=2,
+        )
+    )
     table = format_table(ordered, args.budget, args.seed, args.jobs, threads, machine)
     write_table(args.doc, table)
     print(table)

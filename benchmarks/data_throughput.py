@@ -36,10 +36,16 @@ def photo_like(index: int, width: int = 640, height: int = 480) -> bytes:
     """A JPEG with smooth gradients and a few shapes (compresses like a photo, unlike noise)."""
     import numpy as np
     from PIL import Image, ImageDraw
+
     rng = random.Random(index)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack([(x / width * rng.uniform(80, 255) + y / height * rng.uniform(0, 120)) % 256
-                     for _ in range(3)], axis=-1)
+    base = np.stack(
+        [
+            (x / width * rng.uniform(80, 255) + y / height * rng.uniform(0, 120)) % 256
+            for _ in range(3)
+        ],
+        axis=-1,
+    )
     image = Image.fromarray(base.astype(np.uint8))
     pen = ImageDraw.Draw(image)
     for _ in range(6):
@@ -69,18 +75,30 @@ def write_photo_shards(folder: Path, shards: int, per_shard: int) -> Path:
     return folder
 
 
-def time_loader(source_spec: str, model_name: str, tokenizer, workers: int, draft: bool,
-                batch_size: int, batches: int) -> dict:
+def time_loader(
+    source_spec: str,
+    model_name: str,
+    tokenizer,
+    workers: int,
+    draft: bool,
+    batch_size: int,
+    batches: int,
+) -> dict:
     from clipforge.data.loader import LoaderConfig, build_loader
     from clipforge.data.sources import open_source
     from clipforge.data.transforms import ImageTransform
     from clipforge.models import model_config
+
     preprocess = model_config(model_name).preprocess
     source = open_source(source_spec, seed=0)
-    loader = build_loader(source, ImageTransform(preprocess, train=True), tokenizer,
-                          LoaderConfig(batch_size=batch_size, workers=workers, jpeg_draft=draft))
+    loader = build_loader(
+        source,
+        ImageTransform(preprocess, train=True),
+        tokenizer,
+        LoaderConfig(batch_size=batch_size, workers=workers, jpeg_draft=draft),
+    )
     iterator = iter(loader)
-    next(iterator)                        # worker start-up and the first batch are not counted
+    next(iterator)  # worker start-up and the first batch are not counted
     started = time.perf_counter()
     samples, seen = 0, 0
     for batch in iterator:
@@ -90,7 +108,11 @@ def time_loader(source_spec: str, model_name: str, tokenizer, workers: int, draf
             break
     elapsed = time.perf_counter() - started
     del iterator
-    return {"samples_per_s": round(samples / elapsed, 1), "batches": seen, "seconds": round(elapsed, 2)}
+    return {
+        "samples_per_s": round(samples / elapsed, 1),
+        "batches": seen,
+        "seconds": round(elapsed, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,35 +133,55 @@ def main(argv: list[str] | None = None) -> int:
     from clipforge.training.bench import BenchConfig, bench_train
 
     tmp = tempfile.TemporaryDirectory()
-    wds_dir = args.wds or write_photo_shards(Path(tmp.name) / "photos", 4,
-                                             max(32, args.batch_size * (args.batches + 2) // 4))
+    wds_dir = args.wds or write_photo_shards(
+        Path(tmp.name) / "photos", 4, max(32, args.batch_size * (args.batches + 2) // 4)
+    )
     captions = list(open_source("builtin:emoji").captions())[:5000]
     tokenizer = Tokenizer.train(captions, vocab_size=2000, context_length=32)
     from clipforge.machine import machine_info
-    report = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info("fp32"),
-              "load_avg_start": os.getloadavg(), "model": args.model,
-              "batch_size": args.batch_size, "pipelines": []}
-    sources = {"builtin:emoji": "builtin:emoji", "wds-jpeg-640x480": f"wds:{wds_dir}?shuffle_buffer=64"}
+
+    report = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine_info("fp32"),
+        "load_avg_start": os.getloadavg(),
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "pipelines": [],
+    }
+    sources = {
+        "builtin:emoji": "builtin:emoji",
+        "wds-jpeg-640x480": f"wds:{wds_dir}?shuffle_buffer=64",
+    }
     for name, spec in sources.items():
         for workers in (int(w) for w in args.workers.split(",")):
             drafts = (True, False) if name.startswith("wds") else (True,)
             for draft in drafts:
-                result = time_loader(spec, args.model, tokenizer, workers, draft,
-                                     args.batch_size, args.batches)
+                result = time_loader(
+                    spec, args.model, tokenizer, workers, draft, args.batch_size, args.batches
+                )
                 entry = {"source": name, "workers": workers, "jpeg_draft": draft, **result}
                 report["pipelines"].append(entry)
-                print(f"{name:20s} workers {workers} draft {str(draft):5s}: "
-                      f"{result['samples_per_s']:8.1f} samples/s", flush=True)
-    train = bench_train(BenchConfig(args.model, args.batch_size, steps=4 if args.quick else 8,
-                                    warmup=2, precision="fp32"))
+                print(
+                    f"{name:20s} workers {workers} draft {str(draft):5s}: "
+                    f"{result['samples_per_s']:8.1f} samples/s",
+                    flush=True,
+                )
+    train = bench_train(
+        BenchConfig(
+            args.model, args.batch_size, steps=4 if args.quick else 8, warmup=2, precision="fp32"
+        )
+    )
     report["train_samples_per_s"] = train["samples_per_s"]
     best = {}
     for entry in report["pipelines"]:
         best[entry["source"]] = max(best.get(entry["source"], 0), entry["samples_per_s"])
-    report["pipeline_over_training"] = {k: round(v / train["samples_per_s"], 2)
-                                        for k, v in best.items()}
-    print(f"training consumes {train['samples_per_s']} samples/s ({args.model}, batch "
-          f"{args.batch_size}, fp32); pipeline / training: {report['pipeline_over_training']}")
+    report["pipeline_over_training"] = {
+        k: round(v / train["samples_per_s"], 2) for k, v in best.items()
+    }
+    print(
+        f"training consumes {train['samples_per_s']} samples/s ({args.model}, batch "
+        f"{args.batch_size}, fp32); pipeline / training: {report['pipeline_over_training']}"
+    )
     report["load_avg_end"] = os.getloadavg()
     out = args.out or HERE / "results" / f"data-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

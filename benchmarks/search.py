@@ -39,8 +39,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-WORDS = ("red green blue yellow black white small large round square happy sad cat dog house "
-         "tree car flag heart star face hand apple moon sun flower fish bird").split()
+WORDS = (
+    "red green blue yellow black white small large round square happy sad cat dog house "
+    "tree car flag heart star face hand apple moon sun flower fish bird"
+).split()
 
 
 def clustered_vectors(count: int, dim: int, clusters: int, seed: int, centres=None):
@@ -59,18 +61,22 @@ def clustered_vectors(count: int, dim: int, clusters: int, seed: int, centres=No
 
 def rss() -> int:
     from clipforge.search.build import rss_bytes
+
     return rss_bytes()
 
 
 def latency_stats(seconds: list[float]) -> dict:
     array = np.asarray(seconds) * 1e3
-    return {"p50_ms": float(np.percentile(array, 50)), "p99_ms": float(np.percentile(array, 99)),
-            "qps": float(len(array) / (array.sum() / 1e3))}
+    return {
+        "p50_ms": float(np.percentile(array, 50)),
+        "p99_ms": float(np.percentile(array, 99)),
+        "qps": float(len(array) / (array.sum() / 1e3)),
+    }
 
 
 def time_single(search, queries: np.ndarray) -> dict:
     for query in queries[:20]:
-        search(query)                                   # warm caches
+        search(query)  # warm caches
     times = []
     for query in queries:
         started = time.perf_counter()
@@ -87,15 +93,18 @@ def time_batch(search, queries: np.ndarray) -> float:
 
 def demo_or_random_model(dim: int, workdir: Path) -> str:
     from clipforge.models import model_config
+
     demo = ROOT / "runs" / "demo"
     if demo.exists():
         from clipforge.loading import resolve_model_dir
+
         config = json.loads((resolve_model_dir(demo) / "config.json").read_text())["model"]
         if config["embed_dim"] == dim:
             return str(demo)
     from clipforge import create_model
     from clipforge.data.tokenizer import Tokenizer
     from clipforge.models.io import save_model_dir
+
     rng = random.Random(0)
     captions = [" ".join(rng.choices(WORDS, k=5)) for _ in range(2000)]
     tokenizer = Tokenizer.train(captions, vocab_size=1000, context_length=32)
@@ -114,14 +123,18 @@ async def post_json(reader, writer, host: str, path: str, payload: bytes) -> tup
     """One HTTP/1.1 keep-alive POST on an open connection. A few lines of asyncio instead of an
     HTTP client library, so that the load generator, which shares the CPU with the server, costs
     as little as possible and the latency measured is the server's."""
-    writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (path.encode(), host.encode(), len(payload),
-                                                     payload))
+    writer.write(
+        b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (path.encode(), host.encode(), len(payload), payload)
+    )
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
     return status, await reader.readexactly(length)
 
 
@@ -138,8 +151,7 @@ async def http_load(port: int, seconds: float, clients: int) -> dict:
                 text = " ".join(rng.choices(WORDS, k=rng.randint(2, 6)))
                 payload = json.dumps({"text": text, "k": 10}).encode()
                 started = time.perf_counter()
-                status, _ = await post_json(reader, writer, f"127.0.0.1:{port}", "/search",
-                                            payload)
+                status, _ = await post_json(reader, writer, f"127.0.0.1:{port}", "/search", payload)
                 latencies.append(time.perf_counter() - started)
                 errors += status != 200
         finally:
@@ -147,16 +159,30 @@ async def http_load(port: int, seconds: float, clients: int) -> dict:
 
     await asyncio.gather(*(client(i) for i in range(clients)))
     stats = latency_stats(latencies)
-    stats["qps"] = len(latencies) / seconds             # throughput of all clients together
+    stats["qps"] = len(latencies) / seconds  # throughput of all clients together
     return {**stats, "requests": len(latencies), "errors": errors}
 
 
 def serve_and_load(index_dir: Path, seconds: float, clients: int, threads: int) -> dict:
     import httpx
+
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "clipforge", "serve", "--index", str(index_dir), "--port",
-         str(port), "--threads", str(threads)], cwd=ROOT, stdout=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "clipforge",
+            "serve",
+            "--index",
+            str(index_dir),
+            "--port",
+            str(port),
+            "--threads",
+            str(threads),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
@@ -169,14 +195,21 @@ def serve_and_load(index_dir: Path, seconds: float, clients: int, threads: int) 
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the server did not start")
             time.sleep(0.5)
-        asyncio.run(http_load(port, 3, clients))       # warm-up
+        asyncio.run(http_load(port, 3, clients))  # warm-up
         result = asyncio.run(http_load(port, seconds, clients))
         from prometheus_client.parser import text_string_to_metric_families
+
         metrics = httpx.get(url + "/metrics").text
         result["server_p99_ms"] = next(
-            (sample.value * 1e3 for family in text_string_to_metric_families(metrics)
-             for sample in family.samples if sample.name == "clipforge_request_latency_seconds"
-             and sample.labels == {"route": "/search", "quantile": "0.99"}), None)
+            (
+                sample.value * 1e3
+                for family in text_string_to_metric_families(metrics)
+                for sample in family.samples
+                if sample.name == "clipforge_request_latency_seconds"
+                and sample.labels == {"route": "/search", "quantile": "0.99"}
+            ),
+            None,
+        )
         return result
     finally:
         server.send_signal(signal.SIGINT)
@@ -195,26 +228,43 @@ def main() -> int:
     parser.add_argument("--memory-budget", default="2GB")
     parser.add_argument("--http-seconds", type=float, default=30)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--server-threads", type=int, default=1,
-                        help="torch threads of the server (the load generator needs a core too)")
-    parser.add_argument("--flat-queries", type=int, default=200,
-                        help="single queries timed on exact search (slow at 1M)")
+    parser.add_argument(
+        "--server-threads",
+        type=int,
+        default=1,
+        help="torch threads of the server (the load generator needs a core too)",
+    )
+    parser.add_argument(
+        "--flat-queries",
+        type=int,
+        default=200,
+        help="single queries timed on exact search (slow at 1M)",
+    )
     args = parser.parse_args()
 
     import faiss
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from clipforge.machine import machine_info
     from clipforge.search.build import INDEX_INFO, METADATA
-    from clipforge.search.index import (IndexConfig, exact_neighbours, parse_bytes, recall_at_k)
-    from clipforge.search.index import build_dense_index
+    from clipforge.search.index import (
+        IndexConfig,
+        build_dense_index,
+        exact_neighbours,
+        parse_bytes,
+        recall_at_k,
+    )
     from clipforge.search.searcher import Searcher
 
-    from clipforge.machine import machine_info
     # fp32: FAISS searches fp32 vectors and the server encodes queries without autocast
-    report: dict = {"machine": machine_info("fp32"), "n": args.n, "dim": args.dim,
-                    "clusters": args.clusters,
-                    "load_average_start": os.getloadavg()}
+    report: dict = {
+        "machine": machine_info("fp32"),
+        "n": args.n,
+        "dim": args.dim,
+        "clusters": args.clusters,
+        "load_average_start": os.getloadavg(),
+    }
     started = time.perf_counter()
     vectors, centres = clustered_vectors(args.n, args.dim, args.clusters, seed=0)
     queries, _ = clustered_vectors(args.queries, args.dim, args.clusters, seed=1, centres=centres)
@@ -229,20 +279,36 @@ def main() -> int:
     index_dir = workdir / "idx"
     index_dir.mkdir()
     faiss.write_index(index, str(index_dir / "image.index"))
-    report["build"] = {"index_type": info.index_key, "seconds": build_seconds,
-                       "train_s": info.train_seconds, "add_s": info.add_seconds,
-                       "tune_s": info.tune_seconds, "search_params": info.search_params,
-                       "rss_delta_mb": (rss() - before) / 2**20,
-                       "index_file_mb": (index_dir / "image.index").stat().st_size / 2**20,
-                       "recall_during_build": info.recall_at_10}
+    report["build"] = {
+        "index_type": info.index_key,
+        "seconds": build_seconds,
+        "train_s": info.train_seconds,
+        "add_s": info.add_seconds,
+        "tune_s": info.tune_seconds,
+        "search_params": info.search_params,
+        "rss_delta_mb": (rss() - before) / 2**20,
+        "index_file_mb": (index_dir / "image.index").stat().st_size / 2**20,
+        "recall_during_build": info.recall_at_10,
+    }
     print(f"build: {report['build']}", flush=True)
 
     ids = np.arange(args.n)
-    metadata = pa.table({"id": ids, "key": [f"item-{i}" for i in ids],
-                         "caption": [f"synthetic item {i}" for i in ids],
-                         "image_rel": [""] * args.n})
-    info_json = {"index_file": "image.index", "index_type": info.index_key, "count": args.n,
-                 "dim": args.dim, "search_params": info.search_params, "image_root": None}
+    metadata = pa.table(
+        {
+            "id": ids,
+            "key": [f"item-{i}" for i in ids],
+            "caption": [f"synthetic item {i}" for i in ids],
+            "image_rel": [""] * args.n,
+        }
+    )
+    info_json = {
+        "index_file": "image.index",
+        "index_type": info.index_key,
+        "count": args.n,
+        "dim": args.dim,
+        "search_params": info.search_params,
+        "image_root": None,
+    }
     searcher = Searcher(index, metadata, info_json)
     truth = exact_neighbours(vectors, queries, 10)
     _, found = searcher.search_vectors(queries, 10)
@@ -253,8 +319,9 @@ def main() -> int:
 
     flat = faiss.IndexFlatIP(args.dim)
     flat.add(vectors)
-    report["faiss_flat"] = time_single(lambda q: flat.search(q[None], 10),
-                                       queries[: args.flat_queries])
+    report["faiss_flat"] = time_single(
+        lambda q: flat.search(q[None], 10), queries[: args.flat_queries]
+    )
     report["faiss_flat"]["batch_qps"] = time_batch(lambda q: flat.search(q, 10), queries)
     print(f"faiss flat: {report['faiss_flat']}", flush=True)
     del flat, vectors, searcher
@@ -263,11 +330,11 @@ def main() -> int:
     pq.write_table(metadata, index_dir / METADATA)
     (index_dir / INDEX_INFO).write_text(json.dumps({**info_json, "model": model}))
     del metadata, index
-    report["http"] = serve_and_load(index_dir, args.http_seconds, args.clients,
-                                    args.server_threads)
+    report["http"] = serve_and_load(index_dir, args.http_seconds, args.clients, args.server_threads)
     report["http"]["model"] = "runs/demo" if model.endswith("demo") else "random tiny"
     report["load_average_end"] = os.getloadavg()
     import resource
+
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print_table(report, args)
     out = ROOT / "benchmarks" / "results"
@@ -283,9 +350,13 @@ def print_table(report: dict, args) -> None:
     rows = [
         ("index", report["build"]["index_type"], "Flat (exact)", ""),
         ("build time", f"{report['build']['seconds']:.1f} s", "—", ""),
-        ("memory", f"{report['build']['index_file_mb']:.0f} MB index, "
-                   f"+{report['build']['rss_delta_mb']:.0f} MB RSS",
-         f"{args.n * args.dim * 4 / 2**20:.0f} MB", ""),
+        (
+            "memory",
+            f"{report['build']['index_file_mb']:.0f} MB index, "
+            f"+{report['build']['rss_delta_mb']:.0f} MB RSS",
+            f"{args.n * args.dim * 4 / 2**20:.0f} MB",
+            "",
+        ),
         ("recall@10", f"{report['recall_at_10']:.4f}", "1.0", "≥ 0.95"),
         ("1 query p50", f"{lib['p50_ms']:.2f} ms", f"{flat['p50_ms']:.2f} ms", ""),
         ("1 query p99", f"{lib['p99_ms']:.2f} ms", f"{flat['p99_ms']:.2f} ms", "< 20 ms"),
@@ -295,9 +366,11 @@ def print_table(report: dict, args) -> None:
         (f"HTTP {args.clients} clients p99", f"{http['p99_ms']:.1f} ms", "", "< 50 ms"),
         ("HTTP QPS / errors", f"{http['qps']:.0f} / {http['errors']}", "", ""),
     ]
-    print(f"\n{args.n:,} × {args.dim}, {args.clusters} clusters; load average "
-          f"{report['load_average_start'][0]:.1f} → {report['load_average_end'][0]:.1f}; "
-          f"peak RSS {report['peak_rss_mb']:.0f} MB (+ the server's)")
+    print(
+        f"\n{args.n:,} × {args.dim}, {args.clusters} clusters; load average "
+        f"{report['load_average_start'][0]:.1f} → {report['load_average_end'][0]:.1f}; "
+        f"peak RSS {report['peak_rss_mb']:.0f} MB (+ the server's)"
+    )
     print(f"{'':26} {'clipforge':>30} {'faiss.IndexFlatIP':>18} {'target':>8}")
     for name, ours, theirs, target in rows:
         print(f"{name:26} {ours:>30} {theirs:>18} {target:>8}")

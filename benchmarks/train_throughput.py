@@ -40,9 +40,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
-PROCESS_LEVERS = ("tcmalloc", "threads1", "bind", "nomkldnn")      # need their own worker process
-DEFAULT_CONTENDERS = ("clipforge", "clipforge+tcmalloc", "hf", "hf+fused+tcmalloc",
-                      "openclip", "openclip+fused+tcmalloc")
+PROCESS_LEVERS = ("tcmalloc", "threads1", "bind", "nomkldnn")  # need their own worker process
+DEFAULT_CONTENDERS = (
+    "clipforge",
+    "clipforge+tcmalloc",
+    "hf",
+    "hf+fused+tcmalloc",
+    "openclip",
+    "openclip+fused+tcmalloc",
+)
 BATCH = {"tiny": 64, "ViT-B-32": 16}
 
 
@@ -62,9 +68,11 @@ def tower_forward_flops(width: int, layers: int, mlp_ratio: float, tokens: int) 
 def image_forward_flops(config) -> float:
     v = config.vision
     patches = v.num_patches
-    return (tower_forward_flops(v.width, v.layers, v.mlp_ratio, patches + 1)
-            + 2.0 * patches * 3 * v.patch_size**2 * v.width          # patch embedding
-            + 2.0 * v.width * config.embed_dim)                      # projection of CLS
+    return (
+        tower_forward_flops(v.width, v.layers, v.mlp_ratio, patches + 1)
+        + 2.0 * patches * 3 * v.patch_size**2 * v.width  # patch embedding
+        + 2.0 * v.width * config.embed_dim
+    )  # projection of CLS
 
 
 def train_flops_per_sample(config, caption_lengths) -> float:
@@ -77,8 +85,13 @@ def train_flops_per_sample(config, caption_lengths) -> float:
     (their hardware utilisation is then higher than their MFU).
     """
     t = config.text
-    text = statistics.mean(tower_forward_flops(t.width, t.layers, t.mlp_ratio, length)
-                           for length in caption_lengths) + 2.0 * t.width * config.embed_dim
+    text = (
+        statistics.mean(
+            tower_forward_flops(t.width, t.layers, t.mlp_ratio, length)
+            for length in caption_lengths
+        )
+        + 2.0 * t.width * config.embed_dim
+    )
     return 3.0 * (image_forward_flops(config) + text)
 
 
@@ -90,6 +103,7 @@ class Worker:
 
     def __init__(self):
         import torch
+
         self.torch = torch
         self.contenders: dict = {}
         if os.environ.get("BENCH_THREADS"):
@@ -97,10 +111,12 @@ class Worker:
         if os.environ.get("BENCH_NOMKLDNN"):
             torch.backends.mkldnn.enabled = False
 
-    def setup(self, model: str, batch: int, precision: str, contenders: list[str],
-              warmup: int) -> dict:
+    def setup(
+        self, model: str, batch: int, precision: str, contenders: list[str], warmup: int
+    ) -> dict:
         sys.path.insert(0, str(HERE))
         import _peers
+
         self.contenders = {}
         built = {}
         for spec in contenders:
@@ -109,9 +125,11 @@ class Worker:
             first = time.perf_counter()
             for _ in range(warmup):
                 contender.step()
-            built[spec] = {"parameters": contender.parameters,
-                           "build_s": round(first - started, 2),
-                           "warmup_s": round(time.perf_counter() - first, 2)}
+            built[spec] = {
+                "parameters": contender.parameters,
+                "build_s": round(first - started, 2),
+                "warmup_s": round(time.perf_counter() - first, 2),
+            }
             self.contenders[spec] = contender
         return {"built": built, "threads": self.torch.get_num_threads()}
 
@@ -141,7 +159,7 @@ class Worker:
         # bf16 without AVX512-BF16/AMX: oneDNN emulates it; small shapes fall to slow kernels
         sizes, reps = ((1024, 1536), 3) if dtype == torch.float32 else ((512, 1024), 1)
         best = 0.0
-        for n in sizes:       # x @ Wᵀ: the layout of nn.Linear (bf16 kernels differ by layout)
+        for n in sizes:  # x @ Wᵀ: the layout of nn.Linear (bf16 kernels differ by layout)
             a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
             a @ b.T
             started = time.perf_counter()
@@ -153,13 +171,14 @@ class Worker:
     def clear(self) -> dict:
         self.contenders = {}
         import gc
+
         gc.collect()
         return {}
 
 
 def worker_main() -> None:
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)                     # library prints and warnings go to stderr
+    os.dup2(2, 1)  # library prints and warnings go to stderr
     sys.stdout = sys.stderr
     worker = Worker()
     for line in sys.stdin:
@@ -169,7 +188,7 @@ def worker_main() -> None:
             break
         try:
             reply = getattr(worker, op)(**command)
-        except Exception:                            # report, keep serving
+        except Exception:  # report, keep serving
             reply = {"error": traceback.format_exc()}
         protocol.write(json.dumps(reply) + "\n")
 
@@ -178,8 +197,12 @@ class WorkerProcess:
     """The parent's handle on one worker process with its own env (allocator, threads)."""
 
     def __init__(self, levers: frozenset[str], threads: int | None = None):
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false",
-                   CLIPFORGE_NO_TCMALLOC="1")
+        env = dict(
+            os.environ,
+            PYTHONUNBUFFERED="1",
+            TOKENIZERS_PARALLELISM="false",
+            CLIPFORGE_NO_TCMALLOC="1",
+        )
         if threads:
             env["BENCH_THREADS"] = str(threads)
         if "tcmalloc" in levers:
@@ -191,8 +214,13 @@ class WorkerProcess:
         if "bind" in levers:
             env.update(OMP_PROC_BIND="close", OMP_PLACES="cores")
         self.levers = levers
-        self.process = subprocess.Popen([sys.executable, __file__, "--worker"], env=env,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--worker"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def call(self, op: str, **kwargs) -> dict:
         self.process.stdin.write(json.dumps({"op": op, **kwargs}) + "\n")
@@ -216,27 +244,44 @@ class WorkerProcess:
 
 def summarise(times: list[float], cpu: list[float], batch: int) -> dict:
     times = sorted(times)
-    quartiles = (statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1
-                 else [times[0]] * 3)
+    quartiles = (
+        statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else [times[0]] * 3
+    )
     median = statistics.median(times)
-    return {"samples_per_s": round(batch / median, 3),
-            "samples_per_s_best": round(batch / times[0], 3),   # least disturbed by other load
-            "step_ms_median": round(1e3 * median, 1),
-            "step_ms_p25": round(1e3 * quartiles[0], 1), "step_ms_p75": round(1e3 * quartiles[2], 1),
-            "step_ms_min": round(1e3 * times[0], 1), "step_ms_max": round(1e3 * times[-1], 1),
-            "cpu_ms_median": round(1e3 * statistics.median(cpu), 1),
-            "steps_timed": len(times)}
+    return {
+        "samples_per_s": round(batch / median, 3),
+        "samples_per_s_best": round(batch / times[0], 3),  # least disturbed by other load
+        "step_ms_median": round(1e3 * median, 1),
+        "step_ms_p25": round(1e3 * quartiles[0], 1),
+        "step_ms_p75": round(1e3 * quartiles[2], 1),
+        "step_ms_min": round(1e3 * times[0], 1),
+        "step_ms_max": round(1e3 * times[-1], 1),
+        "cpu_ms_median": round(1e3 * statistics.median(cpu), 1),
+        "steps_timed": len(times),
+    }
 
 
 def process_levers(spec: str) -> frozenset[str]:
     return frozenset(part for part in spec.split("+")[1:] if part in PROCESS_LEVERS)
 
 
-def bench_case(workers: dict, model: str, precision: str, batch: int, contenders: list[str],
-               rounds: int, steps: int, warmup: int, infer: bool, log) -> dict:
+def bench_case(
+    workers: dict,
+    model: str,
+    precision: str,
+    batch: int,
+    contenders: list[str],
+    rounds: int,
+    steps: int,
+    warmup: int,
+    infer: bool,
+    log,
+) -> dict:
     from clipforge.models import model_config
+
     config = model_config(model)
     from _peers import caption_lengths
+
     flops = train_flops_per_sample(config, caption_lengths(config))
     owner = {spec: workers[process_levers(spec)] for spec in contenders}
     default = workers[frozenset()]
@@ -244,8 +289,16 @@ def bench_case(workers: dict, model: str, precision: str, batch: int, contenders
     for levers, worker in workers.items():
         mine = [s for s in contenders if owner[s] is worker]
         if mine:
-            setup.update(worker.call("setup", model=model, batch=batch, precision=precision,
-                                     contenders=mine, warmup=warmup)["built"])
+            setup.update(
+                worker.call(
+                    "setup",
+                    model=model,
+                    batch=batch,
+                    precision=precision,
+                    contenders=mine,
+                    warmup=warmup,
+                )["built"]
+            )
     counts = {setup[s]["parameters"] for s in contenders}
     if len(counts) != 1:
         raise RuntimeError(f"contenders differ in parameter count: {counts}")
@@ -265,8 +318,11 @@ def bench_case(workers: dict, model: str, precision: str, batch: int, contenders
             fastest[spec] = min(timed["wall"])
             round_mfu[spec].append(batch * flops / fastest[spec] / peaks[-1])
         per_round.append(fastest)
-        log(f"  {model} {precision} round {round_index + 1}/{rounds}: " + ", ".join(
-            f"{s} {batch / m:.1f}/s" for s, m in fastest.items()) + f"  (load {os.getloadavg()[0]:.1f})")
+        log(
+            f"  {model} {precision} round {round_index + 1}/{rounds}: "
+            + ", ".join(f"{s} {batch / m:.1f}/s" for s, m in fastest.items())
+            + f"  (load {os.getloadavg()[0]:.1f})"
+        )
     results = {}
     for spec in contenders:
         entry = summarise(times[spec], cpu[spec], batch)
@@ -278,17 +334,25 @@ def bench_case(workers: dict, model: str, precision: str, batch: int, contenders
         results[spec] = entry
     inference = {}
     if infer:
-        inference = bench_inference(default, [s for s in contenders if "+" not in s], config,
-                                    batch, rounds, steps)
+        inference = bench_inference(
+            default, [s for s in contenders if "+" not in s], config, batch, rounds, steps
+        )
     for worker in workers.values():
         worker.call("clear")
-    return {"model": model, "precision": precision, "batch_size": batch,
-            "parameters": counts.pop(), "train_gflop_per_sample": round(flops / 1e9, 3),
-            "caption_tokens": [caption_lengths(config)[0], caption_lengths(config)[-1]],
-            "context_length": config.text.context_length,
-            "peak_gflops": round(max(peaks) / 1e9, 2), "peak_gflops_rounds": [round(p / 1e9, 2) for p in peaks],
-            "contenders": results, "ratios": ratios(per_round, results, contenders),
-            "inference": inference}
+    return {
+        "model": model,
+        "precision": precision,
+        "batch_size": batch,
+        "parameters": counts.pop(),
+        "train_gflop_per_sample": round(flops / 1e9, 3),
+        "caption_tokens": [caption_lengths(config)[0], caption_lengths(config)[-1]],
+        "context_length": config.text.context_length,
+        "peak_gflops": round(max(peaks) / 1e9, 2),
+        "peak_gflops_rounds": [round(p / 1e9, 2) for p in peaks],
+        "contenders": results,
+        "ratios": ratios(per_round, results, contenders),
+        "inference": inference,
+    }
 
 
 def bench_inference(worker, contenders, config, batch, rounds, steps) -> dict:
@@ -301,13 +365,18 @@ def bench_inference(worker, contenders, config, batch, rounds, steps) -> dict:
     out = {}
     for spec, wall in times.items():
         median = statistics.median(wall)
-        out[spec] = {"images_per_s": round(batch / median, 2),
-                     "ms_median": round(1e3 * median, 1), "ms_min": round(1e3 * min(wall), 1),
-                     "ms_max": round(1e3 * max(wall), 1), "gflops": round(batch * flops / median / 1e9, 1)}
+        out[spec] = {
+            "images_per_s": round(batch / median, 2),
+            "ms_median": round(1e3 * median, 1),
+            "ms_min": round(1e3 * min(wall), 1),
+            "ms_max": round(1e3 * max(wall), 1),
+            "gflops": round(batch * flops / median / 1e9, 1),
+        }
     if "clipforge" in out:
         for peer in [s for s in out if s != "clipforge"]:
-            out[f"clipforge/{peer}"] = round(out["clipforge"]["images_per_s"]
-                                              / out[peer]["images_per_s"], 3)
+            out[f"clipforge/{peer}"] = round(
+                out["clipforge"]["images_per_s"] / out[peer]["images_per_s"], 3
+            )
     return out
 
 
@@ -337,9 +406,11 @@ def ratios(per_round: list[dict[str, float]], results: dict, contenders: list[st
             values = [r[peer] / r[mine] for r in per_round]
             out[f"{mine} / {peer}"] = {
                 "rounds": round(statistics.median(values), 3),
-                "rounds_min": round(min(values), 3), "rounds_max": round(max(values), 3),
+                "rounds_min": round(min(values), 3),
+                "rounds_max": round(max(values), 3),
                 "best": round(best_time(peer) / best_time(mine), 3),
-                "cpu": round(results[peer]["cpu_ms_median"] / results[mine]["cpu_ms_median"], 3)}
+                "cpu": round(results[peer]["cpu_ms_median"] / results[mine]["cpu_ms_median"], 3),
+            }
     return out
 
 
@@ -353,15 +424,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per contender per round")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, help="override the per-model batch")
-    parser.add_argument("--bf16-batch", type=int, default=4,
-                        help="bf16 batch (bf16 runs reference kernels on CPUs without AVX512-BF16)")
+    parser.add_argument(
+        "--bf16-batch",
+        type=int,
+        default=4,
+        help="bf16 batch (bf16 runs reference kernels on CPUs without AVX512-BF16)",
+    )
     parser.add_argument("--bf16-models", default="tiny,ViT-B-32")
     parser.add_argument("--no-inference", action="store_true")
-    parser.add_argument("--caption-tokens", type=int,
-                        help="longest caption incl. EOS; lengths are drawn uniformly from 4 "
-                        "to it (default: the context length)")
-    parser.add_argument("--threads", type=int, help="torch threads in every worker (default: "
-                        "all cores); 1 makes CPU time a load-independent work measure")
+    parser.add_argument(
+        "--caption-tokens",
+        type=int,
+        help="longest caption incl. EOS; lengths are drawn uniformly from 4 "
+        "to it (default: the context length)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads in every worker (default: "
+        "all cores); 1 makes CPU time a load-independent work measure",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny only, fp32, 3 rounds")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -379,12 +461,19 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     from clipforge.machine import machine_info
+
     started = time.time()
     # each case also names its precision; bf16 on CPUs without avx512_bf16/amx is emulated
-    report = {"started": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "machine": machine_info(args.precisions), "load_avg_start": os.getloadavg(),
-              "rounds": args.rounds, "steps_per_round": args.steps, "threads": args.threads,
-              "contenders_requested": contenders, "cases": []}
+    report = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine_info(args.precisions),
+        "load_avg_start": os.getloadavg(),
+        "rounds": args.rounds,
+        "steps_per_round": args.steps,
+        "threads": args.threads,
+        "contenders_requested": contenders,
+        "cases": [],
+    }
     levers = {process_levers(s) for s in contenders} | {frozenset()}
     workers = {key: WorkerProcess(key, args.threads) for key in levers}
     try:
@@ -394,14 +483,31 @@ def main(argv: list[str] | None = None) -> int:
                     if model not in args.bf16_models.split(","):
                         log(f"skip {model} bf16 (not in --bf16-models)")
                         continue
-                    case = bench_case(workers, model, "bf16", args.bf16_batch,
-                                      [c for c in contenders if not process_levers(c)],
-                                      rounds=1, steps=1, warmup=0, infer=False, log=log)
+                    case = bench_case(
+                        workers,
+                        model,
+                        "bf16",
+                        args.bf16_batch,
+                        [c for c in contenders if not process_levers(c)],
+                        rounds=1,
+                        steps=1,
+                        warmup=0,
+                        infer=False,
+                        log=log,
+                    )
                 else:
-                    case = bench_case(workers, model, "fp32",
-                                      args.batch_size or BATCH.get(model, 16), contenders,
-                                      args.rounds, args.steps, args.warmup,
-                                      not args.no_inference, log)
+                    case = bench_case(
+                        workers,
+                        model,
+                        "fp32",
+                        args.batch_size or BATCH.get(model, 16),
+                        contenders,
+                        args.rounds,
+                        args.steps,
+                        args.warmup,
+                        not args.no_inference,
+                        log,
+                    )
                 report["cases"].append(case)
                 print_case(case)
     finally:
@@ -417,17 +523,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_case(case: dict) -> None:
-    print(f"\n{case['model']} {case['precision']} batch {case['batch_size']} "
-          f"({case['parameters'] / 1e6:.1f}M params, {case['train_gflop_per_sample']} GFLOP/sample"
-          f", GEMM peak {case['peak_gflops']} GFLOP/s)")
-    print(f"  {'contender':26s} {'samples/s':>9s} {'best':>7s} "
-          f"{'step ms med [p25-p75] (min-max)':>36s} {'cpu ms':>8s} {'MFU':>6s} {'best':>6s}")
+    print(
+        f"\n{case['model']} {case['precision']} batch {case['batch_size']} "
+        f"({case['parameters'] / 1e6:.1f}M params, {case['train_gflop_per_sample']} GFLOP/sample"
+        f", GEMM peak {case['peak_gflops']} GFLOP/s)"
+    )
+    print(
+        f"  {'contender':26s} {'samples/s':>9s} {'best':>7s} "
+        f"{'step ms med [p25-p75] (min-max)':>36s} {'cpu ms':>8s} {'MFU':>6s} {'best':>6s}"
+    )
     for spec, r in case["contenders"].items():
-        spread = (f"{r['step_ms_median']:.0f} [{r['step_ms_p25']:.0f}-{r['step_ms_p75']:.0f}]"
-                  f" ({r['step_ms_min']:.0f}-{r['step_ms_max']:.0f})")
-        print(f"  {spec:26s} {r['samples_per_s']:9.2f} {r['samples_per_s_best']:7.2f} "
-              f"{spread:>36s} {r['cpu_ms_median']:8.0f} {100 * r['mfu']:5.1f}% "
-              f"{100 * r['mfu_best']:5.1f}%")
+        spread = (
+            f"{r['step_ms_median']:.0f} [{r['step_ms_p25']:.0f}-{r['step_ms_p75']:.0f}]"
+            f" ({r['step_ms_min']:.0f}-{r['step_ms_max']:.0f})"
+        )
+        print(
+            f"  {spec:26s} {r['samples_per_s']:9.2f} {r['samples_per_s_best']:7.2f} "
+            f"{spread:>36s} {r['cpu_ms_median']:8.0f} {100 * r['mfu']:5.1f}% "
+            f"{100 * r['mfu_best']:5.1f}%"
+        )
     for key, value in case["ratios"].items():
         print(f"  {key}: {value}")
     for key, value in case["inference"].items():

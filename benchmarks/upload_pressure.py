@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 import os
 import platform
 import signal
@@ -27,7 +28,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -59,6 +59,7 @@ def small_index(workdir: Path, dim: int) -> Path:
     from search import demo_or_random_model
 
     from clipforge.search.build import INDEX_INFO, METADATA
+
     model = demo_or_random_model(dim, workdir)
     vectors = np.random.default_rng(0).normal(size=(1000, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -68,20 +69,40 @@ def small_index(workdir: Path, dim: int) -> Path:
     index_dir.mkdir()
     faiss.write_index(index, str(index_dir / "image.index"))
     ids = np.arange(1000)
-    pq.write_table(pa.table({"id": ids, "key": [f"item-{i}" for i in ids],
-                             "caption": [f"item {i}" for i in ids], "image_rel": [""] * 1000}),
-                   index_dir / METADATA)
-    (index_dir / INDEX_INFO).write_text(json.dumps({
-        "index_file": "image.index", "index_type": "Flat", "count": 1000, "dim": dim,
-        "search_params": {}, "image_root": None, "model": model}))
+    pq.write_table(
+        pa.table(
+            {
+                "id": ids,
+                "key": [f"item-{i}" for i in ids],
+                "caption": [f"item {i}" for i in ids],
+                "image_rel": [""] * 1000,
+            }
+        ),
+        index_dir / METADATA,
+    )
+    (index_dir / INDEX_INFO).write_text(
+        json.dumps(
+            {
+                "index_file": "image.index",
+                "index_type": "Flat",
+                "count": 1000,
+                "dim": dim,
+                "search_params": {},
+                "image_root": None,
+                "model": model,
+            }
+        )
+    )
     return index_dir
 
 
 def gradient_png(side: int) -> bytes:
     from PIL import Image
+
     buffer = io.BytesIO()
     Image.linear_gradient("L").resize((side, side)).convert("RGB").save(
-        buffer, format="PNG", compress_level=1)
+        buffer, format="PNG", compress_level=1
+    )
     return buffer.getvalue()
 
 
@@ -92,8 +113,11 @@ def healthz_once(connection: socket.socket, host: bytes) -> float:
     while b"\r\n\r\n" not in data:
         data += connection.recv(65536)
     head, _, body = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
     while len(body) < length:
         body += connection.recv(65536)
     if not head.startswith(b"HTTP/1.1 200"):
@@ -115,8 +139,9 @@ def send_uploads(url: str, image: bytes, count: int) -> list[tuple[int, float]]:
     def upload(_):
         started = time.perf_counter()
         with httpx.Client(base_url=url, timeout=600) as http:
-            status = http.post("/search", files={"image": ("big.png", image, "image/png")}
-                               ).status_code
+            status = http.post(
+                "/search", files={"image": ("big.png", image, "image/png")}
+            ).status_code
         return status, time.perf_counter() - started
 
     with ThreadPoolExecutor(count) as pool:
@@ -126,6 +151,7 @@ def send_uploads(url: str, image: bytes, count: int) -> list[tuple[int, float]]:
 def main() -> int:
     import httpx
     from search import free_port
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=16)
     parser.add_argument("--side", type=int, default=7000, help="image side in pixels")
@@ -137,9 +163,21 @@ def main() -> int:
     index_dir = small_index(workdir, args.dim)
     image = gradient_png(args.side)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "clipforge", "serve", "--index",
-                               str(index_dir), "--port", str(port), *args.serve_args.split()],
-                              cwd=ROOT, stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "clipforge",
+            "serve",
+            "--index",
+            str(index_dir),
+            "--port",
+            str(port),
+            *args.serve_args.split(),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     url, host = f"http://127.0.0.1:{port}", f"127.0.0.1:{port}".encode()
     try:
         deadline = time.monotonic() + 300
@@ -171,19 +209,26 @@ def main() -> int:
             total = time.perf_counter() - started
         busy_ms = np.asarray(busy) * 1e3
         report = {
-            "cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
-            "load_average": os.getloadavg(), "uploads": args.uploads,
-            "megapixels": args.side * args.side / 1e6, "png_bytes": len(image),
+            "cpu": cpu_model(),
+            "cpu_flags": cpu_flags(),
+            "cores": os.cpu_count(),
+            "load_average": os.getloadavg(),
+            "uploads": args.uploads,
+            "megapixels": args.side * args.side / 1e6,
+            "png_bytes": len(image),
             "serve_args": args.serve_args,
             "healthz_idle_p50_ms": float(np.percentile(np.asarray(idle) * 1e3, 50)),
             "healthz_p50_ms": float(np.percentile(busy_ms, 50)),
             "healthz_p99_ms": float(np.percentile(busy_ms, 99)),
-            "healthz_max_ms": float(busy_ms.max()), "healthz_polls": len(busy),
-            "slowest_polls_at_s_ms": sorted(((round(t, 2), round(ms, 1)) for t, ms in
-                                            zip(when, busy_ms)), key=lambda x: -x[1])[:5],
+            "healthz_max_ms": float(busy_ms.max()),
+            "healthz_polls": len(busy),
+            "slowest_polls_at_s_ms": sorted(
+                ((round(t, 2), round(ms, 1)) for t, ms in zip(when, busy_ms)), key=lambda x: -x[1]
+            )[:5],
             "upload_status": dict(Counter(status for status, _ in uploads)),
             "upload_seconds_max": max(seconds for _, seconds in uploads),
-            "all_uploads_seconds": total, "server_peak_rss_mb": peak_rss_mb(server.pid),
+            "all_uploads_seconds": total,
+            "server_peak_rss_mb": peak_rss_mb(server.pid),
         }
     finally:
         server.send_signal(signal.SIGINT)

@@ -26,7 +26,7 @@ from clipforge.training.config import TrainConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BEGIN, END = "<!-- config-table:begin -->", "<!-- config-table:end -->"
-ENTRY_CLASSES = {"grow": GrowStage, "evals": EvalSpec}     # objectives: see their comment
+ENTRY_CLASSES = {"grow": GrowStage, "evals": EvalSpec}  # objectives: see their comment
 
 
 def field_comments(source: str) -> dict[tuple[str, str], str]:
@@ -70,10 +70,14 @@ def yaml_value(value: object) -> str:
 def default_of(field: dataclasses.Field) -> object:
     if field.default is not dataclasses.MISSING:
         return field.default
-    value = field.default_factory()                              # type: ignore[misc]
+    value = field.default_factory()  # type: ignore[misc]
     if isinstance(value, list):
-        return [{key: item for key, item in dataclasses.asdict(v).items() if item != {}}
-                if dataclasses.is_dataclass(v) else v for v in value]
+        return [
+            {key: item for key, item in dataclasses.asdict(v).items() if item != {}}
+            if dataclasses.is_dataclass(v)
+            else v
+            for v in value
+        ]
     return value
 
 
@@ -83,12 +87,16 @@ def escape(text: str) -> str:
 
 def render() -> str:
     docs = {}
-    for module in {config_module, sys.modules[GrowStage.__module__],
-                   sys.modules[EvalSpec.__module__]}:
+    for module in {
+        config_module,
+        sys.modules[GrowStage.__module__],
+        sys.modules[EvalSpec.__module__],
+    }:
         docs.update(field_comments(Path(module.__file__).read_text()))
     # the TYPE_CHECKING-only names of training/config.py (imported lazily there)
-    hints = typing.get_type_hints(TrainConfig, localns={"GrowStage": GrowStage,
-                                                        "EvalSpec": EvalSpec})
+    hints = typing.get_type_hints(
+        TrainConfig, localns={"GrowStage": GrowStage, "EvalSpec": EvalSpec}
+    )
     rows = ["| key | default | meaning |", "|---|---|---|"]
     for section in dataclasses.fields(TrainConfig):
         section_class = hints[section.name]
@@ -98,15 +106,19 @@ def render() -> str:
                 meaning = docs.get((section_class.__name__, field.name), "")
                 if typing.get_origin(field_types[field.name]) is typing.Literal:
                     meaning += f" (one of {', '.join(typing.get_args(field_types[field.name]))})"
-                rows.append(f"| `{section.name}.{field.name}` | "
-                            f"`{escape(yaml_value(default_of(field)))}` | {escape(meaning)} |")
+                rows.append(
+                    f"| `{section.name}.{field.name}` | "
+                    f"`{escape(yaml_value(default_of(field)))}` | {escape(meaning)} |"
+                )
         else:
             meaning = docs.get(("TrainConfig", section.name), "")
             if section.name in ENTRY_CLASSES:
                 keys = ", ".join(f.name for f in dataclasses.fields(ENTRY_CLASSES[section.name]))
                 meaning += f"; entries `{{{keys}}}`"
-            rows.append(f"| `{section.name}` | `{escape(yaml_value(default_of(section)))}` | "
-                        f"{escape(meaning)} |")
+            rows.append(
+                f"| `{section.name}` | `{escape(yaml_value(default_of(section)))}` | "
+                f"{escape(meaning)} |"
+            )
     return "\n".join(rows)
 
 

@@ -1,10 +1,10 @@
 """Prepare the built-in data sets.
 
-    python scripts/prepare_builtin.py emoji [--out PATH] [--size 72]
-        re-render src/clipforge/data/assets/emoji.parquet from Debian's fonts-noto-color-emoji,
-        unicode-data and unicode-cldr-core (the repository ships the result)
-    python scripts/prepare_builtin.py openclipart
-        install openclipart-png if missing (as root) and build the cached file index
+python scripts/prepare_builtin.py emoji [--out PATH] [--size 72]
+    re-render src/clipforge/data/assets/emoji.parquet from Debian's fonts-noto-color-emoji,
+    unicode-data and unicode-cldr-core (the repository ships the result)
+python scripts/prepare_builtin.py openclipart
+    install openclipart-png if missing (as root) and build the cached file index
 """
 
 from __future__ import annotations
@@ -21,15 +21,20 @@ def main() -> int:
     args = parser.parse_args()
     started = time.perf_counter()
     if args.name == "emoji":
+        from emoji_asset.prepare import prepare_emoji  # scripts/ is on sys.path
+
         from clipforge.data.builtin.emoji import EMOJI_ASSET, EmojiSource
-        from emoji_asset.prepare import prepare_emoji      # scripts/ is on sys.path
+
         path = prepare_emoji(args.out or EMOJI_ASSET, args.size)
         every = EmojiSource("all", path)
-        print(f"wrote {path}: {len(every)} emoji, {path.stat().st_size / 2**20:.2f} MiB, "
-              f"{len(EmojiSource('val', path))} in val")
+        print(
+            f"wrote {path}: {len(every)} emoji, {path.stat().st_size / 2**20:.2f} MiB, "
+            f"{len(EmojiSource('val', path))} in val"
+        )
     else:
         from clipforge.data.builtin.openclipart import OpenClipartSource
-        print(OpenClipartSource.prepare())         # as `clipforge data prepare openclipart`
+
+        print(OpenClipartSource.prepare())  # as `clipforge data prepare openclipart`
     print(f"took {time.perf_counter() - started:.1f} s")
     return 0
 

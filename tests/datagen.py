@@ -17,8 +17,16 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 from PIL import Image
 
-PALETTE = [(200, 30, 30), (30, 160, 30), (30, 60, 210), (220, 200, 20), (150, 40, 160),
-           (20, 170, 170), (240, 130, 20), (90, 90, 90)]
+PALETTE = [
+    (200, 30, 30),
+    (30, 160, 30),
+    (30, 60, 210),
+    (220, 200, 20),
+    (150, 40, 160),
+    (20, 170, 170),
+    (240, 130, 20),
+    (90, 90, 90),
+]
 
 
 def color_of(index: int) -> tuple[int, int, int]:
@@ -38,11 +46,16 @@ def truncated_jpeg(index: int = 0) -> bytes:
     return data[: len(data) // 2]
 
 
-RANDOM_BYTES = bytes(range(256)) * 4     # not any image format
+RANDOM_BYTES = bytes(range(256)) * 4  # not any image format
 
 
-def write_folder(root: Path, count: int = 4, missing_caption: tuple[int, ...] = (),
-                 corrupt: tuple[int, ...] = (), with_json: bool = True) -> dict[str, str]:
+def write_folder(
+    root: Path,
+    count: int = 4,
+    missing_caption: tuple[int, ...] = (),
+    corrupt: tuple[int, ...] = (),
+    with_json: bool = True,
+) -> dict[str, str]:
     """img2dataset ``files`` layout under ``root``: ``00000/000000003.png`` + ``.txt`` + ``.json``.
 
     Odd records are JPEG, even PNG; records are split over two sub-folders. Returns key →
@@ -73,7 +86,7 @@ def write_table(path: Path, columns: dict[str, list], separator: str | None = No
         pa_parquet.write_table(table, path)
         return path
     delimiter = separator or ("\t" if path.suffix == ".tsv" else ",")
-    if delimiter == "\t":                # TSV convention: no quoting at all (pyarrow refuses)
+    if delimiter == "\t":  # TSV convention: no quoting at all (pyarrow refuses)
         rows = zip(*columns.values())
         lines = ["\t".join(columns), *("\t".join(map(str, row)) for row in rows)]
         path.write_text("\n".join(lines) + "\n")
@@ -108,8 +121,9 @@ def write_shard(path: Path, samples: list[dict[str, bytes | str]]) -> None:
                 tar.addfile(info, io.BytesIO(data))
 
 
-def write_shards(folder: Path, shards: int = 4, per_shard: int = 3,
-                 drop: dict[str, str] | None = None) -> dict[str, str]:
+def write_shards(
+    folder: Path, shards: int = 4, per_shard: int = 3, drop: dict[str, str] | None = None
+) -> dict[str, str]:
     """img2dataset-style shards ``folder/00000.tar …``; keys ``SSSSSIIII`` as img2dataset.
 
     ``drop`` maps a key to the member ("jpg" or "txt") to leave out of that sample. Returns
@@ -123,8 +137,12 @@ def write_shards(folder: Path, shards: int = 4, per_shard: int = 3,
             index = shard * per_shard + item
             key = f"{shard:05d}{item:04d}"
             caption = f"caption of sample {index}"
-            sample = {"__key__": key, "jpg": image_bytes(index, "JPEG"), "txt": caption,
-                      "json": json.dumps({"index": index})}
+            sample = {
+                "__key__": key,
+                "jpg": image_bytes(index, "JPEG"),
+                "txt": caption,
+                "json": json.dumps({"index": index}),
+            }
             sample.pop(drop.get(key, ""), None)
             samples.append(sample)
             expected[key] = caption

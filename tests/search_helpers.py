@@ -20,8 +20,14 @@ from clipforge.search.build import BuildConfig, build_index_dir
 from clipforge.search.index import IndexConfig
 from clipforge.search.shards import INFO_FILE, ShardData, write_shard
 
-COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 60, 220),
-           "yellow": (230, 210, 20), "black": (10, 10, 10), "white": (245, 245, 245)}
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 180, 30),
+    "blue": (30, 60, 220),
+    "yellow": (230, 210, 20),
+    "black": (10, 10, 10),
+    "white": (245, 245, 245),
+}
 
 
 def micro_config():
@@ -46,6 +52,7 @@ def micro_model_dir(path: Path, captions: list[str], seed: int = 0) -> Path:
 
 def text_embedding(model_dir: Path, text: str) -> np.ndarray:
     from clipforge import load
+
     model, _, tokenizer = load(model_dir)
     with torch.no_grad():
         return model.encode_text(tokenizer([text]))[0].numpy()
@@ -58,6 +65,7 @@ def swatch(colour: str, size: int = 48) -> Image.Image:
 def apple(size: int = 48) -> Image.Image:
     """A red disc with a brown stalk and a green leaf on white."""
     from PIL import ImageDraw
+
     image = Image.new("RGB", (size, size), (255, 255, 255))
     pen = ImageDraw.Draw(image)
     pen.ellipse((6, 10, size - 6, size - 4), fill=COLOURS["red"])
@@ -66,9 +74,15 @@ def apple(size: int = 48) -> Image.Image:
     return image
 
 
-def write_embedding_dir(directory: Path, image_vectors: np.ndarray, captions: list[str],
-                        model: str | None, images: list[Image.Image] | None = None,
-                        sparse_image=None, shard_size: int | None = None) -> Path:
+def write_embedding_dir(
+    directory: Path,
+    image_vectors: np.ndarray,
+    captions: list[str],
+    model: str | None,
+    images: list[Image.Image] | None = None,
+    sparse_image=None,
+    shard_size: int | None = None,
+) -> Path:
     """An embedding directory as ``embed`` writes it, from vectors given directly."""
     directory = Path(directory)
     count, dim = image_vectors.shape
@@ -85,22 +99,37 @@ def write_embedding_dir(directory: Path, image_vectors: np.ndarray, captions: li
             (directory / relative).parent.mkdir(parents=True, exist_ok=True)
             images[row].save(directory / relative)
             thumbnails.append(relative)
-        write_shard(directory, shard, ShardData(
-            list(rows), [f"item-{r}" for r in rows], [captions[r] for r in rows],
-            [f"item-{r}" for r in rows], thumbnails, image=image_vectors[start:rows.stop],
-            sparse_image=None if sparse_image is None else sparse_image[start:rows.stop]))
+        write_shard(
+            directory,
+            shard,
+            ShardData(
+                list(rows),
+                [f"item-{r}" for r in rows],
+                [captions[r] for r in rows],
+                [f"item-{r}" for r in rows],
+                thumbnails,
+                image=image_vectors[start : rows.stop],
+                sparse_image=None if sparse_image is None else sparse_image[start : rows.stop],
+            ),
+        )
         shards.append(shard)
     dims = {"image": dim}
     if sparse_image is not None:
         dims["sparse_image"] = sparse_image.shape[1]
-    info = {"model": str(model) if model else None, "dims": dims, "count": count,
-            "shards": shards, "skipped": 0}
+    info = {
+        "model": str(model) if model else None,
+        "dims": dims,
+        "count": count,
+        "shards": shards,
+        "skipped": 0,
+    }
     (directory / INFO_FILE).write_text(json.dumps(info))
     return directory
 
 
-def known_answer_index(tmp_path: Path, query: str = "a red apple", count: int = 12,
-                       target: int = 3) -> tuple[Path, Path]:
+def known_answer_index(
+    tmp_path: Path, query: str = "a red apple", count: int = 12, target: int = 3
+) -> tuple[Path, Path]:
     """(model dir, index dir) where the text ``query`` embeds exactly to item ``target``.
 
     Item vectors are random except ``target``, which is the model's embedding of ``query``, so
@@ -125,6 +154,7 @@ def known_answer_index(tmp_path: Path, query: str = "a red apple", count: int = 
 def running_server(app):
     """Serve ``app`` with uvicorn on a free loopback port in a thread; yields the base URL."""
     import uvicorn
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

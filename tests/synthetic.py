@@ -9,8 +9,12 @@ from PIL import Image, ImageDraw
 from clipforge.data.record import RawRecord
 from clipforge.data.sources.base import MapSource
 
-COLORS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 60, 220),
-          "yellow": (230, 210, 20)}
+COLORS = {
+    "red": (220, 30, 30),
+    "green": (30, 180, 30),
+    "blue": (30, 60, 220),
+    "yellow": (230, 210, 20),
+}
 SHAPES = ("circle", "square", "triangle")
 
 
@@ -32,8 +36,9 @@ class ShapesSource(MapSource):
 
     def __init__(self, count: int = 48, seed: int = 0, bad_keys: frozenset[int] = frozenset()):
         rng = random.Random(seed)
-        self.items = [(rng.choice(list(COLORS)), rng.choice(SHAPES), rng.randint(0, 3))
-                      for _ in range(count)]
+        self.items = [
+            (rng.choice(list(COLORS)), rng.choice(SHAPES), rng.randint(0, 3)) for _ in range(count)
+        ]
         self.bad_keys = bad_keys
 
     def __len__(self) -> int:
@@ -43,9 +48,12 @@ class ShapesSource(MapSource):
         color, shape, jitter = self.items[index]
         if index in self.bad_keys:
             return RawRecord(f"shape-{index}", b"not an image", (f"a {color} {shape}",))
-        return RawRecord(f"shape-{index}", draw(color, shape, jitter=jitter),
-                         (f"a {color} {shape}", f"a drawing of a {shape} in {color}"),
-                         {"label": SHAPES.index(shape)})
+        return RawRecord(
+            f"shape-{index}",
+            draw(color, shape, jitter=jitter),
+            (f"a {color} {shape}", f"a drawing of a {shape} in {color}"),
+            {"label": SHAPES.index(shape)},
+        )
 
     def class_names(self) -> list[str]:
         return list(SHAPES)
@@ -53,10 +61,19 @@ class ShapesSource(MapSource):
 
 def micro_model_overrides() -> dict:
     """Shrinks ``tiny`` to a model that trains a step in milliseconds."""
-    return {"embed_dim": 32, "vision.image_size": 32, "vision.patch_size": 8,
-            "vision.width": 32, "vision.layers": 1, "vision.heads": 2,
-            "preprocess.image_size": 32, "text.width": 32, "text.layers": 1, "text.heads": 2,
-            "text.context_length": 16}
+    return {
+        "embed_dim": 32,
+        "vision.image_size": 32,
+        "vision.patch_size": 8,
+        "vision.width": 32,
+        "vision.layers": 1,
+        "vision.heads": 2,
+        "preprocess.image_size": 32,
+        "text.width": 32,
+        "text.layers": 1,
+        "text.heads": 2,
+        "text.context_length": 16,
+    }
 
 
 def micro_train_module(objective: str = "clip", params: dict | None = None):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from synthetic import micro_model_overrides, save_micro_model
 
 from clipforge.cli.main import main
 from clipforge.common.yaml_files import load_yaml_mapping
@@ -15,6 +14,8 @@ from clipforge.objectives import OBJECTIVES
 from clipforge.training import bench as bench_module
 from clipforge.training import step as step_module
 from clipforge.training.bench import BenchConfig, bench_train
+
+from synthetic import micro_model_overrides, save_micro_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -35,17 +36,19 @@ def teacher(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES.names())
-def test_bench_times_every_objective_with_the_trainers_step(objective, teacher, tmp_path,
-                                                          monkeypatch):
+def test_bench_times_every_objective_with_the_trainers_step(
+    objective, teacher, tmp_path, monkeypatch
+):
     calls = []
     real_step = step_module.optimizer_step
-    monkeypatch.setattr(bench_module, "optimizer_step",
-                        lambda *a, **k: calls.append(1) or real_step(*a, **k))
+    monkeypatch.setattr(
+        bench_module, "optimizer_step", lambda *a, **k: calls.append(1) or real_step(*a, **k)
+    )
     source = config_for(objective)
     if source is None:
         config = BenchConfig(objectives=(objective,))
     else:
-        data = load_yaml_mapping(source)           # its base: resolved
+        data = load_yaml_mapping(source)  # its base: resolved
         data["model"] = {"name": "tiny", "tokenizer_vocab_size": 300}
         for spec in data["objectives"]:
             if isinstance(spec, dict) and "teacher" in spec:
@@ -58,21 +61,57 @@ def test_bench_times_every_objective_with_the_trainers_step(objective, teacher, 
     result = bench_train(config)
     assert objective in result["objectives"]
     assert result["samples_per_s"] > 0 and result["embed_dim"] == 32
-    assert len(calls) == 2                        # warm-up + timed: the trainer's own step
+    assert len(calls) == 2  # warm-up + timed: the trainer's own step
 
 
 def test_bench_cli_takes_a_config_and_overrides(capsys):
-    assert main(["bench", "train", f"model.overrides={json.dumps(micro_model_overrides())}",
-                 "--config", str(CONFIGS / "tcl.yaml"), "--batch-size", "4", "--steps", "1",
-                 "--warmup", "0", "--precision", "fp32", "--json"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "train",
+                f"model.overrides={json.dumps(micro_model_overrides())}",
+                "--config",
+                str(CONFIGS / "tcl.yaml"),
+                "--batch-size",
+                "4",
+                "--steps",
+                "1",
+                "--warmup",
+                "0",
+                "--precision",
+                "fp32",
+                "--json",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     assert result["objectives"] == ["tcl"] and result["batch_size"] == 4
-    assert "bench: step 1/1" in captured.err      # says what it is doing while it runs
+    assert "bench: step 1/1" in captured.err  # says what it is doing while it runs
 
 
 def test_bench_objective_flags_replace_the_configs(capsys):
-    assert main(["bench", "train", f"model.overrides={json.dumps(micro_model_overrides())}",
-                 "--config", str(CONFIGS / "tcl.yaml"), "--objective", "siglip",
-                 "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "train",
+                f"model.overrides={json.dumps(micro_model_overrides())}",
+                "--config",
+                str(CONFIGS / "tcl.yaml"),
+                "--objective",
+                "siglip",
+                "--batch-size",
+                "4",
+                "--steps",
+                "1",
+                "--warmup",
+                "0",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["objectives"] == ["siglip"]

@@ -9,17 +9,20 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from emoji_asset.emoji_captions import base_name, class_name, phrase, with_article
 from PIL import Image
 
 from clipforge.data.builtin import BUILTIN_SETS, EmojiSource, OpenClipartSource
 from clipforge.data.builtin.emoji import EMOJI_ASSET
 from clipforge.data.builtin.openclipart import OPENCLIPART_ROOT
-from clipforge.data.builtin.openclipart_names import (clipart_captions, learn_authors,
-                                                      title_from_stem)
+from clipforge.data.builtin.openclipart_names import (
+    clipart_captions,
+    learn_authors,
+    title_from_stem,
+)
 from clipforge.data.builtin.splits import choose_val_units, stable_fraction
 from clipforge.data.record import decode_image
 from clipforge.data.sources import open_source
-from emoji_asset.emoji_captions import base_name, class_name, phrase, with_article
 
 
 @pytest.fixture(scope="module")
@@ -29,46 +32,54 @@ def emoji():
 
 # --- splits -----------------------------------------------------------------------------------
 
+
 def test_stable_fraction_is_fixed_by_the_name():
     assert stable_fraction("grinning face") == stable_fraction("grinning face")
     values = [stable_fraction(f"item {i}") for i in range(2000)]
     assert all(0 <= v < 1 for v in values)
-    assert 0.45 < np.mean(values) < 0.55                       # roughly uniform
+    assert 0.45 < np.mean(values) < 0.55  # roughly uniform
 
 
 def test_choose_val_units_by_stratum():
-    items = [(f"a{i}", "big") for i in range(20)]              # 20 singles: 15 % → 3 in val
-    items += [("t1", "three"), ("t2", "three"), ("t3", "three")]   # ≥ 3 items → 1 forced in val
-    items += [("p1", "pair"), ("p2", "pair")]                  # < 3 items → none
-    items += [("solo", "one")] * 6                             # one unit of 6 → stays in train
+    items = [(f"a{i}", "big") for i in range(20)]  # 20 singles: 15 % → 3 in val
+    items += [("t1", "three"), ("t2", "three"), ("t3", "three")]  # ≥ 3 items → 1 forced in val
+    items += [("p1", "pair"), ("p2", "pair")]  # < 3 items → none
+    items += [("solo", "one")] * 6  # one unit of 6 → stays in train
     items += [("fam", "grouped")] * 5 + [("x", "grouped"), ("y", "grouped")]
     val = choose_val_units(items)
     assert sum(unit.startswith("a") for unit in val) == 3
     assert len(val & {"t1", "t2", "t3"}) == 1
     assert not val & {"p1", "p2", "solo"}
-    assert "fam" not in val or not {"x", "y"} <= val            # a stratum keeps a train unit
-    assert val == choose_val_units(list(reversed(items)))      # order does not matter
+    assert "fam" not in val or not {"x", "y"} <= val  # a stratum keeps a train unit
+    assert val == choose_val_units(list(reversed(items)))  # order does not matter
 
 
 # --- emoji --------------------------------------------------------------------------------------
 
+
 def test_emoji_counts_and_disjoint_splits(emoji):
     train, val, every = emoji["train"], emoji["val"], emoji["all"]
-    assert len(every) == 3655                                  # Unicode 15.0 fully-qualified
+    assert len(every) == 3655  # Unicode 15.0 fully-qualified
     assert len(train) + len(val) == len(every)
     assert 0.13 < len(val) / len(every) < 0.18
-    names = {split: {source[i].metadata["name"] for i in range(len(source))}
-             for split, source in emoji.items()}
+    names = {
+        split: {source[i].metadata["name"] for i in range(len(source))}
+        for split, source in emoji.items()
+    }
     assert not names["train"] & names["val"]
-    bases = {split: {source[i].metadata["base"] for i in range(len(source))}
-             for split, source in emoji.items()}
+    bases = {
+        split: {source[i].metadata["base"] for i in range(len(source))}
+        for split, source in emoji.items()
+    }
     assert not bases["train"] & bases["val"]
     assert {every[i].metadata["split"] for i in range(len(every))} == {"train", "val"}
 
 
 def test_skin_tone_variants_share_the_split_of_their_base(emoji):
-    split_of = {record.metadata["name"]: record.metadata["split"]
-                for record in (emoji["all"][i] for i in range(len(emoji["all"])))}
+    split_of = {
+        record.metadata["name"]: record.metadata["split"]
+        for record in (emoji["all"][i] for i in range(len(emoji["all"])))
+    }
     toned = [name for name in split_of if "skin tone" in name]
     assert len(toned) > 1500
     with_base = [name for name in toned if base_name(name) in split_of]
@@ -90,7 +101,7 @@ def test_subgroups_are_in_both_splits_when_big_enough(emoji):
     assert in_train == set(subgroup_sizes)
     should_be_in_val = {s for s, n in subgroup_sizes.items() if n >= 3 and len(bases[s]) >= 2}
     assert should_be_in_val <= in_val
-    assert len(in_val) == 96          # only animal-amphibian (1), hotel (2), currency (2) are not
+    assert len(in_val) == 96  # only animal-amphibian (1), hotel (2), currency (2) are not
 
 
 def test_class_names_and_labels(emoji):
@@ -102,14 +113,17 @@ def test_class_names_and_labels(emoji):
     for source in emoji.values():
         for i in range(0, len(source), 37):
             metadata = source[i].metadata
-            assert names[metadata["label"]] == metadata["class_name"] == class_name(
-                metadata["subgroup"])
+            assert (
+                names[metadata["label"]]
+                == metadata["class_name"]
+                == class_name(metadata["subgroup"])
+            )
 
 
 def test_emoji_record_decodes_to_a_72px_image_with_transparent_background(emoji):
     every = emoji["all"]
     record = every[0]
-    assert record.key == "1f600" and record.metadata["emoji"] == "\U0001F600"
+    assert record.key == "1f600" and record.metadata["emoji"] == "\U0001f600"
     assert record.metadata["group"] == "Smileys & Emotion"
     assert record.metadata["subgroup"] == "face-smiling" and record.metadata["label"] == 0
     assert isinstance(record.image, bytes) and Image.open(io.BytesIO(record.image)).mode == "RGBA"
@@ -126,12 +140,16 @@ def test_emoji_captions(emoji):
     every = emoji["all"]
     by_name = {every[i].metadata["name"]: every[i] for i in range(len(every))}
     assert by_name["grinning face"].captions == (
-        "an emoji of a grinning face", "grinning face: face, grin", "grinning face",
+        "an emoji of a grinning face",
+        "grinning face: face, grin",
+        "grinning face",
         "a grinning face, a smiling face emoji",
-        "an icon of a grinning face (smileys & emotion)")
+        "an icon of a grinning face (smileys & emotion)",
+    )
     assert by_name["flag: Japan"].captions[0] == "an emoji of the flag of Japan"
     assert by_name["waving hand: medium skin tone"].captions[0] == (
-        "an emoji of a waving hand with medium skin tone")
+        "an emoji of a waving hand with medium skin tone"
+    )
     assert by_name["cherries"].captions[0] == "an emoji of cherries"
     assert with_article("x-ray") == "an x-ray" and with_article("unicorn") == "a unicorn"
     assert phrase("family: man, woman, boy") == "family of man, woman and boy"
@@ -168,32 +186,45 @@ def test_missing_emoji_asset_names_the_rebuild_command(tmp_path):
 def test_shipped_emoji_match_a_fresh_preparation(emoji):
     from emoji_asset.prepare import debian_emoji_files, emoji_font, emoji_table, render
     from emoji_asset.unicode_emoji import read_emoji
+
     missing = [str(path) for path in debian_emoji_files() if not path.exists()]
     if missing:
-        pytest.skip(f"Debian emoji sources not installed ({', '.join(missing)}): apt-get install "
-                    "fonts-noto-color-emoji unicode-data unicode-cldr-core to compare")
+        pytest.skip(
+            f"Debian emoji sources not installed ({', '.join(missing)}): apt-get install "
+            "fonts-noto-color-emoji unicode-data unicode-cldr-core to compare"
+        )
     fresh = emoji_table(images=False)
     every = emoji["all"]
     assert fresh.num_rows == len(every)
     assert fresh.column("key").to_pylist() == [every[i].key for i in range(len(every))]
-    assert fresh.column("split").to_pylist() == [every[i].metadata["split"]
-                                                 for i in range(len(every))]
+    assert fresh.column("split").to_pylist() == [
+        every[i].metadata["split"] for i in range(len(every))
+    ]
     assert [tuple(c) for c in fresh.column("captions").to_pylist()] == [
-        every[i].captions for i in range(len(every))]
+        every[i].captions for i in range(len(every))
+    ]
     font, entries = emoji_font(), read_emoji()
-    for index in (0, 1000, 3654):                               # pixels: palette error only
+    for index in (0, 1000, 3654):  # pixels: palette error only
         drawn = np.asarray(render(entries[index], font, 72), dtype=float)
-        shipped = np.asarray(Image.open(io.BytesIO(every[index].image)).convert("RGBA"),
-                             dtype=float)
+        shipped = np.asarray(
+            Image.open(io.BytesIO(every[index].image)).convert("RGBA"), dtype=float
+        )
         assert np.abs(drawn - shipped).mean() < 2.0
 
 
 # --- openclipart --------------------------------------------------------------------------------
 
+
 def test_clipart_titles_drop_authors_and_numbering():
-    stems = ["2_dead_frogs_lumen_desig_01", "tram_lumen_design_stu_01", "bus_lumen_design_01",
-             "tree_lumen_design_02", "hotel_icon_room_service_01", "hotel_icon_room_service_02",
-             "hotel_icon_room_service_03"]
+    stems = [
+        "2_dead_frogs_lumen_desig_01",
+        "tram_lumen_design_stu_01",
+        "bus_lumen_design_01",
+        "tree_lumen_design_02",
+        "hotel_icon_room_service_01",
+        "hotel_icon_room_service_02",
+        "hotel_icon_room_service_03",
+    ]
     authors = learn_authors(stems)
     assert authors == ["lumen_design"]
     assert title_from_stem("2_dead_frogs_lumen_desig_01", authors) == "2 dead frogs"
@@ -202,9 +233,12 @@ def test_clipart_titles_drop_authors_and_numbering():
     assert title_from_stem("pattern-dots-square-grid", authors) == "pattern dots square grid"
     assert title_from_stem("star_90pt23step", authors) == "90-pointed star"
     assert clipart_captions("2 dead frogs", ["animals", "animals/amphibian"]) == (
-        "a drawing of 2 dead frogs, animals", "2 dead frogs, animals",
-        "clip art of 2 dead frogs (animals)", "a drawing of 2 dead frogs",
-        "2 dead frogs, animals / amphibian")
+        "a drawing of 2 dead frogs, animals",
+        "2 dead frogs, animals",
+        "clip art of 2 dead frogs (animals)",
+        "a drawing of 2 dead frogs",
+        "2 dead frogs, animals / amphibian",
+    )
 
 
 def test_missing_openclipart_gives_a_clear_error(tmp_path):
@@ -215,6 +249,7 @@ def test_missing_openclipart_gives_a_clear_error(tmp_path):
 def pretend_root_with_apt(monkeypatch, root, installs=None):
     """Make ``root`` the Debian location and us root with apt-get; record apt-get calls."""
     from clipforge.data.builtin import openclipart
+
     calls = []
 
     def fake_run(command, **kwargs):
@@ -235,7 +270,8 @@ def fake_openclipart_tree(root):
         (root / folder).mkdir(parents=True, exist_ok=True)
         for index in range(count):
             Image.new("RGBA", (32, 24), (10 * index, 90, 160, 255)).save(
-                root / folder / f"thing_{folder}_{index:02d}.png")
+                root / folder / f"thing_{folder}_{index:02d}.png"
+            )
 
 
 def test_opening_openclipart_never_runs_apt_get(tmp_path, monkeypatch):
@@ -249,6 +285,7 @@ def test_opening_openclipart_never_runs_apt_get(tmp_path, monkeypatch):
 
 def test_data_prepare_openclipart_installs_then_indexes(tmp_path, monkeypatch, capsys):
     from clipforge.cli.main import main
+
     monkeypatch.setenv("CLIPFORGE_CACHE", str(tmp_path / "cache"))
     calls = pretend_root_with_apt(monkeypatch, tmp_path / "png", installs=fake_openclipart_tree)
     assert main(["data", "prepare", "openclipart", "--root", str(tmp_path / "png")]) == 0
@@ -260,8 +297,13 @@ def test_data_prepare_openclipart_installs_then_indexes(tmp_path, monkeypatch, c
 
 def test_data_prepare_errors_and_shipped_sets(tmp_path, capsys):
     from clipforge.cli.main import main
-    assert main(["data", "prepare", "openclipart", "--no-install",
-                 "--root", str(tmp_path / "nowhere")]) == 2
+
+    assert (
+        main(
+            ["data", "prepare", "openclipart", "--no-install", "--root", str(tmp_path / "nowhere")]
+        )
+        == 2
+    )
     assert "sudo apt-get install openclipart-png" in capsys.readouterr().err
     assert main(["data", "prepare", "emoji"]) == 0
     assert "ships with clipforge" in capsys.readouterr().out
@@ -271,23 +313,26 @@ def test_data_prepare_errors_and_shipped_sets(tmp_path, capsys):
 
 def test_openclipart_listing_split_and_records(tmp_path, monkeypatch):
     monkeypatch.setenv("CLIPFORGE_CACHE", str(tmp_path))
-    if not OPENCLIPART_ROOT.is_dir():                        # not installed: the error path
+    if not OPENCLIPART_ROOT.is_dir():  # not installed: the error path
         with pytest.raises(FileNotFoundError, match="clipforge data prepare openclipart"):
             OpenClipartSource("train")
         return
-    every = OpenClipartSource("all")                         # builds and caches the index
+    every = OpenClipartSource("all")  # builds and caches the index
     assert list(tmp_path.glob("openclipart-index-*.parquet"))
     started = time.perf_counter()
     train, val = OpenClipartSource("train"), OpenClipartSource("val")
-    assert time.perf_counter() - started < 2.0               # both from the cache
+    assert time.perf_counter() - started < 2.0  # both from the cache
     assert 6500 < len(every) == len(train) + len(val)
     assert 0.12 < len(val) / len(every) < 0.18
     assert not {row["key"] for row in train.rows} & {row["key"] for row in val.rows}
     names = every.class_names()
     assert names == train.class_names() == val.class_names()
     assert len(names) == 22 and "signs and symbols" in names and "animals" in names
-    frogs = next(i for i, row in enumerate(every.rows)
-                 if row["key"] == "animals/2_dead_frogs_lumen_desig_01.png")
+    frogs = next(
+        i
+        for i, row in enumerate(every.rows)
+        if row["key"] == "animals/2_dead_frogs_lumen_desig_01.png"
+    )
     record = every[frogs]
     assert record.captions[0] == "a drawing of 2 dead frogs, animals"
     assert names[record.metadata["label"]] == "animals"
@@ -295,5 +340,5 @@ def test_openclipart_listing_split_and_records(tmp_path, monkeypatch):
     assert image.mode == "RGB" and max(image.size) <= 256
     assert np.asarray(image, dtype=float).std() > 10
     first_two = [*val[0].captions, *val[1].captions]
-    assert list(val.captions())[:len(first_two)] == first_two
+    assert list(val.captions())[: len(first_two)] == first_two
     assert len(list(val.captions())) == sum(len(row["captions"]) for row in val.rows)

@@ -21,7 +21,7 @@ def verb_parsers() -> dict[str, argparse.ArgumentParser]:
     for name in OWNED_VERBS:
         sub = verbs.choices[name]
         tasks = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
-        if tasks:                                     # eval zeroshot / eval retrieval
+        if tasks:  # eval zeroshot / eval retrieval
             parsers.update({f"{name} {task}": p for task, p in tasks[0].choices.items()})
         else:
             parsers[name] = sub
@@ -37,8 +37,13 @@ def test_version(capsys):
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"]])
 def test_help_does_not_import_torch(argv):
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "clipforge", *argv],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "clipforge", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0 and "usage: clipforge" in done.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
     assert "torch" not in imported and "numpy" not in imported
@@ -54,7 +59,7 @@ def test_every_flag_has_help_and_every_verb_an_example(verb):
         if isinstance(action, argparse._HelpAction):
             continue
         assert action.help, f"{verb}: {action.option_strings or action.dest} has no help"
-    text = parser.format_help()                       # lazily resolved defaults render
+    text = parser.format_help()  # lazily resolved defaults render
     assert "%(" not in text
     if verb in ("embed", "eval retrieval", "search"):
         assert "(default: " in text
@@ -62,6 +67,7 @@ def test_every_flag_has_help_and_every_verb_an_example(verb):
 
 def test_library_defaults_are_the_ones_shown():
     from clipforge.search.embed import EmbedConfig
+
     text = verb_parsers()["embed"].format_help()
     assert f"(default: {EmbedConfig.shard_size})" in " ".join(text.split())
 

@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "clipforge"
 
 def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     target = tmp_path / "sub" / "model.json"
-    assert atomic_write_text(target, "old") == target          # parents are created
+    assert atomic_write_text(target, "old") == target  # parents are created
     assert target.read_text() == "old"
 
     def crash(tmp: Path) -> None:
@@ -26,8 +26,8 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
 
     with pytest.raises(RuntimeError):
         atomic_write(target, crash)
-    assert target.read_text() == "old"                          # untouched
-    assert [p.name for p in target.parent.iterdir()] == ["model.json"]   # no temporary left
+    assert target.read_text() == "old"  # untouched
+    assert [p.name for p in target.parent.iterdir()] == ["model.json"]  # no temporary left
     atomic_write(target, lambda tmp: tmp.write_text("new"))
     assert target.read_text() == "new"
 
@@ -51,15 +51,21 @@ def test_l2_normalize_rows_and_zero_vectors():
     np.testing.assert_allclose(l2_normalize(np.array([0.0, 2.0])), [0.0, 1.0])
 
 
-@pytest.mark.parametrize("pattern, allowed", [
-    # one rename helper; checkpoint.py renames a whole checkpoint directory into place
-    (r"os\.replace\(|\.replace\(tmp", {"common/files.py", "training/checkpoint.py"}),
-    (r"except ImportError", {"common/optional.py", "search/lexicon.py", "cli/convert.py"}),
-    (r"np\.linalg\.norm\(", {"common/vectors.py"}),
-    (r"def modality_gap\(", {"evaluation/metrics.py"}),
-    (r"yaml\.safe_load\(", {"common/yaml_files.py", "training/config.py"}),
-])
+@pytest.mark.parametrize(
+    "pattern, allowed",
+    [
+        # one rename helper; checkpoint.py renames a whole checkpoint directory into place
+        (r"os\.replace\(|\.replace\(tmp", {"common/files.py", "training/checkpoint.py"}),
+        (r"except ImportError", {"common/optional.py", "search/lexicon.py", "cli/convert.py"}),
+        (r"np\.linalg\.norm\(", {"common/vectors.py"}),
+        (r"def modality_gap\(", {"evaluation/metrics.py"}),
+        (r"yaml\.safe_load\(", {"common/yaml_files.py", "training/config.py"}),
+    ],
+)
 def test_one_copy_of_each_mechanism(pattern, allowed):
-    found = {str(path.relative_to(SRC)) for path in SRC.rglob("*.py")
-             if re.search(pattern, path.read_text())}
+    found = {
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if re.search(pattern, path.read_text())
+    }
     assert found <= allowed, sorted(found - allowed)

@@ -23,13 +23,19 @@ def write(path: Path, text: str) -> Path:
 
 def test_base_is_relative_to_the_file_and_merges_mappings(tmp_path):
     write(tmp_path / "bases" / "root.yaml", "data: {batch_size: 8, workers: 0}\nrun: {seed: 3}\n")
-    write(tmp_path / "bases" / "mid.yaml",
-          "base: root.yaml\ndata: {workers: 1}\nobjectives: [clip]\n")
-    child = write(tmp_path / "run" / "child.yaml",
-                  "base: ../bases/mid.yaml\ndata: {batch_size: 16}\nobjectives: [siglip]\n"
-                  "run: {seed: null}\n")
-    assert load_yaml_mapping(child) == {"data": {"batch_size": 16, "workers": 1},
-                                        "objectives": ["siglip"], "run": {"seed": None}}
+    write(
+        tmp_path / "bases" / "mid.yaml", "base: root.yaml\ndata: {workers: 1}\nobjectives: [clip]\n"
+    )
+    child = write(
+        tmp_path / "run" / "child.yaml",
+        "base: ../bases/mid.yaml\ndata: {batch_size: 16}\nobjectives: [siglip]\n"
+        "run: {seed: null}\n",
+    )
+    assert load_yaml_mapping(child) == {
+        "data": {"batch_size": 16, "workers": 1},
+        "objectives": ["siglip"],
+        "run": {"seed": None},
+    }
 
 
 def test_a_list_of_bases_applies_in_order(tmp_path):

@@ -23,24 +23,31 @@ TABLE = runpy.run_path(str(ROOT / "scripts" / "config_table.py"), run_name="conf
 
 def test_readme_config_table_is_generated_from_the_dataclasses():
     readme = (ROOT / "README.md").read_text()
-    assert TABLE["updated_readme"](readme) == readme, \
+    assert TABLE["updated_readme"](readme) == readme, (
         "README config table is stale: run python scripts/config_table.py"
+    )
 
 
 def test_the_table_follows_the_dataclasses():
     table = TABLE["render"]()
     rows = table.splitlines()[2:]
     sections = {"model", "data", "optim", "run"}
-    expected = sum(len(dataclasses.fields(type(getattr(TrainConfig(), name))))
-                   for name in sections) + len(dataclasses.fields(TrainConfig)) - len(sections)
+    expected = (
+        sum(len(dataclasses.fields(type(getattr(TrainConfig(), name)))) for name in sections)
+        + len(dataclasses.fields(TrainConfig))
+        - len(sections)
+    )
     assert len(rows) == expected
     assert "| `run.precision` | `auto` |" in table and "(one of auto, fp32, bf16)" in table
     assert "| `data.batch_size` | `64` | per process |" in table
     assert "entries `{name, data, every, options, label}`" in table
     # every field has a written meaning
     assert all(not line.endswith("|  |") for line in rows), [l for l in rows if l.endswith("|  |")]
-    stale = (ROOT / "README.md").read_text().replace("| `data.batch_size` | `64`",
-                                                     "| `data.batch_size` | `32`")
+    stale = (
+        (ROOT / "README.md")
+        .read_text()
+        .replace("| `data.batch_size` | `64`", "| `data.batch_size` | `32`")
+    )
     assert TABLE["updated_readme"](stale) != stale
 
 
@@ -58,12 +65,20 @@ def test_every_precision_flag_offers_the_same_choices(verb):
 
 
 def test_grow_stages_are_typed_and_checked():
-    config = TrainConfig.from_dict({"grow": [{"at_fraction": 0.5, "vision_layers": 2},
-                                             {"at_step": 7, "text_width": 64, "seed": 3}]})
-    assert config.grow == [GrowStage(at_fraction=0.5, vision_layers=2),
-                           GrowStage(at_step=7, text_width=64, seed=3)]
+    config = TrainConfig.from_dict(
+        {
+            "grow": [
+                {"at_fraction": 0.5, "vision_layers": 2},
+                {"at_step": 7, "text_width": 64, "seed": 3},
+            ]
+        }
+    )
+    assert config.grow == [
+        GrowStage(at_fraction=0.5, vision_layers=2),
+        GrowStage(at_step=7, text_width=64, seed=3),
+    ]
     assert [stage_step(stage, 10) for stage in config.grow] == [5, 7]
-    assert TrainConfig.from_dict(config.to_dict()).grow == config.grow       # round trip
+    assert TrainConfig.from_dict(config.to_dict()).grow == config.grow  # round trip
     with pytest.raises(ValueError, match="unknown keys \\['vision_layer'\\]"):
         TrainConfig.from_dict({"grow": [{"at_step": 1, "vision_layer": 2}]})
     with pytest.raises(ValueError, match="neither at_fraction nor at_step"):

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from datagen import image_bytes
 
 import clipforge.data
 import clipforge.data.sources as sources
@@ -22,6 +21,8 @@ from clipforge.objectives.base import Objective
 from clipforge.registry import Registry
 from clipforge.training.config import DataSection
 from clipforge.training.setup import build_train_loader
+
+from datagen import image_bytes
 
 
 class Squares(MapSource):
@@ -40,12 +41,14 @@ class Squares(MapSource):
 
 
 def test_a_new_source_kind_is_one_registry_line(monkeypatch):
-    monkeypatch.setattr(sources, "DATA_SOURCES",
-                        Registry("data source", {**dict(sources.DATA_SOURCES.items()),
-                                                 "squares": Squares}))
+    monkeypatch.setattr(
+        sources,
+        "DATA_SOURCES",
+        Registry("data source", {**dict(sources.DATA_SOURCES.items()), "squares": Squares}),
+    )
     source = sources.open_source("squares:3")
     assert isinstance(source, Squares) and len(source) == 3
-    with pytest.raises(ValueError, match="squares"):       # the error lists registered kinds
+    with pytest.raises(ValueError, match="squares"):  # the error lists registered kinds
         sources.open_source("nowhere-like-this")
 
 
@@ -63,15 +66,24 @@ class ImageWidth(ExtraInput):
 
 class WidthAware(Objective):
     name = "width_aware"
-    extra_inputs = (ImageWidth(), "text_view2")      # its own input next to a built-in one
+    extra_inputs = (ImageWidth(), "text_view2")  # its own input next to a built-in one
 
 
 def test_an_objective_declares_its_own_extra_input_without_loader_edits():
-    tokenizer = Tokenizer.train([f"square number {i}" for i in range(4)], vocab_size=300,
-                                context_length=16)
+    tokenizer = Tokenizer.train(
+        [f"square number {i}" for i in range(4)], vocab_size=300, context_length=16
+    )
     model = SimpleNamespace(config=SimpleNamespace(preprocess=PreprocessConfig(image_size=8)))
-    loader = build_train_loader(Squares("4"), DataSection(batch_size=4, workers=0), model,
-                                tokenizer, {"width_aware": WidthAware()}, seed=0, rank=0, world=1)
+    loader = build_train_loader(
+        Squares("4"),
+        DataSection(batch_size=4, workers=0),
+        model,
+        tokenizer,
+        {"width_aware": WidthAware()},
+        seed=0,
+        rank=0,
+        world=1,
+    )
     batch = next(iter(loader))
     assert batch.extras["image_width"].tolist() == [12, 12, 12, 12]
     assert batch.extras["text_view2"].shape == (4, 16)
@@ -88,12 +100,15 @@ def test_data_layer_imports_nothing_above_it():
             if isinstance(node, ast.ImportFrom):
                 base = package[: len(package) - node.level + 1] if node.level else []
                 names = [".".join([*base, node.module] if node.module else base)]
-                if node.module is None:           # from .. import distributed
+                if node.module is None:  # from .. import distributed
                     names = [".".join([*base, alias.name]) for alias in node.names]
             elif isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             else:
                 continue
-            upward += [f"{path.name}: {name}" for name in names
-                       if name.startswith("clipforge") and not name.startswith(allowed)]
+            upward += [
+                f"{path.name}: {name}"
+                for name in names
+                if name.startswith("clipforge") and not name.startswith(allowed)
+            ]
     assert upward == []

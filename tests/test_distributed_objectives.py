@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from test_distributed import free_port
 
 from clipforge.data.batch import Batch
 from clipforge.training.module import TrainModule
 
 from synthetic import micro_train_module
-from test_distributed import free_port
 
 WORLD, LOCAL_BATCH, LENGTH, SUBS = 2, 4, 16, 3
 CASES = {
@@ -34,7 +34,7 @@ CASES = {
     "tcl_online": ("tcl", {"momentum_encoder": False, "queue_size": 0}),
     "tcl_momentum": ("tcl", {"queue_size": 16, "alpha_warmup_steps": 0}),
     "dreamlip": ("dreamlip", {}),
-    "clip_improved": ("clip_improved", {"head_layers": 1}),     # BatchNorm statistics are per rank
+    "clip_improved": ("clip_improved", {"head_layers": 1}),  # BatchNorm statistics are per rank
 }
 # the weight of a term computed on each rank's own batch, as the released code does: TCL's
 # in_batch_g2l_loss and LexLIP's FLOPS regulariser (a square of the batch mean)
@@ -43,7 +43,7 @@ PER_RANK_TERMS = {"tcl": "local_weight", "lexlip": "flops_weight"}
 
 def build(objective: str, params: dict) -> TrainModule:
     module = micro_train_module(objective, params)
-    torch.manual_seed(1)                     # queues and heads made in setup: same on every rank
+    torch.manual_seed(1)  # queues and heads made in setup: same on every rank
     for part in module.objectives.values():
         part.setup(module.model)
     return module.float()
@@ -54,8 +54,8 @@ def token_rows(generator, rows: int) -> torch.Tensor:
     lengths = torch.randint(4, LENGTH - 2, (rows,), generator=generator)
     text[:, 0] = 1
     for row, length in enumerate(lengths.tolist()):
-        text[row, length] = 2                # the micro model's EOS id, then padding
-        text[row, length + 1:] = 0
+        text[row, length] = 2  # the micro model's EOS id, then padding
+        text[row, length + 1 :] = 0
     return text
 
 
@@ -65,40 +65,55 @@ def global_batch() -> Batch:
     subs = token_rows(generator, size * SUBS).reshape(size, SUBS, LENGTH)
     sub_mask = torch.ones(size, SUBS, dtype=torch.bool)
     sub_mask[1, 2] = sub_mask[6, 1:] = False
-    extras = {"image_view2": torch.randn(size, 3, 32, 32, generator=generator),
-              "text_view2": token_rows(generator, size),
-              "sub_captions": subs, "sub_caption_mask": sub_mask,
-              "alt_text": token_rows(generator, size),
-              "alt_text_present": torch.tensor([True, False, True, True, True, True, False, True])}
-    return Batch(torch.randn(size, 3, 32, 32, generator=generator), token_rows(generator, size),
-                 [str(i) for i in range(size)], extras=extras)
+    extras = {
+        "image_view2": torch.randn(size, 3, 32, 32, generator=generator),
+        "text_view2": token_rows(generator, size),
+        "sub_captions": subs,
+        "sub_caption_mask": sub_mask,
+        "alt_text": token_rows(generator, size),
+        "alt_text_present": torch.tensor([True, False, True, True, True, True, False, True]),
+    }
+    return Batch(
+        torch.randn(size, 3, 32, 32, generator=generator),
+        token_rows(generator, size),
+        [str(i) for i in range(size)],
+        extras=extras,
+    )
 
 
 def rows_of(batch: Batch, rows: slice) -> Batch:
-    return Batch(batch.images[rows], batch.text[rows], batch.keys[rows],
-                 extras={key: value[rows] for key, value in batch.extras.items()})
+    return Batch(
+        batch.images[rows],
+        batch.text[rows],
+        batch.keys[rows],
+        extras={key: value[rows] for key, value in batch.extras.items()},
+    )
 
 
 def loss_and_grads(module, batch: Batch) -> tuple[float, dict[str, torch.Tensor]]:
     loss, _ = module(batch)
     loss.backward()
-    grads = {n.removeprefix("module."): p.grad.clone()
-             for n, p in module.named_parameters() if p.grad is not None}
+    grads = {
+        n.removeprefix("module."): p.grad.clone()
+        for n, p in module.named_parameters()
+        if p.grad is not None
+    }
     return loss.item(), grads
 
 
 def _rank_main(rank: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
+
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=WORLD)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
+    )
     try:
         local = rows_of(global_batch(), slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH))
         results = {}
         for case, (objective, params) in CASES.items():
-            module = DistributedDataParallel(build(objective, params),
-                                             find_unused_parameters=True)
+            module = DistributedDataParallel(build(objective, params), find_unused_parameters=True)
             loss, grads = loss_and_grads(module, local)
             results[case] = {"loss": loss, "grads": grads}
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
@@ -146,8 +161,13 @@ def test_two_ranks_match_one_process(rank_results, case):
         grads = rank_results[r][case]["grads"]
         for name, expected in expected_grads.items():
             if not expected.abs().max() > 0:
-                continue                      # a parameter this loss does not reach
+                continue  # a parameter this loss does not reach
             assert name in grads, f"{case} rank {r}: no gradient for {name}"
             where = f"{case} rank {r} {name}"
-            torch.testing.assert_close(grads[name], expected, rtol=1e-4, atol=1e-6,
-                                       msg=lambda m, where=where: f"{where}: {m}")
+            torch.testing.assert_close(
+                grads[name],
+                expected,
+                rtol=1e-4,
+                atol=1e-6,
+                msg=lambda m, where=where: f"{where}: {m}",
+            )

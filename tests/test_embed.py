@@ -8,8 +8,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from search_helpers import micro_model_dir, swatch
-from synthetic import ShapesSource
 
 from clipforge import load
 from clipforge.cli.main import main
@@ -17,6 +15,9 @@ from clipforge.data.record import RawRecord, decode_image
 from clipforge.data.sources.base import MapSource, StreamSource
 from clipforge.search.embed import EmbedConfig, embed
 from clipforge.search.shards import EmbeddingDir, shard_path
+
+from search_helpers import micro_model_dir, swatch
+from synthetic import ShapesSource
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +27,9 @@ def model_dir(tmp_path_factory):
 
 
 def config(model_dir, out, **overrides) -> EmbedConfig:
-    values = dict(model=str(model_dir), data="shapes", out=out, shard_size=8, batch_size=4,
-                  workers=0)
+    values = dict(
+        model=str(model_dir), data="shapes", out=out, shard_size=8, batch_size=4, workers=0
+    )
     values.update(overrides)
     return EmbedConfig(**values)
 
@@ -40,11 +42,12 @@ def test_shards_hold_the_models_embeddings_in_source_order(model_dir, tmp_path):
     assert out.info["count"] == 19 and out.info["dims"] == {"image": 32, "text": 32}
     assert out.info["model"] == str(model_dir.resolve())
     metadata = pq.read_table(shard_path(tmp_path / "emb", "metadata", 0)).to_pydict()
-    assert metadata["id"] == [0, 1, 2, 4, 5, 6, 7]               # record 3 is bad: skipped
+    assert metadata["id"] == [0, 1, 2, 4, 5, 6, 7]  # record 3 is bad: skipped
     assert metadata["key"][3] == "shape-4"
-    assert metadata["caption"][3] == source[4].captions[0]      # the first caption
-    skipped = [json.loads(line) for line in (tmp_path / "emb/skipped.jsonl").read_text()
-               .splitlines()]
+    assert metadata["caption"][3] == source[4].captions[0]  # the first caption
+    skipped = [
+        json.loads(line) for line in (tmp_path / "emb/skipped.jsonl").read_text().splitlines()
+    ]
     assert [s["key"] for s in skipped] == ["shape-3"] and "decode" in skipped[0]["reason"]
 
     model, preprocess, tokenizer = load(model_dir)
@@ -61,8 +64,11 @@ def test_shards_hold_the_models_embeddings_in_source_order(model_dir, tmp_path):
 def test_float16_and_single_modality(model_dir, tmp_path):
     source = ShapesSource(10)
     embed(config(model_dir, tmp_path / "f32", modality="image"), source=source, progress=False)
-    embed(config(model_dir, tmp_path / "f16", modality="image", float16=True), source=source,
-          progress=False)
+    embed(
+        config(model_dir, tmp_path / "f16", modality="image", float16=True),
+        source=source,
+        progress=False,
+    )
     half = np.load(shard_path(tmp_path / "f16", "image", 0))
     assert half.dtype == np.float16
     assert not shard_path(tmp_path / "f16", "text", 0).exists()
@@ -82,7 +88,7 @@ def test_resume_recomputes_only_the_missing_shard(model_dir, tmp_path):
     shard_path(out, "image", 1).unlink()
     result = embed(config(model_dir, out), source=source, progress=False)
     assert (result.computed_shards, result.reused_shards) == ([1], [0, 2])
-    assert _mtimes(out, [0, 2]) == before                       # finished shards untouched
+    assert _mtimes(out, [0, 2]) == before  # finished shards untouched
     np.testing.assert_allclose(EmbeddingDir(out).dense("image"), old_images, atol=1e-6)
 
 
@@ -106,8 +112,11 @@ def test_interrupted_run_leaves_no_partial_shard(model_dir, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         embed(config(model_dir, out), source=FailingSource(fail_at=11), progress=False)
     assert shard_path(out, "metadata", 0).exists() and shard_path(out, "image", 0).exists()
-    leftovers = [p for p in out.rglob("*") if p.is_file() and ("_0001" in p.name
-                                                               or p.name.startswith(".tmp"))]
+    leftovers = [
+        p
+        for p in out.rglob("*")
+        if p.is_file() and ("_0001" in p.name or p.name.startswith(".tmp"))
+    ]
     assert leftovers == []
     result = embed(config(model_dir, out), source=ShapesSource(20), progress=False)
     assert (result.computed_shards, result.reused_shards, result.count) == ([1, 2], [0], 20)
@@ -116,8 +125,11 @@ def test_interrupted_run_leaves_no_partial_shard(model_dir, tmp_path):
 def test_resuming_with_other_settings_is_refused(model_dir, tmp_path):
     embed(config(model_dir, tmp_path / "emb"), source=ShapesSource(10), progress=False)
     with pytest.raises(ValueError, match="shard_size"):
-        embed(config(model_dir, tmp_path / "emb", shard_size=4), source=ShapesSource(10),
-              progress=False)
+        embed(
+            config(model_dir, tmp_path / "emb", shard_size=4),
+            source=ShapesSource(10),
+            progress=False,
+        )
 
 
 class FakeLexicon:
@@ -138,19 +150,25 @@ class FakeLexicon:
 
 def test_sparse_vectors_are_written_as_csr(model_dir, tmp_path):
     source = ShapesSource(10)
-    embed(config(model_dir, tmp_path / "emb"), source=source, sparse_encoder=FakeLexicon(),
-          progress=False)
+    embed(
+        config(model_dir, tmp_path / "emb"),
+        source=source,
+        sparse_encoder=FakeLexicon(),
+        progress=False,
+    )
     out = EmbeddingDir(tmp_path / "emb")
     assert out.info["dims"]["sparse_image"] == 40
     matrix = out.sparse("sparse_image")
     assert matrix.shape == (10, 40) and matrix.format == "csr"
     model, preprocess, _ = load(model_dir)
     with torch.no_grad():
-        _, tokens = model.encode_image(preprocess(decode_image(source[2]))[None],
-                                       return_tokens=True)
-    np.testing.assert_allclose(matrix[2].toarray()[0, :32], tokens.mean(1).relu()[0].numpy(),
-                               atol=1e-5)
-    assert matrix[:, 32:].nnz == 0                     # zeros are not stored
+        _, tokens = model.encode_image(
+            preprocess(decode_image(source[2]))[None], return_tokens=True
+        )
+    np.testing.assert_allclose(
+        matrix[2].toarray()[0, :32], tokens.mean(1).relu()[0].numpy(), atol=1e-5
+    )
+    assert matrix[:, 32:].nnz == 0  # zeros are not stored
     assert out.sparse("sparse_text").shape == (10, 40)
 
 
@@ -171,8 +189,9 @@ class PathSource(MapSource):
 
 def test_thumbnails_only_for_records_without_a_file(model_dir, tmp_path):
     (tmp_path / "pics").mkdir()
-    embed(config(model_dir, tmp_path / "files"), source=PathSource(tmp_path / "pics"),
-          progress=False)
+    embed(
+        config(model_dir, tmp_path / "files"), source=PathSource(tmp_path / "pics"), progress=False
+    )
     files = EmbeddingDir(tmp_path / "files").metadata().to_pydict()
     assert files["image_path"][1] == str(tmp_path / "pics/blue.png")
     assert files["thumbnail"] == ["", "", ""] and not (tmp_path / "files/images").exists()
@@ -190,13 +209,39 @@ def test_cli_embed_a_folder_with_workers(model_dir, tmp_path, capsys):
     for colour in ("red", "green", "blue"):
         swatch(colour).save(pairs / f"{colour}.png")
         (pairs / f"{colour}.txt").write_text(f"a {colour} square")
-    code = main(["embed", "--model", str(model_dir), "--data", f"folder:{pairs}", "--out",
-                 str(tmp_path / "emb"), "--workers", "1", "--shard-size", "2", "--float16"])
+    code = main(
+        [
+            "embed",
+            "--model",
+            str(model_dir),
+            "--data",
+            f"folder:{pairs}",
+            "--out",
+            str(tmp_path / "emb"),
+            "--workers",
+            "1",
+            "--shard-size",
+            "2",
+            "--float16",
+        ]
+    )
     assert code == 0 and "3 vectors in 2 shards" in capsys.readouterr().out
     rows = EmbeddingDir(tmp_path / "emb").metadata().to_pydict()
     assert sorted(rows["caption"]) == ["a blue square", "a green square", "a red square"]
-    assert main(["embed", "--model", str(tmp_path / "nope"), "--data", f"folder:{pairs}",
-                 "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                str(tmp_path / "nope"),
+                "--data",
+                f"folder:{pairs}",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
 
 
 class ShapesStream(StreamSource):

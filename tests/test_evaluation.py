@@ -9,21 +9,32 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from synthetic import SHAPES, ShapesSource, draw
 
 import clipforge
 from clipforge.cli.main import main
 from clipforge.data.sources.classfolder import ClassFolderSource
 from clipforge.data.tokenizer import Tokenizer
-from clipforge.data.transforms import eval_transform
-from clipforge.evaluation import (EVALUATORS, EncodeConfig, RetrievalConfig, ZeroShotConfig,
-                                  evaluate, retrieval, zeroshot_classification)
-from clipforge.evaluation.metrics import (classification_metrics, mean_per_class_recall,
-                                          modality_gap, retrieval_recalls)
+from clipforge.evaluation import (
+    EVALUATORS,
+    EncodeConfig,
+    RetrievalConfig,
+    ZeroShotConfig,
+    evaluate,
+    retrieval,
+    zeroshot_classification,
+)
+from clipforge.evaluation.metrics import (
+    classification_metrics,
+    mean_per_class_recall,
+    modality_gap,
+    retrieval_recalls,
+)
 from clipforge.evaluation.report import format_result
 from clipforge.evaluation.templates import load_templates
 from clipforge.models import CLIP, model_config
 from clipforge.models.io import save_model_dir
+
+from synthetic import SHAPES, ShapesSource, draw
 
 QUIET = EncodeConfig(batch_size=4, workers=0, progress=False)
 
@@ -36,16 +47,21 @@ def one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 # --- metrics ---------------------------------------------------------------------------------
 
 # 6 texts × 4 images; texts 0,1 belong to image 0, text 2 to image 1, text 3 to image 2, and
 # texts 4,5 to image 3. Ranks of the true image per text: 1, 4, 3, 1, 2, 2.
-SCORES = torch.tensor([[0.9, 0.1, 0.2, 0.3],
-                       [0.1, 0.8, 0.3, 0.2],
-                       [0.5, 0.4, 0.6, 0.0],
-                       [0.0, 0.1, 0.7, 0.2],
-                       [0.6, 0.0, 0.1, 0.5],
-                       [0.2, 0.3, 0.4, 0.35]])
+SCORES = torch.tensor(
+    [
+        [0.9, 0.1, 0.2, 0.3],
+        [0.1, 0.8, 0.3, 0.2],
+        [0.5, 0.4, 0.6, 0.0],
+        [0.0, 0.1, 0.7, 0.2],
+        [0.6, 0.0, 0.1, 0.5],
+        [0.2, 0.3, 0.4, 0.35],
+    ]
+)
 TEXT_IMAGE = torch.tensor([0, 0, 1, 2, 3, 3])
 
 
@@ -59,8 +75,10 @@ def test_retrieval_recalls_hand_computed():
     assert metrics["text_retrieval_recall@1"] == pytest.approx(3 / 4)
     assert metrics["text_retrieval_recall@2"] == pytest.approx(1.0)
     # k beyond the number of images is clamped: every text then finds its image
-    assert retrieval_recalls(torch.eye(4), SCORES, TEXT_IMAGE, ks=(10,))[
-        "image_retrieval_recall@10"] == 1.0
+    assert (
+        retrieval_recalls(torch.eye(4), SCORES, TEXT_IMAGE, ks=(10,))["image_retrieval_recall@10"]
+        == 1.0
+    )
 
 
 def clip_benchmark_recall(scores, positive_pairs, k):
@@ -75,8 +93,9 @@ def test_blocked_equals_full_and_clip_benchmark():
     generator = torch.Generator().manual_seed(0)
     images = F.normalize(torch.randn(37, 16, generator=generator), dim=-1)
     owners = torch.arange(37).repeat_interleave(torch.randint(1, 4, (37,), generator=generator))
-    texts = F.normalize(images[owners] + 0.8 * torch.randn(len(owners), 16, generator=generator),
-                        dim=-1)
+    texts = F.normalize(
+        images[owners] + 0.8 * torch.randn(len(owners), 16, generator=generator), dim=-1
+    )
     full = retrieval_recalls(images, texts, owners, ks=(1, 5, 10), block_size=10_000)
     for block in (1, 7, 32):
         assert retrieval_recalls(images, texts, owners, ks=(1, 5, 10), block_size=block) == full
@@ -85,18 +104,24 @@ def test_blocked_equals_full_and_clip_benchmark():
     scores = texts @ images.T
     for k in (1, 5, 10):
         assert full[f"image_retrieval_recall@{k}"] == pytest.approx(
-            clip_benchmark_recall(scores, positive, k))
+            clip_benchmark_recall(scores, positive, k)
+        )
         assert full[f"text_retrieval_recall@{k}"] == pytest.approx(
-            clip_benchmark_recall(scores.T, positive.T, k))
+            clip_benchmark_recall(scores.T, positive.T, k)
+        )
     assert 0 < full["image_retrieval_recall@1"] < full["image_retrieval_recall@10"] < 1
 
 
 def test_classification_metrics_hand_computed():
-    logits = torch.tensor([[5., 1, 0, 0, 0, 0],     # target 0: rank 1
-                           [3., 2, 1, 0, -1, -2],   # target 1: rank 2
-                           [6., 5, 4, 3, 2, 1],     # target 5: rank 6
-                           [0., 0, 9, 0, 0, 0],     # target 2: rank 1
-                           [1., 7, 0, 0, 0, 0]])    # target 0: rank 2
+    logits = torch.tensor(
+        [
+            [5.0, 1, 0, 0, 0, 0],  # target 0: rank 1
+            [3.0, 2, 1, 0, -1, -2],  # target 1: rank 2
+            [6.0, 5, 4, 3, 2, 1],  # target 5: rank 6
+            [0.0, 0, 9, 0, 0, 0],  # target 2: rank 1
+            [1.0, 7, 0, 0, 0, 0],
+        ]
+    )  # target 0: rank 2
     targets = torch.tensor([0, 1, 5, 2, 0])
     metrics = classification_metrics(logits, targets)
     assert metrics["acc1"] == pytest.approx(2 / 5)
@@ -111,12 +136,13 @@ def test_classification_metrics_hand_computed():
 
 
 def test_modality_gap():
-    images = torch.tensor([[1., 0], [1., 0]])
-    texts = torch.tensor([[0., 1], [0., 1]])
+    images = torch.tensor([[1.0, 0], [1.0, 0]])
+    texts = torch.tensor([[0.0, 1], [0.0, 1]])
     assert modality_gap(images, texts) == pytest.approx(math.sqrt(2))
 
 
 # --- templates and class folders -------------------------------------------------------------
+
 
 def test_templates(tmp_path):
     defaults = load_templates()
@@ -147,6 +173,7 @@ def test_class_folder_source(tmp_path):
     assert record.key == "blue_square/0.png" and record.metadata["label"] == 0
     assert record.captions == ("blue square",)
     from clipforge.evaluation.runner import open_classification_data, open_data
+
     for opener in (open_data, open_classification_data):
         assert len(opener(f"classfolder:{tmp_path / 'shapes'}")) == 9
     (tmp_path / "flat").mkdir()
@@ -157,11 +184,16 @@ def test_class_folder_source(tmp_path):
 
 # --- a micro model, end to end ---------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def micro_model_dir(tmp_path_factory):
     torch.manual_seed(0)
-    captions = [f"a {adjective} {color} {shape}" for adjective in ("photo", "drawing", "emoji")
-                for color in ("red", "blue", "green", "yellow") for shape in SHAPES]
+    captions = [
+        f"a {adjective} {color} {shape}"
+        for adjective in ("photo", "drawing", "emoji")
+        for color in ("red", "blue", "green", "yellow")
+        for shape in SHAPES
+    ]
     tokenizer = Tokenizer.train(captions, vocab_size=300, context_length=16, min_frequency=1)
     config = model_config("tiny")
     config.embed_dim = 32
@@ -184,8 +216,9 @@ def expected_zeroshot_acc1(model_dir, folder, templates):
         for name in source.class_names():
             prompts = tokenizer([t.replace("{c}", name) for t in templates])
             weights.append(F.normalize(model.encode_text(prompts).mean(dim=0), dim=0))
-        images = torch.stack([preprocess(Image.open(path).convert("RGB"))
-                              for path, _ in source.items])
+        images = torch.stack(
+            [preprocess(Image.open(path).convert("RGB")) for path, _ in source.items]
+        )
         predictions = (model.encode_image(images) @ torch.stack(weights).T).argmax(dim=1)
     labels = torch.tensor([label for _, label in source.items])
     return (predictions == labels).double().mean().item()
@@ -200,9 +233,24 @@ def run_cli(argv, capsys):
 def test_cli_zeroshot_end_to_end(micro_model_dir, tmp_path, capsys):
     folder = make_class_folder(tmp_path / "shapes")
     out_json = tmp_path / "zs.json"
-    code, out, _ = run_cli(["eval", "zeroshot", "--model", str(micro_model_dir), "--data",
-                            str(folder), "--json", str(out_json), "--workers", "0",
-                            "--no-progress", "--batch-size", "4"], capsys)
+    code, out, _ = run_cli(
+        [
+            "eval",
+            "zeroshot",
+            "--model",
+            str(micro_model_dir),
+            "--data",
+            str(folder),
+            "--json",
+            str(out_json),
+            "--workers",
+            "0",
+            "--no-progress",
+            "--batch-size",
+            "4",
+        ],
+        capsys,
+    )
     assert code == 0
     result = json.loads(out_json.read_text())
     assert {"task", "model", "dataset", "metrics", "num_samples", "skipped"} <= set(result)
@@ -210,35 +258,66 @@ def test_cli_zeroshot_end_to_end(micro_model_dir, tmp_path, capsys):
     assert result["num_samples"] == 9 and result["num_classes"] == 3 and result["skipped"] == []
     assert result["num_templates"] == len(load_templates())
     assert set(result["metrics"]) == {"acc1", "acc5", "mean_per_class_recall"}
-    assert result["metrics"]["acc5"] is None          # 3 classes: NaN, written as null
+    assert result["metrics"]["acc5"] is None  # 3 classes: NaN, written as null
     assert result["metrics"]["acc1"] == pytest.approx(
-        expected_zeroshot_acc1(micro_model_dir, folder, load_templates()), abs=1e-9)
+        expected_zeroshot_acc1(micro_model_dir, folder, load_templates()), abs=1e-9
+    )
     assert "acc1" in out and f"{100 * result['metrics']['acc1']:.2f}" in out
 
     templates = tmp_path / "two.txt"
     templates.write_text("# mine\na photo of a {c}.\n\nan emoji of a {c}.\n")
-    code, _, _ = run_cli(["eval", "zeroshot", "--model", str(micro_model_dir), "--data",
-                          str(folder), "--templates", str(templates), "--json", str(out_json),
-                          "--workers", "0", "--no-progress"], capsys)
+    code, _, _ = run_cli(
+        [
+            "eval",
+            "zeroshot",
+            "--model",
+            str(micro_model_dir),
+            "--data",
+            str(folder),
+            "--templates",
+            str(templates),
+            "--json",
+            str(out_json),
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+        capsys,
+    )
     result = json.loads(out_json.read_text())
     assert code == 0 and result["num_templates"] == 2
     assert result["templates"] == ["a photo of a {c}.", "an emoji of a {c}."]
     assert result["metrics"]["acc1"] == pytest.approx(
-        expected_zeroshot_acc1(micro_model_dir, folder, result["templates"]), abs=1e-9)
+        expected_zeroshot_acc1(micro_model_dir, folder, result["templates"]), abs=1e-9
+    )
 
 
 def test_cli_retrieval_end_to_end(micro_model_dir, tmp_path, capsys, monkeypatch):
     # any registered spec works; the shapes source stands in so the test needs no other reader
     import clipforge.evaluation.runner as runner
+
     monkeypatch.setattr(runner, "open_source", lambda spec: ShapesSource(12, bad_keys={5}))
     out_json = tmp_path / "ret.json"
-    code, out, _ = run_cli(["eval", "retrieval", "--model", str(micro_model_dir), "--data",
-                            "builtin:shapes", "--json", str(out_json), "--workers", "0",
-                            "--no-progress"], capsys)
+    code, out, _ = run_cli(
+        [
+            "eval",
+            "retrieval",
+            "--model",
+            str(micro_model_dir),
+            "--data",
+            "builtin:shapes",
+            "--json",
+            str(out_json),
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0
     result = json.loads(out_json.read_text())
     assert result["task"] == "zeroshot_retrieval" and result["num_samples"] == 11
-    assert result["num_texts"] == 22                     # two captions per record
+    assert result["num_texts"] == 22  # two captions per record
     assert [s["key"] for s in result["skipped"]] == ["shape-5"]
     metrics = result["metrics"]
     for direction in ("image", "text"):
@@ -258,8 +337,21 @@ def test_cli_bad_inputs(case, micro_model_dir, tmp_path, capsys):
         data = make_class_folder(tmp_path / "shapes")
         extra = ["--templates", str(tmp_path / "plain.txt")]
         (tmp_path / "plain.txt").write_text("a photo of a thing\n")
-    code, _, err = run_cli(["eval", "zeroshot", "--model", str(micro_model_dir), "--data",
-                            str(data), "--workers", "0", "--no-progress", *extra], capsys)
+    code, _, err = run_cli(
+        [
+            "eval",
+            "zeroshot",
+            "--model",
+            str(micro_model_dir),
+            "--data",
+            str(data),
+            "--workers",
+            "0",
+            "--no-progress",
+            *extra,
+        ],
+        capsys,
+    )
     assert code == 2
     named = str(tmp_path / "plain.txt") if case == "templates" else str(data)
     assert named in err and err.startswith("clipforge eval: error:")
@@ -268,15 +360,17 @@ def test_cli_bad_inputs(case, micro_model_dir, tmp_path, capsys):
 def test_library_api_and_evaluate(micro_model_dir):
     model, preprocess, tokenizer = clipforge.load(micro_model_dir)
     source = ShapesSource(16, seed=1, bad_keys={2})
-    zeroshot = zeroshot_classification(model, preprocess, tokenizer, source,
-                                       ZeroShotConfig(encode=QUIET))
+    zeroshot = zeroshot_classification(
+        model, preprocess, tokenizer, source, ZeroShotConfig(encode=QUIET)
+    )
     ranked = retrieval(model, preprocess, tokenizer, source, RetrievalConfig(encode=QUIET))
     flat = evaluate(model, preprocess, tokenizer, source, QUIET)
     assert flat == pytest.approx({**zeroshot["metrics"], **ranked["metrics"]}, nan_ok=True)
     assert zeroshot["num_samples"] == ranked["num_samples"] == 15
     # blocked classification scoring gives the same numbers
-    tiny_blocks = zeroshot_classification(model, preprocess, tokenizer, source,
-                                          ZeroShotConfig(block_size=3, encode=QUIET))
+    tiny_blocks = zeroshot_classification(
+        model, preprocess, tokenizer, source, ZeroShotConfig(block_size=3, encode=QUIET)
+    )
     assert tiny_blocks["metrics"] == pytest.approx(zeroshot["metrics"], nan_ok=True)
     assert not model.training
     assert set(EVALUATORS.names()) == {"retrieval", "zeroshot"}
@@ -285,6 +379,7 @@ def test_library_api_and_evaluate(micro_model_dir):
 
 def test_stream_source_matches_map_source(micro_model_dir):
     from clipforge.data.sources.base import StreamSource
+
     shapes = ShapesSource(10, seed=2)
 
     class Stream(StreamSource):
@@ -296,12 +391,14 @@ def test_stream_source_matches_map_source(micro_model_dir):
     mapped = retrieval(model, preprocess, tokenizer, shapes, RetrievalConfig(encode=QUIET))
     assert streamed == mapped and streamed["num_texts"] == 20
     with pytest.raises(ValueError, match="no class names"):
-        zeroshot_classification(model, preprocess, tokenizer, Stream(),
-                                ZeroShotConfig(encode=QUIET))
+        zeroshot_classification(
+            model, preprocess, tokenizer, Stream(), ZeroShotConfig(encode=QUIET)
+        )
 
 
 def test_builtin_emoji_if_available(micro_model_dir):
     from clipforge.data.sources import open_source
+
     try:
         source = open_source("builtin:emoji?split=val")
         names = source.class_names()
@@ -324,8 +421,12 @@ def test_builtin_emoji_if_available(micro_model_dir):
             return names
 
     model, preprocess, tokenizer = clipforge.load(micro_model_dir)
-    result = zeroshot_classification(model, preprocess, tokenizer, Handful(),
-                                     ZeroShotConfig(templates=("an emoji of a {c}.",),
-                                                    encode=QUIET))
+    result = zeroshot_classification(
+        model,
+        preprocess,
+        tokenizer,
+        Handful(),
+        ZeroShotConfig(templates=("an emoji of a {c}.",), encode=QUIET),
+    )
     assert result["num_samples"] + len(result["skipped"]) == 12
     assert 0 <= result["metrics"]["acc1"] <= 1

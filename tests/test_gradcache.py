@@ -26,8 +26,9 @@ def make_batch(size: int) -> Batch:
     generator = torch.Generator().manual_seed(1)
     text = torch.randint(3, 64, (size, 16), generator=generator)
     text[:, 9] = 2
-    return Batch(torch.randn(size, 3, 32, 32, generator=generator), text,
-                 [str(i) for i in range(size)])
+    return Batch(
+        torch.randn(size, 3, 32, 32, generator=generator), text, [str(i) for i in range(size)]
+    )
 
 
 def grads_of(module) -> dict[str, torch.Tensor]:
@@ -36,8 +37,9 @@ def grads_of(module) -> dict[str, torch.Tensor]:
     return grads
 
 
-@pytest.mark.parametrize("objective,size,chunk", [("clip", 64, 16), ("siglip", 64, 16),
-                                                  ("clip", 24, 10)])
+@pytest.mark.parametrize(
+    "objective,size,chunk", [("clip", 64, 16), ("siglip", 64, 16), ("clip", 24, 10)]
+)
 def test_gradcache_gradients_equal_the_full_batch_step(objective, size, chunk):
     module = build_module(objective)
     batch = make_batch(size)
@@ -48,7 +50,7 @@ def test_gradcache_gradients_equal_the_full_batch_step(objective, size, chunk):
     assert cached_loss.item() == pytest.approx(loss.item(), rel=1e-5)
     assert terms[f"{objective}/loss"].item() == pytest.approx(loss.item(), rel=1e-5)
     assert_same_grads(grads_of(module), expected)
-    assert "model.logit_scale" in expected        # the temperature gets its gradient too
+    assert "model.logit_scale" in expected  # the temperature gets its gradient too
 
 
 def test_gradcache_replays_each_chunks_random_state():
@@ -63,19 +65,30 @@ def test_gradcache_replays_each_chunks_random_state():
         def encoded(x, **kw):
             out = encode(x, **kw)
             return out * (1 + 0.5 * torch.randn_like(out))
+
         return encoded
+
     model.encode_image, model.encode_text = noisy(clean_image), noisy(clean_text)
 
     torch.manual_seed(5)
     images, texts = [], []
-    for start in range(0, 32, chunk):     # the first pass's order of random draws
-        images.append(model.encode_image(batch.images[start:start + chunk], normalize=False))
-        texts.append(model.encode_text(batch.text[start:start + chunk], normalize=False))
+    for start in range(0, 32, chunk):  # the first pass's order of random draws
+        images.append(model.encode_image(batch.images[start : start + chunk], normalize=False))
+        texts.append(model.encode_text(batch.text[start : start + chunk], normalize=False))
     from clipforge.models.clip import ModelOutput
+
     images, texts = torch.cat(images), torch.cat(texts)
-    loss, _ = module.weighted_loss(ModelOutput(F.normalize(images, dim=-1),
-                                               F.normalize(texts, dim=-1), model.scale(), None,
-                                               image_features=images, text_features=texts), batch)
+    loss, _ = module.weighted_loss(
+        ModelOutput(
+            F.normalize(images, dim=-1),
+            F.normalize(texts, dim=-1),
+            model.scale(),
+            None,
+            image_features=images,
+            text_features=texts,
+        ),
+        batch,
+    )
     loss.backward()
     expected = grads_of(module)
     after_reference = torch.get_rng_state()
@@ -83,17 +96,23 @@ def test_gradcache_replays_each_chunks_random_state():
     torch.manual_seed(5)
     gradcache_step(module, batch, chunk)
     assert_same_grads(grads_of(module), expected)
-    assert torch.equal(torch.get_rng_state(), after_reference)   # one pass worth of draws
+    assert torch.equal(torch.get_rng_state(), after_reference)  # one pass worth of draws
 
 
 def test_gradcache_refuses_objectives_that_need_tokens(tmp_path):
-    config = TrainConfig.from_dict({
-        "model": {"name": "tiny", "overrides": micro_model_overrides(),
-                  "tokenizer_vocab_size": 300},
-        "objectives": ["clip", "filip"],
-        "optim": {"gradcache_chunk": 4},
-        "data": {"batch_size": 8, "workers": 0, "val": None},
-        "run": {"out": str(tmp_path / "run"), "steps": 1, "progress": False}})
+    config = TrainConfig.from_dict(
+        {
+            "model": {
+                "name": "tiny",
+                "overrides": micro_model_overrides(),
+                "tokenizer_vocab_size": 300,
+            },
+            "objectives": ["clip", "filip"],
+            "optim": {"gradcache_chunk": 4},
+            "data": {"batch_size": 8, "workers": 0, "val": None},
+            "run": {"out": str(tmp_path / "run"), "steps": 1, "progress": False},
+        }
+    )
     with pytest.raises(ValueError, match="gradcache_chunk.*filip"):
         train(config, ShapesSource(16))
 
@@ -102,14 +121,26 @@ def test_gradcache_refuses_objectives_that_need_tokens(tmp_path):
 def test_trainer_with_gradcache_follows_the_plain_loss_curve(tmp_path, precision):
     """Pinned precision (``auto`` would pick bf16 on AVX-512 BF16 machines), tolerance of that
     precision: both paths run under the same autocast, so they differ by its rounding only."""
+
     def run(name, chunk):
-        config = TrainConfig.from_dict({
-            "model": {"name": "tiny", "overrides": micro_model_overrides(),
-                      "tokenizer_vocab_size": 300},
-            "optim": {"gradcache_chunk": chunk, "lr": 2e-3},
-            "data": {"batch_size": 16, "workers": 0, "val": None},
-            "run": {"out": str(tmp_path / name), "steps": 4, "log_every": 1,
-                    "progress": False, "precision": precision}})
+        config = TrainConfig.from_dict(
+            {
+                "model": {
+                    "name": "tiny",
+                    "overrides": micro_model_overrides(),
+                    "tokenizer_vocab_size": 300,
+                },
+                "optim": {"gradcache_chunk": chunk, "lr": 2e-3},
+                "data": {"batch_size": 16, "workers": 0, "val": None},
+                "run": {
+                    "out": str(tmp_path / name),
+                    "steps": 4,
+                    "log_every": 1,
+                    "progress": False,
+                    "precision": precision,
+                },
+            }
+        )
         train(config, ShapesSource(64))
         lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
         return [json.loads(line)["loss"] for line in lines]
@@ -134,12 +165,12 @@ def test_text_tower_skips_padding_exactly():
     module = build_module("clip")
     text = module.model.text
     ids = make_batch(32).text
-    lengths = [3 + (7 * row) % 13 for row in range(32)]      # 3 … 15 tokens of 16
+    lengths = [3 + (7 * row) % 13 for row in range(32)]  # 3 … 15 tokens of 16
     for row, length in enumerate(lengths):
         ids[row, ids[row] == 2] = 5
         ids[row, length - 1] = 2
         ids[row, length:] = 0
-    ids[7, ids[7] == 2] = 5                                  # a row without EOS: all 16
+    ids[7, ids[7] == 2] = 5  # a row without EOS: all 16
     lengths[7] = 16
     trimmed = text(ids)
     (trimmed * torch.linspace(-1, 1, 32)[:, None]).sum().backward()
@@ -154,11 +185,17 @@ def test_text_tower_skips_padding_exactly():
 
 
 def test_a_batch_larger_than_the_data_is_refused_not_looped_forever(tmp_path):
-    config = TrainConfig.from_dict({
-        "model": {"name": "tiny", "overrides": micro_model_overrides(),
-                  "tokenizer_vocab_size": 300},
-        "optim": {"gradcache_chunk": 8},
-        "data": {"batch_size": 64, "workers": 0, "val": None},
-        "run": {"out": str(tmp_path / "run"), "steps": 1, "progress": False}})
+    config = TrainConfig.from_dict(
+        {
+            "model": {
+                "name": "tiny",
+                "overrides": micro_model_overrides(),
+                "tokenizer_vocab_size": 300,
+            },
+            "optim": {"gradcache_chunk": 8},
+            "data": {"batch_size": 64, "workers": 0, "val": None},
+            "run": {"out": str(tmp_path / "run"), "steps": 1, "progress": False},
+        }
+    )
     with pytest.raises(ValueError, match="no batch of 64"):
         train(config, ShapesSource(48))

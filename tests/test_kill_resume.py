@@ -36,21 +36,49 @@ def write_data(root: Path, count: int = 48) -> Path:
 def command(tmp_path: Path, out: str, *extra: str) -> list[str]:
     config = tmp_path / "config.yaml"
     if not config.exists():
-        config.write_text(yaml.safe_dump({
-            "model": {"name": "tiny", "overrides": micro_model_overrides(),
-                      "tokenizer_vocab_size": 300},
-            "data": {"batch_size": 8, "workers": 2, "val": None},
-            "run": {"steps": STEPS, "log_every": 1, "keep_checkpoints": 3,
-                    "progress": False}}))
-    return [sys.executable, "-m", "clipforge", "train", "--config", str(config),
-            "--data", f"folder:{tmp_path / 'data'}", "--out", str(tmp_path / out),
-            "--save-every", str(SAVE_EVERY), *extra]
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "model": {
+                        "name": "tiny",
+                        "overrides": micro_model_overrides(),
+                        "tokenizer_vocab_size": 300,
+                    },
+                    "data": {"batch_size": 8, "workers": 2, "val": None},
+                    "run": {
+                        "steps": STEPS,
+                        "log_every": 1,
+                        "keep_checkpoints": 3,
+                        "progress": False,
+                    },
+                }
+            )
+        )
+    return [
+        sys.executable,
+        "-m",
+        "clipforge",
+        "train",
+        "--config",
+        str(config),
+        "--data",
+        f"folder:{tmp_path / 'data'}",
+        "--out",
+        str(tmp_path / out),
+        "--save-every",
+        str(SAVE_EVERY),
+        *extra,
+    ]
 
 
 def environment() -> dict:
     src = str(Path(__file__).resolve().parents[1] / "src")
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
-                OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    return dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
 
 
 def losses(run_dir: Path) -> list[tuple[int, float]]:
@@ -61,8 +89,9 @@ def losses(run_dir: Path) -> list[tuple[int, float]]:
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     write_data(tmp_path / "data")
     env = environment()
-    victim = subprocess.Popen(command(tmp_path, "killed"), env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    victim = subprocess.Popen(
+        command(tmp_path, "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     checkpoints = tmp_path / "killed" / "checkpoints"
     deadline = time.monotonic() + 240
     while not any(checkpoints.glob("step-*")):
@@ -76,12 +105,18 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     survived = sorted(p.name for p in checkpoints.glob("step-*"))
     assert survived and survived[-1] != f"step-{STEPS:08d}", "the run ended before the kill"
 
-    full = subprocess.run(command(tmp_path, "full"), env=env, capture_output=True, text=True,
-                          timeout=240)
+    full = subprocess.run(
+        command(tmp_path, "full"), env=env, capture_output=True, text=True, timeout=240
+    )
     assert full.returncode == 0, full.stderr[-3000:]
-    resumed = subprocess.run(command(tmp_path, "killed", "--resume"), env=env,
-                             capture_output=True, text=True, timeout=240)
+    resumed = subprocess.run(
+        command(tmp_path, "killed", "--resume"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected = losses(tmp_path / "full")
     assert [step for step, _ in expected] == list(range(1, STEPS + 1))
-    assert losses(tmp_path / "killed") == expected          # exact float equality
+    assert losses(tmp_path / "killed") == expected  # exact float equality

@@ -12,24 +12,24 @@ from collections import defaultdict
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "clipforge"
-ROOT = "clipforge"          # the package itself: ``from clipforge import load`` is the top layer
+ROOT = "clipforge"  # the package itself: ``from clipforge import load`` is the top layer
 
 # Lowest first. A unit may import its own layer's units (without a cycle) and any lower layer.
 LAYERS: list[set[str]] = [
     {"registry", "distributed", "common"},  # name tables; process groups; atomic writes, YAML …
-    {"data"},                           # sources → records → transforms → tokenizer → batches
-    {"models"},                         # configs, towers, CLIP, model directories
-    {"interop"},                        # Hugging Face CLIP directories ⇄ clipforge models
-    {"loading"},                        # clipforge.load: dispatches between the two formats
-    {"objectives"},                     # losses (a teacher objective loads a model)
-    {"evaluation"},                     # zero-shot / retrieval evaluators
-    {"training"},                       # trainer, checkpoints; runs evaluators during training
-    {"search"},                         # embed → index → search → serve
-    {"cli", "__main__", ROOT},          # verbs; the package's public facade
+    {"data"},  # sources → records → transforms → tokenizer → batches
+    {"models"},  # configs, towers, CLIP, model directories
+    {"interop"},  # Hugging Face CLIP directories ⇄ clipforge models
+    {"loading"},  # clipforge.load: dispatches between the two formats
+    {"objectives"},  # losses (a teacher objective loads a model)
+    {"evaluation"},  # zero-shot / retrieval evaluators
+    {"training"},  # trainer, checkpoints; runs evaluators during training
+    {"search"},  # embed → index → search → serve
+    {"cli", "__main__", ROOT},  # verbs; the package's public facade
 ]
 
 # Upward edges being removed on other branches of issue 11; the lead empties this at merge.
-KNOWN_EXCEPTIONS: set[tuple[str, str]] = set()   # (module, layer it may import upwards)
+KNOWN_EXCEPTIONS: set[tuple[str, str]] = set()  # (module, layer it may import upwards)
 
 
 def module_name(path: Path) -> tuple[str, bool]:
@@ -55,8 +55,10 @@ def imported_modules(path: Path) -> set[str]:
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = ".".join(package[:len(package) - (node.level - 1)]
-                                + ([node.module] if node.module else []))
+                base = ".".join(
+                    package[: len(package) - (node.level - 1)]
+                    + ([node.module] if node.module else [])
+                )
             else:
                 base = node.module or ""
             # ``from . import name``: a submodule when one exists, else an attribute of ``base``
@@ -87,8 +89,10 @@ def layer_of(name: str) -> int:
     for index, layer in enumerate(LAYERS):
         if name in layer:
             return index
-    raise AssertionError(f"clipforge.{name} is in no layer: add it to LAYERS in {__file__} "
-                         "and to the table in docs/extending.md")
+    raise AssertionError(
+        f"clipforge.{name} is in no layer: add it to LAYERS in {__file__} "
+        "and to the table in docs/extending.md"
+    )
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -101,7 +105,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for target in sorted(graph.get(node, ())):
             if state.get(target) == 1:
-                return stack[stack.index(target):] + [target]
+                return stack[stack.index(target) :] + [target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         stack.pop()
@@ -121,9 +125,12 @@ def test_every_unit_has_a_layer():
 
 
 def test_no_module_imports_a_layer_above_it():
-    upward = sorted(f"{module} imports clipforge.{target}"
-                    for source, edges in package_graph().items()
-                    for target, module in edges if layer_of(target) > layer_of(source))
+    upward = sorted(
+        f"{module} imports clipforge.{target}"
+        for source, edges in package_graph().items()
+        for target, module in edges
+        if layer_of(target) > layer_of(source)
+    )
     assert not upward, "upward imports:\n" + "\n".join(upward)
 
 
@@ -141,7 +148,7 @@ def test_known_exceptions_are_still_real():
         else:
             path = path / "__init__.py"
         if not path.is_file():
-            continue            # the module moved away on another branch: nothing to hold
+            continue  # the module moved away on another branch: nothing to hold
         assert target in {unit(name) for name in imported_modules(path)}, (module, target)
 
 

@@ -64,8 +64,10 @@ def read_epoch(loader, epoch: int, batches: int | None = None) -> list:
 
 def test_workers_are_not_restarted_between_epochs():
     loader = make_loader(PidShapes(24), workers=2)
-    pids = [{key.split("/")[0] for batch in read_epoch(loader, epoch) for key in batch.keys}
-            for epoch in range(3)]
+    pids = [
+        {key.split("/")[0] for batch in read_epoch(loader, epoch) for key in batch.keys}
+        for epoch in range(3)
+    ]
     assert len(pids[0]) == 2 and str(os.getpid()) not in pids[0]
     assert pids[0] == pids[1] == pids[2]
 
@@ -77,13 +79,13 @@ def test_persistent_workers_give_each_epochs_exact_batches():
         fresh = read_epoch(make_loader(ShapesSource(24), workers=0), epoch)
         assert [b.keys for b in kept] == [b.keys for b in fresh]
         for a, b in zip(kept, fresh):
-            assert torch.equal(a.images, b.images)       # epoch-seeded augmentations
+            assert torch.equal(a.images, b.images)  # epoch-seeded augmentations
 
 
 def test_a_stream_epoch_cut_short_is_followed_by_the_exact_next_epoch():
     persistent = make_loader(ShapeStream(), workers=2)
-    read_epoch(persistent, 0, batches=3)                   # an epoch of 3 batches, as
-    kept = read_epoch(persistent, 1, batches=3)            # data.epoch_samples makes it
+    read_epoch(persistent, 0, batches=3)  # an epoch of 3 batches, as
+    kept = read_epoch(persistent, 1, batches=3)  # data.epoch_samples makes it
     fresh = read_epoch(make_loader(ShapeStream(), workers=2), 1, batches=3)
     assert [b.keys for b in kept] == [b.keys for b in fresh]
     for a, b in zip(kept, fresh):

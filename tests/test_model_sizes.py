@@ -16,7 +16,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_size_builds_with_its_documented_parameter_count(name):
-    with torch.device("meta"):          # shapes only: ViT-L-14 costs no memory here
+    with torch.device("meta"):  # shapes only: ViT-L-14 costs no memory here
         model = create_model(name)
     assert sum(p.numel() for p in model.parameters()) == PARAMETERS[name]
     assert model.config.name == name
@@ -31,6 +31,11 @@ def test_readme_size_table_matches_the_configs():
         config = model_config(name)
         vision, text = config.vision, config.text
         cells = [cell.strip() for cell in row.strip(" |").split("|")]
-        assert cells == [str(vision.image_size), str(vision.patch_size),
-                         f"{vision.width} × {vision.layers}", f"{text.width} × {text.layers}",
-                         str(config.embed_dim), f"{PARAMETERS[name]:,}"], name
+        assert cells == [
+            str(vision.image_size),
+            str(vision.patch_size),
+            f"{vision.width} × {vision.layers}",
+            f"{text.width} × {text.layers}",
+            str(config.embed_dim),
+            f"{PARAMETERS[name]:,}",
+        ], name

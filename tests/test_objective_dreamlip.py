@@ -24,8 +24,9 @@ def released_itc(images, texts, scale):
     for slot in range(n):
         logits_per_image = scale * images @ texts[:, slot].T
         logits_per_text = scale * texts[:, slot] @ images.T
-        total += (F.cross_entropy(logits_per_image, labels)
-                  + F.cross_entropy(logits_per_text, labels)).item() / (2 * n)
+        total += (
+            F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)
+        ).item() / (2 * n)
     return total
 
 
@@ -44,8 +45,12 @@ def released_grouping(texts, patches, scale_local, delta):
     labels = torch.eye(len(flat_text))
     logits_per_image = scale_local * flat_group @ flat_text.T
     logits_per_text = scale_local * flat_text @ flat_group.T
-    return 0.5 * (F.cross_entropy(logits_per_text, labels)
-                  + F.cross_entropy(logits_per_image, labels)).item()
+    return (
+        0.5
+        * (
+            F.cross_entropy(logits_per_text, labels) + F.cross_entropy(logits_per_image, labels)
+        ).item()
+    )
 
 
 def old_loss(images, captions, subs, patches, scale, threshold=None):
@@ -55,8 +60,9 @@ def old_loss(images, captions, subs, patches, scale, threshold=None):
     owners = torch.arange(B).repeat_interleave(K)
     logits = scale * images @ flat.T
     targets = (owners[None] == torch.arange(B)[:, None]).float() / K
-    multi = (-(targets * logits.log_softmax(1)).sum(1).mean()
-             + F.cross_entropy(logits.T, owners)) / 2
+    multi = (
+        -(targets * logits.log_softmax(1)).sum(1).mean() + F.cross_entropy(logits.T, owners)
+    ) / 2
     own = patches[owners]
     sim = torch.einsum("mnd,md->mn", F.normalize(own, dim=-1), flat)
     low, high = sim.amin(1, keepdim=True), sim.amax(1, keepdim=True)
@@ -67,8 +73,10 @@ def old_loss(images, captions, subs, patches, scale, threshold=None):
     g_logits = scale * grouped @ flat.T
     labels = torch.arange(len(flat))
     grouping = (F.cross_entropy(g_logits, labels) + F.cross_entropy(g_logits.T, labels)) / 2
-    clip_term = (F.cross_entropy(scale * images @ captions.T, torch.arange(B))
-                 + F.cross_entropy(scale * captions @ images.T, torch.arange(B))) / 2
+    clip_term = (
+        F.cross_entropy(scale * images @ captions.T, torch.arange(B))
+        + F.cross_entropy(scale * captions @ images.T, torch.arange(B))
+    ) / 2
     return (clip_term + multi + grouping).item()
 
 
@@ -89,10 +97,20 @@ def case(seed=0):
     subs = F.normalize(torch.randn(B, K, D, generator=generator), dim=-1)
     patches = torch.randn(B, N, D, generator=generator) * 3
     ids = torch.arange(B * K).reshape(B, K, 1).repeat(1, 1, 2)
-    batch = Batch(torch.zeros(B, 3, 2, 2), torch.zeros(B, 2, dtype=torch.long),
-                  [str(i) for i in range(B)], extras={"sub_captions": ids})
-    outputs = ModelOutput(images, captions, torch.tensor(4.0), image_tokens=patches,
-                          text_tokens=torch.zeros(B, 2, D), text_token_mask=torch.ones(B, 2).bool())
+    batch = Batch(
+        torch.zeros(B, 3, 2, 2),
+        torch.zeros(B, 2, dtype=torch.long),
+        [str(i) for i in range(B)],
+        extras={"sub_captions": ids},
+    )
+    outputs = ModelOutput(
+        images,
+        captions,
+        torch.tensor(4.0),
+        image_tokens=patches,
+        text_tokens=torch.zeros(B, 2, D),
+        text_token_mask=torch.ones(B, 2).bool(),
+    )
     return images, captions, subs, patches, batch, outputs
 
 
@@ -109,7 +127,7 @@ def test_loss_matches_the_released_composition(delta):
     with torch.no_grad():
         objective.logit_scale_local.fill_(math.log(7.0))
     terms = objective(outputs, batch)
-    texts = torch.cat([captions[:, None], subs], dim=1)                     # caption 0 = raw
+    texts = torch.cat([captions[:, None], subs], dim=1)  # caption 0 = raw
     itc, grouping = released_itc(images, texts, 4.0), released_grouping(texts, patches, 7.0, delta)
     assert terms["itc"].item() == pytest.approx(itc, rel=1e-5)
     assert terms["grouping"].item() == pytest.approx(grouping, rel=1e-5)
@@ -130,7 +148,7 @@ def test_masked_slots_leave_their_terms_and_the_local_scale_is_learned_and_clamp
     batch.extras["sub_caption_mask"] = torch.tensor([[True, False], [True, False], [True, False]])
     objective = objective_for(subs)
     terms = objective(outputs, batch)
-    texts = torch.cat([captions[:, None], subs[:, :1]], dim=1)            # slot 2 is empty
+    texts = torch.cat([captions[:, None], subs[:, :1]], dim=1)  # slot 2 is empty
     assert terms["itc"].item() == pytest.approx(released_itc(images, texts, 4.0), rel=1e-5)
     terms["loss"].backward()
     assert objective.logit_scale_local.grad.abs() > 0

@@ -21,12 +21,13 @@ from clipforge.objectives.filip import filip_scores, filip_similarity
 SCALE = 3.0
 # two images of 2 patches, two captions laid out as the towers make them:
 # [SOT, word, word, EOT, pad] and [SOT, word, EOT, pad, pad]
-PATCHES = [[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
-           [[0.0, 0.0, 1.0], [0.6, 0.8, 0.0]]]
-TOKENS = [[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.6, 0.8], [0.6, 0.8, 0.0], [9.0, 9.0, 9.0]],
-          [[1.0, 0.0, 0.0], [0.0, 0.8, 0.6], [0.0, 0.0, 1.0], [9.0, 9.0, 9.0], [9.0, 9.0, 9.0]]]
+PATCHES = [[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [[0.0, 0.0, 1.0], [0.6, 0.8, 0.0]]]
+TOKENS = [
+    [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.6, 0.8], [0.6, 0.8, 0.0], [9.0, 9.0, 9.0]],
+    [[1.0, 0.0, 0.0], [0.0, 0.8, 0.6], [0.0, 0.0, 1.0], [9.0, 9.0, 9.0], [9.0, 9.0, 9.0]],
+]
 REAL = [[True, True, True, True, False], [True, True, True, False, False]]
-WORDS = [[1, 2], [1]]                      # the word positions of each caption
+WORDS = [[1, 2], [1]]  # the word positions of each caption
 
 
 def unit(v):
@@ -40,10 +41,17 @@ def cos(a, b):
 
 def scores(words):
     """S^I and S^T [2, 2] from the paper's formula, over the given token positions."""
-    image_side = [[sum(max(cos(p, TOKENS[j][r]) for r in words[j]) for p in PATCHES[i]) / 2
-                   for j in range(2)] for i in range(2)]
-    text_side = [[sum(max(cos(p, TOKENS[j][r]) for p in PATCHES[i]) for r in words[j])
-                  / len(words[j]) for j in range(2)] for i in range(2)]
+    image_side = [
+        [sum(max(cos(p, TOKENS[j][r]) for r in words[j]) for p in PATCHES[i]) / 2 for j in range(2)]
+        for i in range(2)
+    ]
+    text_side = [
+        [
+            sum(max(cos(p, TOKENS[j][r]) for p in PATCHES[i]) for r in words[j]) / len(words[j])
+            for j in range(2)
+        ]
+        for i in range(2)
+    ]
     return image_side, text_side
 
 
@@ -59,30 +67,39 @@ def filip_reference(words):
 
 
 def outputs():
-    return ModelOutput(torch.eye(2, 3), torch.eye(2, 3), torch.tensor(SCALE),
-                       image_tokens=torch.tensor(PATCHES), text_tokens=torch.tensor(TOKENS),
-                       text_token_mask=torch.tensor(REAL))
+    return ModelOutput(
+        torch.eye(2, 3),
+        torch.eye(2, 3),
+        torch.tensor(SCALE),
+        image_tokens=torch.tensor(PATCHES),
+        text_tokens=torch.tensor(TOKENS),
+        text_token_mask=torch.tensor(REAL),
+    )
 
 
 def test_word_mask_drops_start_end_and_padding():
-    assert word_mask(torch.tensor(REAL)).tolist() == [[False, True, True, False, False],
-                                                      [False, True, False, False, False]]
+    assert word_mask(torch.tensor(REAL)).tolist() == [
+        [False, True, True, False, False],
+        [False, True, False, False, False],
+    ]
     # a caption with no word between its start and end tokens keeps them (it needs a score)
     assert word_mask(torch.tensor([[True, True, False]])).tolist() == [[True, True, False]]
 
 
 def test_filip_matches_the_papers_formula_over_words():
     expected = filip_reference(WORDS)
-    assert OBJECTIVES.get("filip")()(outputs(), None)["loss"].item() == \
-        pytest.approx(expected, rel=1e-6)
+    assert OBJECTIVES.get("filip")()(outputs(), None)["loss"].item() == pytest.approx(
+        expected, rel=1e-6
+    )
 
 
 def test_the_old_start_and_end_as_words_form_fails_the_check():
     """Before issue 18 every real token (start and end included) took part in the max."""
     old = filip_reference([[0, 1, 2, 3], [0, 1, 2]])
     assert abs(old - filip_reference(WORDS)) > 0.05
-    image_side, _ = filip_similarity(torch.tensor(PATCHES), torch.tensor(TOKENS),
-                                     torch.tensor(REAL))        # the old mask, by hand
+    image_side, _ = filip_similarity(
+        torch.tensor(PATCHES), torch.tensor(TOKENS), torch.tensor(REAL)
+    )  # the old mask, by hand
     assert torch.allclose(image_side, torch.tensor(scores([[0, 1, 2, 3], [0, 1, 2]])[0]))
 
 
@@ -106,30 +123,39 @@ def test_filip_scores_directions_and_chunking():
 def test_lightclip_token_term_uses_words_only():
     _, text_side = scores(WORDS)
     logits = [[SCALE * v for v in row] for row in text_side]
-    token = (sum(ce(logits[i], i) for i in range(2))
-             + sum(ce([logits[i][j] for i in range(2)], j) for j in range(2))) / 4
+    token = (
+        sum(ce(logits[i], i) for i in range(2))
+        + sum(ce([logits[i][j] for i in range(2)], j) for j in range(2))
+    ) / 4
     objective = OBJECTIVES.get("lightclip")(token_weight=1.0)
     terms = objective(outputs(), None)
     assert terms["token"].item() == pytest.approx(token, rel=1e-6)
     _, old_side = scores([[0, 1, 2, 3], [0, 1, 2]])
     old_logits = [[SCALE * v for v in row] for row in old_side]
-    old = (sum(ce(old_logits[i], i) for i in range(2))
-           + sum(ce([old_logits[i][j] for i in range(2)], j) for j in range(2))) / 4
+    old = (
+        sum(ce(old_logits[i], i) for i in range(2))
+        + sum(ce([old_logits[i][j] for i in range(2)], j) for j in range(2))
+    ) / 4
     assert abs(old - token) > 0.02
 
 
 def test_the_towers_mask_and_word_mask_leave_exactly_the_caption_tokens():
-    from synthetic import micro_model_overrides
-
     from clipforge.data.tokenizer import Tokenizer
     from clipforge.models import create_model, model_config
     from clipforge.training.setup import set_dotted
-    tokenizer = Tokenizer.train(["a red circle", "a blue square"] * 20, vocab_size=300,
-                                context_length=16, min_frequency=1)
+
+    from synthetic import micro_model_overrides
+
+    tokenizer = Tokenizer.train(
+        ["a red circle", "a blue square"] * 20, vocab_size=300, context_length=16, min_frequency=1
+    )
     config = model_config("tiny")
-    for key, value in {**micro_model_overrides(), "text.vocab_size": tokenizer.vocab_size,
-                       "text.eos_token_id": tokenizer.eot_id,
-                       "text.pad_token_id": tokenizer.pad_id}.items():
+    for key, value in {
+        **micro_model_overrides(),
+        "text.vocab_size": tokenizer.vocab_size,
+        "text.eos_token_id": tokenizer.eot_id,
+        "text.pad_token_id": tokenizer.pad_id,
+    }.items():
         set_dotted(config, key, value)
     model = create_model(config)
     ids = tokenizer(["a red circle", "square"])

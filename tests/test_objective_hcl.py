@@ -21,14 +21,15 @@ import torch.nn.functional as F
 from clipforge.models.clip import ModelOutput
 from clipforge.objectives import OBJECTIVES
 
-T = 0.5                                   # the released default temperature
+T = 0.5  # the released default temperature
 
 
 def case(seed=0, size=6, dim=4):
     generator = torch.Generator().manual_seed(seed)
     images = F.normalize(torch.randn(size, dim, generator=generator, dtype=torch.float64), dim=-1)
-    texts = F.normalize(images + 0.8 * torch.randn(size, dim, generator=generator,
-                                                   dtype=torch.float64), dim=-1)
+    texts = F.normalize(
+        images + 0.8 * torch.randn(size, dim, generator=generator, dtype=torch.float64), dim=-1
+    )
     return images, texts
 
 
@@ -39,7 +40,7 @@ def released_criterion_rows(anchors, others, temperature, beta_code, tau_plus):
     for i in range(size):
         sims = anchors[i] @ others.T
         pos = torch.exp(sims[i] / temperature)
-        neg = torch.exp(torch.cat([sims[:i], sims[i + 1:]]) / temperature)
+        neg = torch.exp(torch.cat([sims[:i], sims[i + 1 :]]) / temperature)
         n = size - 1
         imp = (beta_code * neg.log()).exp()
         reweight_neg = (imp * neg).sum(dim=-1) / imp.mean(dim=-1)
@@ -50,8 +51,10 @@ def released_criterion_rows(anchors, others, temperature, beta_code, tau_plus):
 
 
 def released(images, texts, beta_code, tau_plus, temperature=T):
-    return (released_criterion_rows(images, texts, temperature, beta_code, tau_plus)
-            + released_criterion_rows(texts, images, temperature, beta_code, tau_plus)) / 2
+    return (
+        released_criterion_rows(images, texts, temperature, beta_code, tau_plus)
+        + released_criterion_rows(texts, images, temperature, beta_code, tau_plus)
+    ) / 2
 
 
 def clipforge_loss(images, texts, temperature=T, **options):
@@ -79,8 +82,9 @@ def test_hcl_debiasing_clamp_is_applied():
     """A large τ⁺ drives the debiased estimate below N e^{−1/T}: the released clamp holds it."""
     images, texts = case(seed=2)
     expected = released(images, texts, 1.0, 0.6).item()
-    assert clipforge_loss(images, texts, beta=1.0 / T, tau_plus=0.6) == \
-        pytest.approx(expected, rel=1e-5)
+    assert clipforge_loss(images, texts, beta=1.0 / T, tau_plus=0.6) == pytest.approx(
+        expected, rel=1e-5
+    )
 
 
 def test_the_old_beta_on_logits_form_fails_the_reference_check():
@@ -91,7 +95,7 @@ def test_the_old_beta_on_logits_form_fails_the_reference_check():
     clip_t = 0.07
     reference = released(images, texts, 1.0 * clip_t, 0.0, temperature=clip_t).item()
     assert clipforge_loss(images, texts, temperature=clip_t) == pytest.approx(reference, rel=1e-5)
-    old = released(images, texts, 0.5, 0.0, temperature=clip_t).item()   # imp = exp(0.5 · s·c)
+    old = released(images, texts, 0.5, 0.0, temperature=clip_t).item()  # imp = exp(0.5 · s·c)
     assert abs(old - reference) > 0.05 * reference
 
 

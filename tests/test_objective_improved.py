@@ -36,10 +36,16 @@ def batch_of(size=6):
         out = torch.randint(3, 50, (size, 8), generator=generator)
         out[:, 0], out[:, 6], out[:, 7] = 1, 2, 0
         return out
-    return Batch(torch.randn(size, 3, 16, 16, generator=generator), ids(),
-                 [str(i) for i in range(size)],
-                 extras={"image_view2": torch.randn(size, 3, 16, 16, generator=generator),
-                         "text_view2": ids()})
+
+    return Batch(
+        torch.randn(size, 3, 16, 16, generator=generator),
+        ids(),
+        [str(i) for i in range(size)],
+        extras={
+            "image_view2": torch.randn(size, 3, 16, 16, generator=generator),
+            "text_view2": ids(),
+        },
+    )
 
 
 def backbone(model, tower, encode, inputs):
@@ -52,8 +58,9 @@ def backbone(model, tower, encode, inputs):
         tower.proj = projection
 
 
-def reference_cl2l(z_image, z_text, h_image_local, h_text_local, logit_scale, h_logit_scale,
-                   smoothing, avg_or_sum):
+def reference_cl2l(
+    z_image, z_text, h_image_local, h_text_local, logit_scale, h_logit_scale, smoothing, avg_or_sum
+):
     """CL2LLoss.forward in one process (labels 0…B−1, nothing to gather)."""
     z_image, z_text = F.normalize(z_image), F.normalize(z_text)
     h_image_local = [F.normalize(h) for h in h_image_local]
@@ -64,10 +71,12 @@ def reference_cl2l(z_image, z_text, h_image_local, h_text_local, logit_scale, h_
     augs = len(h_image_local)
     image_logits = [h_logit_scale * h @ t.t() for t in h_text_local for h in h_image_local]
     text_logits = [h_logit_scale * h @ i.t() for i in h_image_local for h in h_text_local]
-    local_image = sum(F.cross_entropy(x, labels, label_smoothing=smoothing)
-                      for x in image_logits) / len(image_logits)
-    local_text = sum(F.cross_entropy(x, labels, label_smoothing=smoothing)
-                     for x in text_logits) / len(text_logits)
+    local_image = sum(
+        F.cross_entropy(x, labels, label_smoothing=smoothing) for x in image_logits
+    ) / len(image_logits)
+    local_text = sum(
+        F.cross_entropy(x, labels, label_smoothing=smoothing) for x in text_logits
+    ) / len(text_logits)
     image_side = (global_image + local_image * augs) / (1 + augs)
     text_side = (global_text + local_text * augs) / (1 + augs)
     return ((image_side + text_side) / 2 * (2 if avg_or_sum == "sum" else 1)).item()
@@ -87,10 +96,16 @@ def reference_for(model, batch, objective, smoothing=0.1, avg_or_sum="sum"):
         out = model(batch.images, batch.text)
         image_feats = backbone(model, model.visual, model.encode_image, batch.extras["image_view2"])
         text_feats = backbone(model, model.text, model.encode_text, batch.extras["text_view2"])
-        return reference_cl2l(out.image_embeds, out.text_embeds,
-                              [objective.image_head(image_feats)],
-                              [objective.text_head(text_feats)],
-                              model.logit_scale.exp(), 7.0, smoothing, avg_or_sum)
+        return reference_cl2l(
+            out.image_embeds,
+            out.text_embeds,
+            [objective.image_head(image_feats)],
+            [objective.text_head(text_feats)],
+            model.logit_scale.exp(),
+            7.0,
+            smoothing,
+            avg_or_sum,
+        )
 
 
 @pytest.mark.parametrize("avg_or_sum", ["sum", "avg"])
@@ -98,8 +113,9 @@ def test_loss_matches_clip_rocket_cl2l(avg_or_sum):
     model, batch, objective = setup_case(loss_avg_or_sum=avg_or_sum)
     out = model(batch.images, batch.text)
     loss = objective(out, batch)["loss"]
-    assert loss.item() == pytest.approx(reference_for(model, batch, objective, 0.1, avg_or_sum),
-                                        rel=1e-5)
+    assert loss.item() == pytest.approx(
+        reference_for(model, batch, objective, 0.1, avg_or_sum), rel=1e-5
+    )
     loss.backward()
     assert objective.head_logit_scale.grad.abs() > 0
     assert all(p.grad is not None for p in objective.image_head.parameters())
@@ -111,15 +127,24 @@ def test_the_old_four_pair_formula_fails_the_check():
     reference = reference_for(model, batch, objective)
     with torch.no_grad():
         out = model(batch.images, batch.text)
-        views = {"i1": out.image_embeds, "t1": out.text_embeds,
-                 "i2": model.encode_image(batch.extras["image_view2"]),
-                 "t2": model.encode_text(batch.extras["text_view2"])}
+        views = {
+            "i1": out.image_embeds,
+            "t1": out.text_embeds,
+            "i2": model.encode_image(batch.extras["image_view2"]),
+            "t2": model.encode_text(batch.extras["text_view2"]),
+        }
         scale, labels = model.logit_scale.exp(), torch.arange(6)
 
         def nce(i, t):
             logits = scale * views[i] @ views[t].T
-            return ((F.cross_entropy(logits, labels, label_smoothing=0.1)
-                     + F.cross_entropy(logits.T, labels, label_smoothing=0.1)) / 2).item()
+            return (
+                (
+                    F.cross_entropy(logits, labels, label_smoothing=0.1)
+                    + F.cross_entropy(logits.T, labels, label_smoothing=0.1)
+                )
+                / 2
+            ).item()
+
         old = (nce("i1", "t1") + nce("i1", "t2") + nce("i2", "t1") + nce("i2", "t2")) / 4
     assert abs(old - reference) > 0.05 * reference
 

@@ -42,7 +42,7 @@ def case():
 def reference_bottleneck(tokens, norm, proj, masks=None):
     """itr_module.encode_*: MLM logits, padding −1e6, relu, max over tokens, log(1 + ·)."""
     x = F.layer_norm(tokens.double(), (D,), norm.weight.double(), norm.bias.double(), norm.eps)
-    mlm_logits = x @ proj.weight.double().T + proj.bias.double()           # [B, L, V]
+    mlm_logits = x @ proj.weight.double().T + proj.bias.double()  # [B, L, V]
     if masks is not None:
         mlm_logits = mlm_logits + (1 - masks.double().unsqueeze(-1)) * (-1e6)
     mlm_logits = torch.max(mlm_logits, torch.zeros_like(mlm_logits))
@@ -55,10 +55,14 @@ def cl4moco_in_batch(text_reps, image_reps, temperature):
     losses_t2i, losses_i2t = [], []
     for i in range(len(text_reps)):
         others = [j for j in range(len(text_reps)) if j != i]
-        t2i = torch.cat([(text_reps[i] @ image_reps[i]).view(1),
-                         text_reps[i] @ image_reps[others].T]) / temperature
-        i2t = torch.cat([(image_reps[i] @ text_reps[i]).view(1),
-                         image_reps[i] @ text_reps[others].T]) / temperature
+        t2i = (
+            torch.cat([(text_reps[i] @ image_reps[i]).view(1), text_reps[i] @ image_reps[others].T])
+            / temperature
+        )
+        i2t = (
+            torch.cat([(image_reps[i] @ text_reps[i]).view(1), image_reps[i] @ text_reps[others].T])
+            / temperature
+        )
         losses_t2i.append(-torch.log_softmax(t2i, 0)[0])
         losses_i2t.append(-torch.log_softmax(i2t, 0)[0])
     return (torch.stack(losses_t2i).mean() + torch.stack(losses_i2t).mean()) / 2
@@ -83,10 +87,16 @@ def old_loss(heads, patches, words, mask):
 
 
 def objective_loss(heads, patches, words, mask):
-    objective = OBJECTIVES.get("lexlip")()          # the defaults: τ = 0.05, FLOPS 0.002
+    objective = OBJECTIVES.get("lexlip")()  # the defaults: τ = 0.05, FLOPS 0.002
     objective.heads = heads
-    outputs = ModelOutput(torch.zeros(B, D), torch.zeros(B, D), torch.tensor(1.0),
-                          image_tokens=patches, text_tokens=words, text_token_mask=mask)
+    outputs = ModelOutput(
+        torch.zeros(B, D),
+        torch.zeros(B, D),
+        torch.tensor(1.0),
+        image_tokens=patches,
+        text_tokens=words,
+        text_token_mask=mask,
+    )
     return objective(outputs, None)
 
 
@@ -95,15 +105,20 @@ def test_lexlip_matches_the_released_loss_number_for_number():
     expected = reference_loss(heads, patches, words, mask)
     terms = objective_loss(heads, patches, words, mask)
     assert terms["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
-    assert terms["loss"].item() > 1.0                  # a non-trivial case, not a saturated one
+    assert terms["loss"].item() > 1.0  # a non-trivial case, not a saturated one
 
 
 def test_the_old_raw_dot_product_form_fails_the_reference_check():
     heads, patches, words, mask = case()
     expected = reference_loss(heads, patches, words, mask).item()
     assert abs(old_loss(heads, patches, words, mask).item() - expected) > 0.1
-    assert abs(old_loss(heads, patches, words, mask).item()
-               - objective_loss(heads, patches, words, mask)["loss"].item()) > 0.1
+    assert (
+        abs(
+            old_loss(heads, patches, words, mask).item()
+            - objective_loss(heads, patches, words, mask)["loss"].item()
+        )
+        > 0.1
+    )
 
 
 def test_lexicon_vectors_are_unit_norm_non_negative_and_keep_their_zeros():
@@ -112,9 +127,9 @@ def test_lexicon_vectors_are_unit_norm_non_negative_and_keep_their_zeros():
     raw = reference_bottleneck(words, heads.text_norm, heads.text_proj, mask)
     assert torch.allclose(weights.norm(dim=-1), torch.ones(B), atol=1e-6)
     assert (weights >= 0).all()
-    assert torch.equal(weights == 0, raw == 0)          # the index stays as sparse
-    assert raw.norm(dim=-1).max() > 1.5                 # so normalising does change them
-    assert not torch.allclose(heads.encode_text_sparse(words)[0], weights[0])   # pads excluded
+    assert torch.equal(weights == 0, raw == 0)  # the index stays as sparse
+    assert raw.norm(dim=-1).max() > 1.5  # so normalising does change them
+    assert not torch.allclose(heads.encode_text_sparse(words)[0], weights[0])  # pads excluded
 
 
 def test_the_sparse_index_scores_what_the_objective_trains():
@@ -127,7 +142,7 @@ def test_the_sparse_index_scores_what_the_objective_trains():
     for row in range(B):
         scores = index.scores(texts[row].numpy())
         np.testing.assert_allclose(scores / 0.05, trained_logits[row], rtol=1e-5, atol=1e-5)
-        assert np.all(scores <= 1 + 1e-6)                # cosines of unit vectors
+        assert np.all(scores <= 1 + 1e-6)  # cosines of unit vectors
 
 
 def test_search_imports_the_heads_from_models_not_from_the_objective():
@@ -135,6 +150,7 @@ def test_search_imports_the_heads_from_models_not_from_the_objective():
     from pathlib import Path
 
     from clipforge.search import lexicon
+
     tree = ast.parse(Path(lexicon.__file__).read_text())
     modules = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     assert "models.lexicon" in modules and not any("objectives" in m for m in modules)

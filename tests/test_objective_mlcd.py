@@ -65,8 +65,9 @@ def objective_of(dim=4, **kwargs) -> MultiLabelClusterLoss:
 
 
 def batch_of(keys) -> Batch:
-    return Batch(torch.zeros(len(keys), 3, 2, 2), torch.zeros(len(keys), 2, dtype=torch.long),
-                 list(keys))
+    return Batch(
+        torch.zeros(len(keys), 3, 2, 2), torch.zeros(len(keys), 2, dtype=torch.long), list(keys)
+    )
 
 
 def outputs(images) -> ModelOutput:
@@ -93,15 +94,24 @@ def test_class_sampling_matches_partial_fc():
 
 def clustered(steps=3):
     """An objective whose bank (12 embeddings near the 3 axes, keys k0…k11) has been clustered."""
-    objective = objective_of(dim=3, num_clusters=3, positives=1, negative_ratio=1.0, scale=4.0,
-                             margin=0.2, bank_size=12, refresh_every=50)
+    objective = objective_of(
+        dim=3,
+        num_clusters=3,
+        positives=1,
+        negative_ratio=1.0,
+        scale=4.0,
+        margin=0.2,
+        bank_size=12,
+        refresh_every=50,
+    )
     generator = torch.Generator().manual_seed(0)
     for step in range(1, steps + 1):
         keys = [f"k{4 * (step - 1) + i}" for i in range(4)]
-        points = torch.eye(3)[[i % 3 for i in range(4)]] + 0.05 * torch.randn(4, 3,
-                                                                               generator=generator)
+        points = torch.eye(3)[[i % 3 for i in range(4)]] + 0.05 * torch.randn(
+            4, 3, generator=generator
+        )
         loss = objective(outputs(F.normalize(points, dim=-1)), batch_of(keys))["loss"]
-        assert loss.item() == 0.0                                      # no clusters yet
+        assert loss.item() == 0.0  # no clusters yet
         objective.after_step(None, step)
     return objective
 
@@ -109,17 +119,18 @@ def clustered(steps=3):
 def test_labels_are_held_until_the_next_clustering():
     objective = clustered()
     assert bool(objective.centres_ready) and len(objective.label_keys) == 12
-    assert torch.allclose(objective.prototypes.detach(), objective.centres)   # W starts at C
+    assert torch.allclose(objective.prototypes.detach(), objective.centres)  # W starts at C
     held, found = objective.lookup(key_ids(["k0", "k1"]))
     assert found.all()
     # k0 and k1 now embed near another axis: the held labels, not the nearest centre, are used
     moved = torch.eye(3)[[1, 2]].requires_grad_(True)
     with torch.no_grad():
-        objective.prototypes.add_(0.1 * torch.randn(3, 3))            # W has trained away from C
+        objective.prototypes.add_(0.1 * torch.randn(3, 3))  # W has trained away from C
     loss = objective(outputs(moved), batch_of(["k0", "k1"]))["loss"]
     sampled = torch.arange(3)
-    expected = reference_loss(moved.detach(), objective.prototypes.detach(), held, sampled,
-                              4.0, 0.2)
+    expected = reference_loss(
+        moved.detach(), objective.prototypes.detach(), held, sampled, 4.0, 0.2
+    )
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     # the old objective recomputed labels from this embedding against the fixed centres
     old_labels = objective.nearest(moved.detach())
@@ -144,26 +155,41 @@ def test_held_labels_survive_a_checkpoint(tmp_path):
     objective = clustered()
     objective(outputs(F.normalize(torch.tensor([[0.0, 1.0, 0.1]]), dim=-1)), batch_of(["extra"]))
     save_objectives(tmp_path, {"mlcd": objective})
-    resumed = objective_of(dim=3, num_clusters=3, positives=1, negative_ratio=1.0, scale=4.0,
-                           margin=0.2, bank_size=12, refresh_every=50)
+    resumed = objective_of(
+        dim=3,
+        num_clusters=3,
+        positives=1,
+        negative_ratio=1.0,
+        scale=4.0,
+        margin=0.2,
+        bank_size=12,
+        refresh_every=50,
+    )
     load_objectives(tmp_path, {"mlcd": resumed})
     assert torch.equal(resumed.label_keys, objective.label_keys)
     assert torch.equal(resumed.label_table, objective.label_table)
     images = torch.eye(3)[[2, 0]]
     batch = batch_of(["extra", "k5"])
     assert resumed(outputs(images), batch)["loss"].item() == pytest.approx(
-        objective(outputs(images), batch)["loss"].item(), rel=1e-6)
+        objective(outputs(images), batch)["loss"].item(), rel=1e-6
+    )
 
 
 def test_teacher_labels_do_not_follow_the_student():
-    objective = objective_of(dim=3, num_clusters=3, positives=1, negative_ratio=1.0,
-                             bank_size=12, refresh_every=50)
+    objective = objective_of(
+        dim=3, num_clusters=3, positives=1, negative_ratio=1.0, bank_size=12, refresh_every=50
+    )
     teacher_embeds = torch.eye(3)[[0, 1, 2, 0]]
-    teacher = SimpleNamespace(to=lambda device: None, model=SimpleNamespace(
-        config=SimpleNamespace(preprocess=None), encode_image=lambda images: teacher_embeds))
+    teacher = SimpleNamespace(
+        to=lambda device: None,
+        model=SimpleNamespace(
+            config=SimpleNamespace(preprocess=None), encode_image=lambda images: teacher_embeds
+        ),
+    )
     object.__setattr__(objective, "_teacher", teacher)
     object.__setattr__(objective, "_student_preprocess", None)
     import clipforge.objectives.mlcd as mlcd_module
+
     original = mlcd_module.adapt_images
     mlcd_module.adapt_images = lambda images, source, target: images
     try:
@@ -180,8 +206,7 @@ def test_teacher_labels_do_not_follow_the_student():
 def test_spherical_kmeans_recovers_separated_clusters():
     generator = torch.Generator().manual_seed(1)
     axes = torch.eye(4)
-    points = torch.cat([axes[i] + 0.1 * torch.randn(25, 4, generator=generator)
-                        for i in range(4)])
+    points = torch.cat([axes[i] + 0.1 * torch.randn(25, 4, generator=generator) for i in range(4)])
     centres = spherical_kmeans(points, 4, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(centres.norm(dim=-1), torch.ones(4), atol=1e-5)
     assert (centres @ axes.T).max(dim=0).values.min() > 0.95
@@ -191,21 +216,32 @@ def test_a_resumed_run_keeps_the_held_labels(tmp_path):
     from safetensors.torch import load_file
 
     def run(steps: int, resume: bool) -> dict:
-        config = TrainConfig.from_yaml(CONFIGS / "mlcd.yaml", [
-            f"run.out={tmp_path}", f"run.steps={steps}", "run.time_budget=null",
-            "run.progress=false", "data.val=null", "data.workers=0", "data.batch_size=8",
-            "model.tokenizer_vocab_size=300", f"run.resume={str(resume).lower()}"])
-        config.objectives[1].params.update(num_clusters=4, positives=1, bank_size=16,
-                                           refresh_every=100)
+        config = TrainConfig.from_yaml(
+            CONFIGS / "mlcd.yaml",
+            [
+                f"run.out={tmp_path}",
+                f"run.steps={steps}",
+                "run.time_budget=null",
+                "run.progress=false",
+                "data.val=null",
+                "data.workers=0",
+                "data.batch_size=8",
+                "model.tokenizer_vocab_size=300",
+                f"run.resume={str(resume).lower()}",
+            ],
+        )
+        config.objectives[1].params.update(
+            num_clusters=4, positives=1, bank_size=16, refresh_every=100
+        )
         config.model.overrides = micro_model_overrides()
         train(config, ShapesSource(24))
         return load_file(str(tmp_path / "objectives.safetensors"))
 
-    first = run(3, resume=False)     # clustered after step 2; step 3 labels 8 more on first sight
+    first = run(3, resume=False)  # clustered after step 2; step 3 labels 8 more on first sight
     assert bool(first["mlcd.centres_ready"]) and len(first["mlcd.label_keys"]) == 16 + 8
     second = run(5, resume=True)
     keys, table = second["mlcd.label_keys"], second["mlcd.label_table"]
     where = torch.searchsorted(keys, first["mlcd.label_keys"])
-    assert torch.equal(keys[where], first["mlcd.label_keys"])       # every held key is still held
-    assert torch.equal(table[where], first["mlcd.label_table"])     # with the same labels
+    assert torch.equal(keys[where], first["mlcd.label_keys"])  # every held key is still held
+    assert torch.equal(table[where], first["mlcd.label_table"])  # with the same labels
     assert torch.equal(second["mlcd.centres"], first["mlcd.centres"])

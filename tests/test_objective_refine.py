@@ -16,7 +16,6 @@ import pytest
 import torch
 import torch.distributions as dists
 import torch.nn.functional as F
-from synthetic import micro_model_overrides
 
 from clipforge.data.batch import Batch
 from clipforge.data.tokenizer import Tokenizer
@@ -24,6 +23,8 @@ from clipforge.models import create_model, model_config
 from clipforge.objectives import OBJECTIVES
 from clipforge.training.refine import RefineConfig, train_config
 from clipforge.training.setup import set_dotted
+
+from synthetic import micro_model_overrides
 
 CAPTIONS = ["a red circle", "a blue square", "a green triangle", "a red square"]
 
@@ -35,9 +36,12 @@ def tokenizer():
 
 def micro_model(tokenizer, seed=0):
     config = model_config("tiny")
-    for key, value in {**micro_model_overrides(), "text.vocab_size": tokenizer.vocab_size,
-                       "text.eos_token_id": tokenizer.eot_id,
-                       "text.pad_token_id": tokenizer.pad_id}.items():
+    for key, value in {
+        **micro_model_overrides(),
+        "text.vocab_size": tokenizer.vocab_size,
+        "text.eos_token_id": tokenizer.eot_id,
+        "text.pad_token_id": tokenizer.pad_id,
+    }.items():
         set_dotted(config, key, value)
     torch.manual_seed(seed)
     return create_model(config)
@@ -46,8 +50,9 @@ def micro_model(tokenizer, seed=0):
 def batch_of(tokenizer):
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(len(CAPTIONS), 3, 32, 32, generator=generator)
-    return Batch(images, tokenizer(CAPTIONS), [str(i) for i in range(len(CAPTIONS))],
-                 list(CAPTIONS))
+    return Batch(
+        images, tokenizer(CAPTIONS), [str(i) for i in range(len(CAPTIONS))], list(CAPTIONS)
+    )
 
 
 def reference_distill(y_s, y_t, T=1.0, alpha=0.0):
@@ -55,12 +60,14 @@ def reference_distill(y_s, y_t, T=1.0, alpha=0.0):
     p_t = F.softmax(y_t / T, dim=1)
     gt = torch.eye(y_t.shape[0], dtype=torch.long)
     p_t = alpha * gt + (1.0 - alpha) * p_t
-    return F.kl_div(p_s, p_t, reduction="batchmean") * (T ** 2)
+    return F.kl_div(p_s, p_t, reduction="batchmean") * (T**2)
 
 
 def reference_kd(feat_i, feat_t, feat_it, feat_tt, T, alpha):
-    return (reference_distill(feat_i @ feat_t.T, feat_it @ feat_tt.T, T, alpha)
-            + reference_distill(feat_t @ feat_i.T, feat_tt @ feat_it.T, T, alpha)) / 2
+    return (
+        reference_distill(feat_i @ feat_t.T, feat_it @ feat_tt.T, T, alpha)
+        + reference_distill(feat_t @ feat_i.T, feat_tt @ feat_it.T, T, alpha)
+    ) / 2
 
 
 def student_and_teacher(tokenizer, objective):
@@ -72,7 +79,7 @@ def student_and_teacher(tokenizer, objective):
         for parameter in student.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
         for model in (student, teacher):
-            model.visual.proj.weight.mul_(30.0)      # feature norms ~ CLIP's, sharp dot products
+            model.visual.proj.weight.mul_(30.0)  # feature norms ~ CLIP's, sharp dot products
             model.text.proj.weight.mul_(30.0)
     object.__setattr__(objective, "_teacher", type(objective._teacher)(teacher.eval(), None))
     return student, teacher
@@ -80,8 +87,10 @@ def student_and_teacher(tokenizer, objective):
 
 def raw_features(model, batch):
     with torch.no_grad():
-        return (model.encode_image(batch.images, normalize=False),
-                model.encode_text(batch.text, normalize=False))
+        return (
+            model.encode_image(batch.images, normalize=False),
+            model.encode_text(batch.text, normalize=False),
+        )
 
 
 def test_hycd_dot_matches_the_released_kd_loss_number_for_number(tokenizer):
@@ -89,19 +98,27 @@ def test_hycd_dot_matches_the_released_kd_loss_number_for_number(tokenizer):
     student, teacher = student_and_teacher(tokenizer, objective)
     batch = batch_of(tokenizer)
     out = student(batch.images, batch.text)
-    expected = reference_kd(out.image_features.detach(), out.text_features.detach(),
-                            *raw_features(teacher, batch), T=1.0, alpha=0.5)
+    expected = reference_kd(
+        out.image_features.detach(),
+        out.text_features.detach(),
+        *raw_features(teacher, batch),
+        T=1.0,
+        alpha=0.5,
+    )
     loss = objective(out, batch)["loss"]
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert expected.item() > 0.05
-    loss.backward()                                   # the student learns, the teacher is frozen
+    loss.backward()  # the student learns, the teacher is frozen
     assert student.visual.proj.weight.grad.abs().sum() > 0
 
 
 def test_hycd_default_is_the_released_distill_on_each_models_scaled_cosines(tokenizer):
     objective = OBJECTIVES.get("hycd")()
-    assert (objective.alpha, objective.temperature, objective.similarity) == \
-        (0.5, 1.0, "scaled_cosine")
+    assert (objective.alpha, objective.temperature, objective.similarity) == (
+        0.5,
+        1.0,
+        "scaled_cosine",
+    )
     student, teacher = student_and_teacher(tokenizer, objective)
     with torch.no_grad():
         student.logit_scale.fill_(3.0)
@@ -110,8 +127,10 @@ def test_hycd_default_is_the_released_distill_on_each_models_scaled_cosines(toke
     image_t, text_t = (F.normalize(f, dim=-1) for f in raw_features(teacher, batch))
     image_s, text_s = out.image_embeds.detach(), out.text_embeds.detach()
     s, s_t = torch.tensor(3.0).exp(), teacher.scale().detach()
-    expected = (reference_distill(s * image_s @ text_s.T, s_t * image_t @ text_t.T, 1.0, 0.5)
-                + reference_distill(s * text_s @ image_s.T, s_t * text_t @ image_t.T, 1.0, 0.5)) / 2
+    expected = (
+        reference_distill(s * image_s @ text_s.T, s_t * image_t @ text_t.T, 1.0, 0.5)
+        + reference_distill(s * text_s @ image_s.T, s_t * text_t @ image_t.T, 1.0, 0.5)
+    ) / 2
     assert objective(out, batch)["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -127,7 +146,7 @@ def test_the_old_cosine_at_tau_one_form_fails_the_reference_check(tokenizer):
     old = reference_kd(*cos, 1.0, 0.5)
     assert abs(old.item() - released.item()) > 0.1 * released.item()
     uniform_share = F.softmax(cos[2] @ cos[3].T, dim=1).max()
-    assert uniform_share < torch.e ** 2 / (torch.e ** 2 + len(CAPTIONS) - 1)   # ≤ e² ratio
+    assert uniform_share < torch.e**2 / (torch.e**2 + len(CAPTIONS) - 1)  # ≤ e² ratio
 
 
 def test_rafa_matches_the_released_random_feature_alignment_number_for_number(tokenizer):
@@ -136,15 +155,19 @@ def test_rafa_matches_the_released_random_feature_alignment_number_for_number(to
     out = model(batch.images, batch.text)
     feat_i, feat_t = out.image_features.detach(), out.text_features.detach()
     torch.manual_seed(11)
-    feat_p = dists.Normal(loc=torch.tensor([0.0]), scale=torch.tensor([1.0])) \
-        .sample(feat_i.size()).squeeze()                         # shared: feat_ip = feat_tp
+    feat_p = (
+        dists.Normal(loc=torch.tensor([0.0]), scale=torch.tensor([1.0]))
+        .sample(feat_i.size())
+        .squeeze()
+    )  # shared: feat_ip = feat_tp
     expected = F.mse_loss(feat_i, feat_p) + F.mse_loss(feat_t, feat_p)
     torch.manual_seed(11)
     terms = OBJECTIVES.get("rafa")()(out, batch)
     assert terms["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
     # the old form aligned the L2-normalised embeddings instead of the projector outputs
-    old = F.mse_loss(out.image_embeds.detach(), feat_p) + F.mse_loss(out.text_embeds.detach(),
-                                                                      feat_p)
+    old = F.mse_loss(out.image_embeds.detach(), feat_p) + F.mse_loss(
+        out.text_embeds.detach(), feat_p
+    )
     assert abs(old.item() - expected.item()) > 1e-3
     terms["loss"].backward()
     assert model.visual.proj.weight.grad.abs().sum() > 0
@@ -152,6 +175,7 @@ def test_rafa_matches_the_released_random_feature_alignment_number_for_number(to
 
 def test_rafa_and_hycd_dot_refuse_outputs_without_projector_features():
     from clipforge.models.clip import ModelOutput
+
     bare = ModelOutput(torch.eye(2), torch.eye(2), torch.tensor(1.0))
     with pytest.raises(ValueError, match="projector outputs"):
         OBJECTIVES.get("rafa")()(bare, None)
@@ -166,6 +190,7 @@ def test_refine_defaults_to_the_papers_learning_rate():
     import argparse
 
     from clipforge.cli.refine import add_arguments
+
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert parser.parse_args(["--model", "m", "--data", "d", "--out", "o"]).lr is None

@@ -31,8 +31,12 @@ def reference_g2l(locals_, globals_, temp, mask=None):
     mask = torch.ones(batch, count, dtype=torch.bool) if mask is None else mask
     per_sample = []
     for i in range(batch):
-        negatives = [float(globals_[i] @ locals_[j, k]) / temp for j in range(batch)
-                     for k in range(count) if j != i and mask[j, k]]
+        negatives = [
+            float(globals_[i] @ locals_[j, k]) / temp
+            for j in range(batch)
+            for k in range(count)
+            if j != i and mask[j, k]
+        ]
         losses = []
         for k in range(count):
             if mask[i, k]:
@@ -46,8 +50,12 @@ def reference_g2l(locals_, globals_, temp, mask=None):
 def old_g2l(locals_, globals_, temp, mask):
     """clipforge before the fix: each local token picks its global among the batch's globals."""
     batch, count = locals_.shape[:2]
-    losses = [F.cross_entropy((globals_ @ locals_[i, k]) / temp, torch.tensor(i)).item()
-              for i in range(batch) for k in range(count) if mask[i, k]]
+    losses = [
+        F.cross_entropy((globals_ @ locals_[i, k]) / temp, torch.tensor(i)).item()
+        for i in range(batch)
+        for k in range(count)
+        if mask[i, k]
+    ]
     return sum(losses) / len(losses)
 
 
@@ -68,7 +76,7 @@ def tiny_model():
     config = model_config("tiny")
     config.embed_dim = 16
     config.vision.image_size = config.preprocess.image_size = 16
-    config.vision.patch_size, config.vision.width, config.vision.layers = 4, 16, 1   # 4 × 4 patches
+    config.vision.patch_size, config.vision.width, config.vision.layers = 4, 16, 1  # 4 × 4 patches
     config.vision.heads = config.text.heads = 2
     config.text.width, config.text.layers = 16, 1
     config.text.context_length, config.text.vocab_size = 8, 50
@@ -88,17 +96,24 @@ def token_ids(size, generator):
 
 def batch_of(size=4):
     generator = torch.Generator().manual_seed(1)
-    extras = {"image_view2": torch.randn(size, 3, 16, 16, generator=generator),
-              "text_view2": token_ids(size, generator)}
-    return Batch(torch.randn(size, 3, 16, 16, generator=generator), token_ids(size, generator),
-                 [str(i) for i in range(size)], extras=extras)
+    extras = {
+        "image_view2": torch.randn(size, 3, 16, 16, generator=generator),
+        "text_view2": token_ids(size, generator),
+    }
+    return Batch(
+        torch.randn(size, 3, 16, 16, generator=generator),
+        token_ids(size, generator),
+        [str(i) for i in range(size)],
+        extras=extras,
+    )
 
 
 def random_case(generator, batch=3, count=4, dim=5):
     locals_ = F.normalize(torch.randn(batch, count, dim, generator=generator), dim=-1)
     globals_ = F.normalize(torch.randn(batch, dim, generator=generator), dim=-1)
-    mask = torch.tensor([[True, True, True, True], [True, True, False, False],
-                         [True, False, False, False]])
+    mask = torch.tensor(
+        [[True, True, True, True], [True, True, False, False], [True, False, False, False]]
+    )
     return locals_, globals_, mask
 
 
@@ -119,10 +134,20 @@ def test_the_old_local_global_formula_fails_the_released_check():
 
 
 def test_start_and_end_of_text_are_not_locals():
-    mask = torch.tensor([[True, True, True, True, False], [True, True, False, False, False],
-                         [True, True, True, True, True]])
-    expected = torch.tensor([[False, True, True, False, False], [False, False, False, False, False],
-                             [False, True, True, True, False]])
+    mask = torch.tensor(
+        [
+            [True, True, True, True, False],
+            [True, True, False, False, False],
+            [True, True, True, True, True],
+        ]
+    )
+    expected = torch.tensor(
+        [
+            [False, True, True, False, False],
+            [False, False, False, False, False],
+            [False, True, True, True, False],
+        ]
+    )
     assert torch.equal(word_mask(mask), expected)
 
 
@@ -135,8 +160,8 @@ def test_momentum_loss_matches_the_released_loss_ita():
     model, batch = tiny_model(), batch_of()
     objective = TripleContrastiveLoss(queue_size=8, distill_alpha=0.4, alpha_warmup_steps=4)
     objective.setup(model)
-    objective.steps_done.fill_(2)                         # α ramped to 0.4 · 2/4
-    with torch.no_grad():                                  # a momentum encoder that has drifted
+    objective.steps_done.fill_(2)  # α ramped to 0.4 · 2/4
+    with torch.no_grad():  # a momentum encoder that has drifted
         for parameter in objective.momentum_model.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
     queue_images, queue_texts = objective.image_queue.clone(), objective.text_queue.clone()
@@ -199,7 +224,8 @@ def test_momentum_update_and_bad_options():
         model.logit_scale.add_(1.0)
     objective.after_step(model, 1)
     assert objective.momentum_model.logit_scale.item() == pytest.approx(
-        0.9 * old + 0.1 * model.logit_scale.item())
+        0.9 * old + 0.1 * model.logit_scale.item()
+    )
     assert objective.steps_done.item() == 1
     assert {"image_queue", "text_queue", "queue_ptr", "steps_done"} <= set(objective.state_dict())
     with pytest.raises(ValueError, match="momentum_encoder"):

@@ -22,7 +22,7 @@ def released_loss(x, y, temperature=0.02, topk=8, threshold_value=0.1):
     modified[threshold_mask] = -float("inf")
     modified.fill_diagonal_(-float("inf"))
     _, neg_indices = torch.topk(modified, topk, dim=1)
-    neg_keys = y[neg_indices]                                    # [bs, topk, fs]
+    neg_keys = y[neg_indices]  # [bs, topk, fs]
     all_keys = torch.cat([y.unsqueeze(1), neg_keys], dim=1)
     scores = torch.bmm(x.unsqueeze(1), all_keys.transpose(1, 2)).squeeze(1)
     labels = torch.zeros(n, dtype=torch.long)
@@ -32,9 +32,10 @@ def released_loss(x, y, temperature=0.02, topk=8, threshold_value=0.1):
 def case(size=14, dim=8, seed=0):
     generator = torch.Generator().manual_seed(seed)
     images = F.normalize(torch.randn(size, dim, generator=generator, dtype=torch.float64), dim=-1)
-    texts = F.normalize(images + 0.9 * torch.randn(size, dim, generator=generator,
-                                                   dtype=torch.float64), dim=-1)
-    texts[1] = F.normalize(images[0] + 0.05 * texts[1], dim=-1)   # a false negative for image 0
+    texts = F.normalize(
+        images + 0.9 * torch.randn(size, dim, generator=generator, dtype=torch.float64), dim=-1
+    )
+    texts[1] = F.normalize(images[0] + 0.05 * texts[1], dim=-1)  # a false negative for image 0
     return images, texts
 
 
@@ -46,19 +47,19 @@ def unime(images, texts, **options):
 def test_unime_matches_the_released_loss_number_for_number():
     images, texts = case()
     cosines = images @ texts.T
-    assert cosines[0, 1] > cosines[0, 0] + 0.1                    # the filter has work to do
+    assert cosines[0, 1] > cosines[0, 0] + 0.1  # the filter has work to do
     one_way = released_loss(images, texts).item()
-    assert unime(images, texts, symmetric=False)["loss"].item() == pytest.approx(one_way,
-                                                                                 rel=1e-5)
+    assert unime(images, texts, symmetric=False)["loss"].item() == pytest.approx(one_way, rel=1e-5)
     both = (one_way + released_loss(texts, images).item()) / 2
-    assert unime(images, texts)["loss"].item() == pytest.approx(both, rel=1e-5)   # defaults
+    assert unime(images, texts)["loss"].item() == pytest.approx(both, rel=1e-5)  # defaults
 
 
 def test_unime_with_the_learned_scale_and_other_k_and_margin():
     images, texts = case(seed=3)
     expected = released_loss(images, texts, temperature=1 / 14.0, topk=3, threshold_value=0.0)
-    got = unime(images, texts, temperature=None, top_k=3, false_negative_margin=0.0,
-                symmetric=False)["loss"].item()
+    got = unime(
+        images, texts, temperature=None, top_k=3, false_negative_margin=0.0, symmetric=False
+    )["loss"].item()
     assert got == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -74,15 +75,20 @@ def test_the_old_hardneg_form_fails_the_reference_check():
         logits = scale * cosines
         total = 0.0
         for r in range(len(logits)):
-            kept = [j for j in range(len(logits)) if j != r
-                    and logits[r, j] <= logits[r, r] + 0.1 * scale]
+            kept = [
+                j
+                for j in range(len(logits))
+                if j != r and logits[r, j] <= logits[r, r] + 0.1 * scale
+            ]
             kept = sorted(kept, key=lambda j: -float(logits[r, j]))[:8]
             weights = torch.stack([torch.exp(beta * logits[r, j]) for j in kept])
             weights = weights / weights.mean()
             denominator = torch.exp(logits[r, r]) + sum(
-                w * torch.exp(logits[r, j]) for w, j in zip(weights, kept))
+                w * torch.exp(logits[r, j]) for w, j in zip(weights, kept)
+            )
             total += float(torch.log(denominator) - logits[r, r])
         return total / len(logits)
+
     old = (old_rows(images @ texts.T) + old_rows(texts @ images.T)) / 2
     assert abs(old - expected) > 0.1 * expected
 
@@ -106,11 +112,14 @@ def test_a_row_with_fewer_negatives_than_k_uses_those_it_has():
         cosines = x @ y.T
         total = 0.0
         for i in range(len(x)):
-            kept = [i] + [j for j in range(len(x)) if j != i and cosines[i, j] <= cosines[i, i] + 0.1]
+            kept = [i] + [
+                j for j in range(len(x)) if j != i and cosines[i, j] <= cosines[i, i] + 0.1
+            ]
             total += float(-F.log_softmax(cosines[i, kept] / 0.02, dim=0)[0])
         return total / len(x)
+
     cosines = images @ texts.T
-    assert cosines[0, 1] > cosines[0, 0] + 0.1                    # image 0 loses text 1
+    assert cosines[0, 1] > cosines[0, 0] + 0.1  # image 0 loses text 1
     expected = (rows(images, texts) + rows(texts, images)) / 2
     assert unime(images, texts, top_k=8)["loss"].item() == pytest.approx(expected, rel=1e-5)
 
@@ -120,14 +129,24 @@ def test_hard_negative_configs_train_two_steps(name, tmp_path):
     import json
     from pathlib import Path
 
+    from clipforge.training import TrainConfig, train
+
     from synthetic import ShapesSource, micro_model_overrides
 
-    from clipforge.training import TrainConfig, train
-    config = TrainConfig.from_yaml(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml",
-                                   [f"run.out={tmp_path}", "run.steps=2", "run.time_budget=null",
-                                    "run.progress=false", "run.log_every=1", "data.val=null",
-                                    "data.workers=0", "data.batch_size=8",
-                                    "model.tokenizer_vocab_size=300"])
+    config = TrainConfig.from_yaml(
+        Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml",
+        [
+            f"run.out={tmp_path}",
+            "run.steps=2",
+            "run.time_budget=null",
+            "run.progress=false",
+            "run.log_every=1",
+            "data.val=null",
+            "data.workers=0",
+            "data.batch_size=8",
+            "model.tokenizer_vocab_size=300",
+        ],
+    )
     config.model.overrides = micro_model_overrides()
     train(config, ShapesSource(16))
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

@@ -15,8 +15,12 @@ from clipforge.objectives import OBJECTIVES, ClipLoss, SigLipLoss
 
 
 def outputs(images, texts, scale, bias=None) -> ModelOutput:
-    return ModelOutput(torch.tensor(images), torch.tensor(texts), torch.tensor(scale),
-                       None if bias is None else torch.tensor(bias))
+    return ModelOutput(
+        torch.tensor(images),
+        torch.tensor(texts),
+        torch.tensor(scale),
+        None if bias is None else torch.tensor(bias),
+    )
 
 
 def test_clip_loss_by_hand():
@@ -36,14 +40,17 @@ def test_siglip_loss_by_hand():
 
     def nls(x):  # −log σ(x)
         return math.log(1 + math.exp(-x))
+
     expected = (nls(1.0) + nls(-0.2) + nls(1.0) + nls(0.6)) / 2
     assert SigLipLoss()(out, None)["loss"].item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_siglip_declares_paper_defaults_and_needs_a_bias():
-    assert SigLipLoss.model_defaults == {"logit_scale_init": math.log(10.0),
-                                         "logit_bias_init": -10.0,
-                                         "logit_scale_max": None}   # uncapped, as big_vision
+    assert SigLipLoss.model_defaults == {
+        "logit_scale_init": math.log(10.0),
+        "logit_bias_init": -10.0,
+        "logit_scale_max": None,
+    }  # uncapped, as big_vision
     with pytest.raises(ValueError, match="logit bias"):
         SigLipLoss()(outputs([[1.0, 0.0]], [[1.0, 0.0]], 1.0), None)
 

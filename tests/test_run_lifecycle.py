@@ -19,15 +19,37 @@ CHECKPOINT_4 = "step-00000004"
 
 
 def train_argv(table: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--data", f"csv:{table}", "--val", "none", "--model", "tiny",
-            "--out", str(out), "--batch-size", "8", "--workers", "0", "--log-every", "1",
-            "--no-progress", "--objective", "siglip", "model.tokenizer_vocab_size=300",
-            "optim.warmup_fraction=0.5", *micro_overrides(), *extra]
+    return [
+        "train",
+        "--data",
+        f"csv:{table}",
+        "--val",
+        "none",
+        "--model",
+        "tiny",
+        "--out",
+        str(out),
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--log-every",
+        "1",
+        "--no-progress",
+        "--objective",
+        "siglip",
+        "model.tokenizer_vocab_size=300",
+        "optim.warmup_fraction=0.5",
+        *micro_overrides(),
+        *extra,
+    ]
 
 
 def losses(run: Path) -> list[tuple[int, float]]:
-    return [(row["step"], row["loss"]) for row in map(json.loads,
-                                                       (run / "metrics.jsonl").read_text().splitlines())]
+    return [
+        (row["step"], row["loss"])
+        for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +73,10 @@ def test_run_dir_saves_its_config(finished):
     saved = TrainConfig.from_yaml(run / "config.yaml")
     assert saved.data.train == f"csv:{table}" and saved.data.batch_size == 8
     assert [o.name for o in saved.objectives] == ["siglip"] and saved.run.steps == 4
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002",
-                                                                       CHECKPOINT_4]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step-00000002",
+        CHECKPOINT_4,
+    ]
 
 
 def test_resume_continues_with_the_saved_config_and_extends_the_run(finished, tmp_path, capsys):
@@ -70,13 +94,27 @@ def test_resume_continues_with_the_saved_config_and_extends_the_run(finished, tm
     assert TrainConfig.from_yaml(run / "config.yaml").run.steps == 6
 
 
-def test_resume_with_contradicting_flags_names_them_and_changes_nothing(finished, tmp_path,
-                                                                        capsys):
+def test_resume_with_contradicting_flags_names_them_and_changes_nothing(finished, tmp_path, capsys):
     _, run = finished
     run = copy_of(run, tmp_path)
     before = (run / "metrics.jsonl").read_text()
-    assert main(["train", "--out", str(run), "--resume", "--batch-size", "16",
-                 "--data", "builtin:emoji", "--steps", "6"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                "--resume",
+                "--batch-size",
+                "16",
+                "--data",
+                "builtin:emoji",
+                "--steps",
+                "6",
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err
     assert "data.batch_size" in error and "data.train" in error and error.count("\n") == 1
     assert (run / "metrics.jsonl").read_text() == before
@@ -93,17 +131,16 @@ def test_resume_needs_a_complete_checkpoint(tmp_path, capsys):
     assert sorted(p.name for p in empty_run.iterdir()) == ["checkpoints"]
 
 
-def test_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(finished, tmp_path,
-                                                                       capsys):
+def test_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(finished, tmp_path, capsys):
     _, run = finished
     run = copy_of(run, tmp_path)
     weights = run / "checkpoints" / CHECKPOINT_4 / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-100])                  # truncated
+    weights.write_bytes(weights.read_bytes()[:-100])  # truncated
     capsys.readouterr()
     assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 0
     error = capsys.readouterr().err
     assert CHECKPOINT_4 in error and "resuming from step-00000002" in error
-    assert losses(run) == losses(finished[1])                         # steps 3-4 redone exactly
+    assert losses(run) == losses(finished[1])  # steps 3-4 redone exactly
 
 
 def test_out_holding_a_run_needs_resume_or_overwrite(finished, tmp_path, capsys):
@@ -147,23 +184,26 @@ def test_a_missing_val_set_is_found_before_training(tmp_path, capsys):
     argv[argv.index("--val") + 1] = "csv:/nowhere/val.csv"
     assert main(argv) == 2
     assert "/nowhere/val.csv" in capsys.readouterr().err
-    assert not out.exists()                           # no training, nothing written
+    assert not out.exists()  # no training, nothing written
 
 
-@pytest.mark.parametrize("extra, needle", [
-    (["data.batch_size=abc"], "data.batch_size"),
-    (["run.precision=fp16"], "fp16"),
-    (["--steps", "0"], "--steps"),
-    (["--steps", "-5"], "-5"),
-    (["--epochs", "0"], "--epochs"),
-    (["--time-budget", "0"], "--time-budget"),
-    (["--time-budget", "-2"], "-2"),
-    (["--accumulation", "0"], "--accumulation"),
-    (["--log-every", "0"], "--log-every"),
-    (["--batch-size", "0"], "--batch-size"),
-    (["optim.lr=fast"], "optim.lr"),
-    (["optim.lr=[1,"], "optim.lr"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["data.batch_size=abc"], "data.batch_size"),
+        (["run.precision=fp16"], "fp16"),
+        (["--steps", "0"], "--steps"),
+        (["--steps", "-5"], "-5"),
+        (["--epochs", "0"], "--epochs"),
+        (["--time-budget", "0"], "--time-budget"),
+        (["--time-budget", "-2"], "-2"),
+        (["--accumulation", "0"], "--accumulation"),
+        (["--log-every", "0"], "--log-every"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["optim.lr=fast"], "optim.lr"),
+        (["optim.lr=[1,"], "optim.lr"),
+    ],
+)
 def test_bad_values_fail_when_parsed(extra, needle, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *extra]) == 2
@@ -187,7 +227,7 @@ def test_library_configs_validate_too():
     with pytest.raises(ValueError, match="run.steps"):
         TrainConfig.from_dict({"run": {"steps": 0}})
     config = TrainConfig()
-    config.optim.accumulation = 0                     # set after construction
+    config.optim.accumulation = 0  # set after construction
     with pytest.raises(ValueError, match="optim.accumulation"):
         config.validate()
 
@@ -200,7 +240,7 @@ def test_debug_flag_shows_the_traceback(tmp_path):
 def write_csv_with_a_missing_image(root: Path) -> Path:
     table = write_shapes_csv(root)
     lines = table.read_text().splitlines()
-    lines[4] = lines[4].replace("images/3.png", "images/missing.png")   # data row 3
+    lines[4] = lines[4].replace("images/3.png", "images/missing.png")  # data row 3
     table.write_text("\n".join(lines) + "\n")
     return table
 
@@ -210,12 +250,18 @@ def test_strict_is_one_line_naming_the_file_and_record(workers, tmp_path):
     table = write_csv_with_a_missing_image(tmp_path / "data")
     argv = train_argv(table, tmp_path / "run", "--steps", "4", "--strict")
     argv[argv.index("--workers") + 1] = workers
-    done = subprocess.run([sys.executable, "-m", "clipforge", *argv], capture_output=True,
-                          text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "clipforge", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 2, done.stderr[-2000:]
     # besides the run's "[clipforge] …" progress lines, the error is one line
-    error = "\n".join(line for line in done.stderr.strip().splitlines()
-                      if not line.startswith("[clipforge] "))
+    error = "\n".join(
+        line for line in done.stderr.strip().splitlines() if not line.startswith("[clipforge] ")
+    )
     assert "\n" not in error and "Traceback" not in error, error
     assert error.startswith("clipforge train: error: ")
     assert str(table) in error and "'3'" in error and "missing.png" in error
@@ -225,6 +271,7 @@ def test_worker_errors_are_reported_by_their_original_message():
     from torch._utils import ExceptionWrapper
 
     from clipforge.cli.main import one_line
+
     try:
         raise FileNotFoundError("shard /data/00001.tar is gone")
     except FileNotFoundError:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from clipforge.data.text_augment import (eda_augment, random_deletion, random_insertion,
-                                         random_swap)
+from clipforge.data.text_augment import eda_augment, random_deletion, random_insertion, random_swap
 
 CAPTION = "a small red apple on a wooden table"
 
@@ -17,7 +16,7 @@ def test_swap_exchanges_the_positions_rng_draws():
     expected = list(words)
     expected[first], expected[second] = expected[second], expected[first]
     assert random_swap(words, 1, random.Random(3)) == expected
-    assert words == CAPTION.split()                      # the input is not modified
+    assert words == CAPTION.split()  # the input is not modified
 
 
 def test_deletion_drops_words_whose_draw_is_below_p():
@@ -33,7 +32,7 @@ def test_insertion_adds_words_of_the_caption_itself():
     out = random_insertion(words, 3, random.Random(1))
     assert len(out) == len(words) + 3
     assert set(out) == set(words)
-    assert not Counter(words) - Counter(out)             # every original word is still there
+    assert not Counter(words) - Counter(out)  # every original word is still there
 
 
 def test_eda_is_deterministic_given_the_rng_and_varies_with_it():
@@ -48,7 +47,7 @@ def test_eda_is_deterministic_given_the_rng_and_varies_with_it():
 def test_eda_edge_cases():
     assert eda_augment("", random.Random(0)) == ""
     assert eda_augment("   ", random.Random(0)) == "   "
-    for seed in range(10):      # one word: swap/deletion keep it, insertion repeats it
+    for seed in range(10):  # one word: swap/deletion keep it, insertion repeats it
         assert eda_augment("apple", random.Random(seed)) in ("apple", "apple apple")
 
 
@@ -56,11 +55,13 @@ def test_loader_uses_it_for_text_view2():
     from clipforge.data.loader import LoaderConfig, SampleMaker, sample_rng
     from clipforge.data.transforms import ImageTransform
     from clipforge.models import model_config
+
     from synthetic import ShapesSource
 
     preprocess = model_config("tiny").preprocess
-    maker = SampleMaker(ImageTransform(preprocess, train=True),
-                        LoaderConfig(extra_inputs=("text_view2",)))
+    maker = SampleMaker(
+        ImageTransform(preprocess, train=True), LoaderConfig(extra_inputs=("text_view2",))
+    )
     first = maker(ShapesSource(4)[0], sample_rng(0, 0, 0))
     again = maker(ShapesSource(4)[0], sample_rng(0, 0, 0))
     assert first.extras["text_view2"] == again.extras["text_view2"]

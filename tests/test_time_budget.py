@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from clipforge.training import TrainConfig, train
-from clipforge.training import trainer
+from clipforge.training import TrainConfig, train, trainer
 from clipforge.training.budget import BudgetPlanner
 
 from synthetic import ShapesSource, micro_model_overrides
@@ -29,12 +28,18 @@ class SteppingClock:
 
 
 def budget_config(out, minutes: float) -> TrainConfig:
-    return TrainConfig.from_dict({
-        "model": {"name": "tiny", "overrides": micro_model_overrides(),
-                  "tokenizer_vocab_size": 300},
-        "data": {"batch_size": 8, "workers": 0, "val": None},
-        "optim": {"lr": 1e-3, "min_lr_fraction": 0.1},
-        "run": {"out": str(out), "time_budget": minutes, "log_every": 1, "progress": False}})
+    return TrainConfig.from_dict(
+        {
+            "model": {
+                "name": "tiny",
+                "overrides": micro_model_overrides(),
+                "tokenizer_vocab_size": 300,
+            },
+            "data": {"batch_size": 8, "workers": 0, "val": None},
+            "optim": {"lr": 1e-3, "min_lr_fraction": 0.1},
+            "run": {"out": str(out), "time_budget": minutes, "log_every": 1, "progress": False},
+        }
+    )
 
 
 def test_budget_is_replanned_when_steps_slow_down(tmp_path, monkeypatch, capsys):
@@ -44,10 +49,10 @@ def test_budget_is_replanned_when_steps_slow_down(tmp_path, monkeypatch, capsys)
     result = train(budget_config(tmp_path / "run", minutes=0.5), ShapesSource(48))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert result.steps == 19                       # planned 28 at 1 s/step, then re-planned
+    assert result.steps == 19  # planned 28 at 1 s/step, then re-planned
     assert summary["train_seconds"] <= 30.0
     assert rows[-1]["step"] == 19
-    assert rows[-1]["lr"] == pytest.approx(1e-4)    # decayed to min_lr_fraction · lr
+    assert rows[-1]["lr"] == pytest.approx(1e-4)  # decayed to min_lr_fraction · lr
     assert rows[-2]["lr"] > rows[-1]["lr"]
     said = capsys.readouterr().err
     assert "planned 28 steps" in said and "time budget: 19 steps in 30.0 s" in said
@@ -65,20 +70,21 @@ def test_budget_plans_more_steps_when_steps_speed_up(tmp_path, monkeypatch):
 
 def test_planner_leaves_out_the_warmup_step_and_reacts_to_the_last_one():
     planner = BudgetPlanner(seconds=100.0)
-    assert planner.plan(0, 0.0) is None             # nothing measured yet
-    planner.observe(10.0)                           # warm-up: a stand-in only
+    assert planner.plan(0, 0.0) is None  # nothing measured yet
+    planner.observe(10.0)  # warm-up: a stand-in only
     assert planner.plan(1, 10.0) == 1 + 9
     for _ in range(5):
         planner.observe(1.0)
     assert planner.plan(6, 15.0) == 6 + 85
-    planner.observe(3.0)                            # a slow-down counts at once
+    planner.observe(3.0)  # a slow-down counts at once
     assert planner.plan(7, 18.0) == 7 + 27
-    assert planner.plan(7, 101.0) == 7              # over budget: stop
+    assert planner.plan(7, 101.0) == 7  # over budget: stop
 
 
 @pytest.mark.parametrize("total", [2, 3, 20])
 def test_the_last_step_runs_at_the_floor_however_short_the_plan(total):
     from clipforge.training.optim import WarmupCosine
+
     schedule = WarmupCosine(1.0, total, warmup_fraction=0.05, min_lr_fraction=0.1)
     assert schedule.lr(total - 1) == pytest.approx(0.1)
     assert schedule.lr(0) > schedule.lr(total - 1)

@@ -12,18 +12,24 @@ import torch
 import clipforge
 from clipforge.data.record import BadRecordError
 from clipforge.training import TrainConfig, train
-from clipforge.training.optim import WarmupCosine, build_optimizer
 from clipforge.training.config import OptimSection
+from clipforge.training.optim import WarmupCosine, build_optimizer
 
 from synthetic import ShapesSource, micro_model_overrides
 
 
 def make_config(out, **run) -> TrainConfig:
-    return TrainConfig.from_dict({
-        "model": {"name": "tiny", "overrides": micro_model_overrides(),
-                  "tokenizer_vocab_size": 300},
-        "data": {"batch_size": 8, "workers": 0, "val": None},
-        "run": {"out": str(out), "steps": 6, "log_every": 1, "progress": False, **run}})
+    return TrainConfig.from_dict(
+        {
+            "model": {
+                "name": "tiny",
+                "overrides": micro_model_overrides(),
+                "tokenizer_vocab_size": 300,
+            },
+            "data": {"batch_size": 8, "workers": 0, "val": None},
+            "run": {"out": str(out), "steps": 6, "log_every": 1, "progress": False, **run},
+        }
+    )
 
 
 def losses(run_dir) -> list[float]:
@@ -122,22 +128,22 @@ def test_warmup_cosine_by_hand():
     assert schedule.warmup_steps == 2
     assert schedule.lr(0) == pytest.approx(0.5)
     assert schedule.lr(1) == pytest.approx(1.0)
-    assert schedule.lr(2) == pytest.approx(1.0)                          # cosine starts at 1
+    assert schedule.lr(2) == pytest.approx(1.0)  # cosine starts at 1
     assert schedule.lr(6) == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 7)))
-    assert schedule.lr(9) == pytest.approx(0.0)          # the last step runs at the floor
+    assert schedule.lr(9) == pytest.approx(0.0)  # the last step runs at the floor
 
 
 def test_no_weight_decay_on_norms_biases_embeddings_and_scale():
     model = clipforge.create_model("tiny")
-    optimizer = build_optimizer(model.named_parameters(), OptimSection(weight_decay=0.1),
-                                torch.device("cpu"))
+    optimizer = build_optimizer(
+        model.named_parameters(), OptimSection(weight_decay=0.1), torch.device("cpu")
+    )
     decayed = {id(p) for p in optimizer.param_groups[0]["params"]}
     names = {name for name, p in model.named_parameters() if id(p) in decayed}
     assert "visual.transformer.blocks.0.attn.qkv.weight" in names
-    assert not any(n.endswith(".bias") or "ln_" in n or "embedding" in n or "logit" in n
-                   for n in names)
-
-
+    assert not any(
+        n.endswith(".bias") or "ln_" in n or "embedding" in n or "logit" in n for n in names
+    )
 
 
 def test_exactly_one_length_option(tmp_path):
@@ -174,10 +180,15 @@ def test_model_and_checkpoint_files_follow_the_umask(tmp_path, umask, mode):
     old = os.umask(umask)
     try:
         save_model_dir(tmp_path / "model", model, None)
-        checkpoint = save_checkpoint(tmp_path / "run", 1, model, None,
-                                     {"queue": torch.nn.Linear(2, 2)}, {"step": 1})
+        checkpoint = save_checkpoint(
+            tmp_path / "run", 1, model, None, {"queue": torch.nn.Linear(2, 2)}, {"step": 1}
+        )
     finally:
         os.umask(old)
-    files = [tmp_path / "model" / "model.safetensors", tmp_path / "model" / "config.json",
-             checkpoint / "model.safetensors", checkpoint / "objectives.safetensors"]
+    files = [
+        tmp_path / "model" / "model.safetensors",
+        tmp_path / "model" / "config.json",
+        checkpoint / "model.safetensors",
+        checkpoint / "objectives.safetensors",
+    ]
     assert [oct(f.stat().st_mode & 0o777) for f in files] == [oct(mode)] * len(files)

@@ -12,27 +12,38 @@ import shutil
 from pathlib import Path
 
 import pytest
-from search_helpers import known_answer_index, running_server, swatch
 
 from clipforge.search.server import create_app
 
+from search_helpers import known_answer_index, running_server, swatch
+
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="/usr/bin/chromium is absent (apt-get install chromium "
-                                       "chromium-driver)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="/usr/bin/chromium is absent (apt-get install chromium chromium-driver)",
+)
 
 
 @pytest.fixture
 def browser(tmp_path):
-    os.environ.setdefault("SE_OFFLINE", "true")          # never let Selenium fetch a driver
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium fetch a driver
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--window-size=1200,900",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1200,900",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     driver.set_page_load_timeout(30)
@@ -42,16 +53,19 @@ def browser(tmp_path):
 
 def wait_for(driver, condition, timeout: float = 20):
     from selenium.webdriver.support.ui import WebDriverWait
+
     return WebDriverWait(driver, timeout).until(lambda d: condition(d))
 
 
 def result_cards(driver):
     from selenium.webdriver.common.by import By
+
     return driver.find_elements(By.CSS_SELECTOR, "#results .result")
 
 
 def test_search_page_end_to_end(tmp_path, browser):
     from selenium.webdriver.common.by import By
+
     _, index_dir = known_answer_index(tmp_path)
     app = create_app(index_dir)
     with running_server(app) as url:
@@ -62,14 +76,18 @@ def test_search_page_end_to_end(tmp_path, browser):
         browser.find_element(By.ID, "search-button").click()
         wait_for(browser, lambda d: "results for" in d.find_element(By.ID, "status").text)
         cards = result_cards(browser)
-        assert len(cards) == 12                                  # k = 20 > 12 items
+        assert len(cards) == 12  # k = 20 > 12 items
         top = cards[0]
         assert top.get_attribute("data-id") == "3"
         assert top.find_element(By.CSS_SELECTOR, ".caption").text == "a red apple"
         assert top.find_element(By.CSS_SELECTOR, ".score").text == "score 1.000"
-        wait_for(browser, lambda d: d.execute_script(
-            "return [...document.querySelectorAll('#results img')]"
-            ".every(i => i.complete && i.naturalWidth > 0)"))
+        wait_for(
+            browser,
+            lambda d: d.execute_script(
+                "return [...document.querySelectorAll('#results img')]"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            ),
+        )
         browser.save_screenshot(str(tmp_path / "search-page.png"))
         if os.environ.get("CLIPFORGE_SCREENSHOT"):
             docs = Path(__file__).resolve().parents[1] / "docs"

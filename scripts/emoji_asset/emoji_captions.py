@@ -23,44 +23,107 @@ from __future__ import annotations
 import re
 
 SUBGROUP_CLASS_NAMES: dict[str, str] = {
-    "face-smiling": "smiling face", "face-affection": "affectionate face",
-    "face-tongue": "face with tongue", "face-hand": "face with hand",
-    "face-neutral-skeptical": "neutral or skeptical face", "face-sleepy": "sleepy face",
-    "face-unwell": "unwell face", "face-hat": "face with hat", "face-glasses": "face with glasses",
-    "face-concerned": "concerned face", "face-negative": "angry face",
-    "face-costume": "costume character", "cat-face": "cat face", "monkey-face": "monkey face",
-    "heart": "heart", "emotion": "emotion symbol",
-    "hand-fingers-open": "open hand", "hand-fingers-partial": "hand sign",
-    "hand-single-finger": "pointing finger", "hand-fingers-closed": "closed hand",
-    "hands": "pair of hands", "hand-prop": "hand holding something", "body-parts": "body part",
-    "person": "person", "person-gesture": "person gesturing", "person-role": "person at work",
-    "person-fantasy": "fantasy character", "person-activity": "person doing an activity",
-    "person-sport": "person playing sport", "person-resting": "person resting",
-    "family": "family or couple", "person-symbol": "person symbol",
-    "skin-tone": "skin tone", "hair-style": "hair style",
-    "animal-mammal": "mammal", "animal-bird": "bird", "animal-amphibian": "amphibian",
-    "animal-reptile": "reptile", "animal-marine": "sea animal", "animal-bug": "bug",
-    "plant-flower": "flower", "plant-other": "plant",
-    "food-fruit": "fruit", "food-vegetable": "vegetable", "food-prepared": "prepared food",
-    "food-asian": "asian food", "food-marine": "seafood", "food-sweet": "sweet",
-    "drink": "drink", "dishware": "dishware",
-    "place-map": "map", "place-geographic": "landscape", "place-building": "building",
-    "place-religious": "place of worship", "place-other": "place",
-    "transport-ground": "land vehicle", "transport-water": "boat", "transport-air": "aircraft",
-    "hotel": "hotel item", "time": "clock", "sky & weather": "sky and weather",
-    "event": "celebration", "award-medal": "award", "sport": "sports equipment", "game": "game",
-    "arts & crafts": "arts and crafts", "clothing": "clothing", "sound": "sound",
-    "music": "music", "musical-instrument": "musical instrument", "phone": "phone",
-    "computer": "computer", "light & video": "light or camera", "book-paper": "book or paper",
-    "money": "money", "mail": "mail", "writing": "writing tool", "office": "office supply",
-    "lock": "lock", "tool": "tool", "science": "science", "medical": "medical item",
-    "household": "household item", "other-object": "object",
-    "transport-sign": "transport sign", "warning": "warning sign", "arrow": "arrow",
-    "religion": "religious symbol", "zodiac": "zodiac sign",
-    "av-symbol": "audio and video symbol", "gender": "gender sign", "math": "math symbol",
-    "punctuation": "punctuation mark", "currency": "currency sign", "other-symbol": "symbol",
-    "keycap": "keycap", "alphanum": "letter or number", "geometric": "geometric shape",
-    "flag": "flag", "country-flag": "country flag", "subdivision-flag": "regional flag",
+    "face-smiling": "smiling face",
+    "face-affection": "affectionate face",
+    "face-tongue": "face with tongue",
+    "face-hand": "face with hand",
+    "face-neutral-skeptical": "neutral or skeptical face",
+    "face-sleepy": "sleepy face",
+    "face-unwell": "unwell face",
+    "face-hat": "face with hat",
+    "face-glasses": "face with glasses",
+    "face-concerned": "concerned face",
+    "face-negative": "angry face",
+    "face-costume": "costume character",
+    "cat-face": "cat face",
+    "monkey-face": "monkey face",
+    "heart": "heart",
+    "emotion": "emotion symbol",
+    "hand-fingers-open": "open hand",
+    "hand-fingers-partial": "hand sign",
+    "hand-single-finger": "pointing finger",
+    "hand-fingers-closed": "closed hand",
+    "hands": "pair of hands",
+    "hand-prop": "hand holding something",
+    "body-parts": "body part",
+    "person": "person",
+    "person-gesture": "person gesturing",
+    "person-role": "person at work",
+    "person-fantasy": "fantasy character",
+    "person-activity": "person doing an activity",
+    "person-sport": "person playing sport",
+    "person-resting": "person resting",
+    "family": "family or couple",
+    "person-symbol": "person symbol",
+    "skin-tone": "skin tone",
+    "hair-style": "hair style",
+    "animal-mammal": "mammal",
+    "animal-bird": "bird",
+    "animal-amphibian": "amphibian",
+    "animal-reptile": "reptile",
+    "animal-marine": "sea animal",
+    "animal-bug": "bug",
+    "plant-flower": "flower",
+    "plant-other": "plant",
+    "food-fruit": "fruit",
+    "food-vegetable": "vegetable",
+    "food-prepared": "prepared food",
+    "food-asian": "asian food",
+    "food-marine": "seafood",
+    "food-sweet": "sweet",
+    "drink": "drink",
+    "dishware": "dishware",
+    "place-map": "map",
+    "place-geographic": "landscape",
+    "place-building": "building",
+    "place-religious": "place of worship",
+    "place-other": "place",
+    "transport-ground": "land vehicle",
+    "transport-water": "boat",
+    "transport-air": "aircraft",
+    "hotel": "hotel item",
+    "time": "clock",
+    "sky & weather": "sky and weather",
+    "event": "celebration",
+    "award-medal": "award",
+    "sport": "sports equipment",
+    "game": "game",
+    "arts & crafts": "arts and crafts",
+    "clothing": "clothing",
+    "sound": "sound",
+    "music": "music",
+    "musical-instrument": "musical instrument",
+    "phone": "phone",
+    "computer": "computer",
+    "light & video": "light or camera",
+    "book-paper": "book or paper",
+    "money": "money",
+    "mail": "mail",
+    "writing": "writing tool",
+    "office": "office supply",
+    "lock": "lock",
+    "tool": "tool",
+    "science": "science",
+    "medical": "medical item",
+    "household": "household item",
+    "other-object": "object",
+    "transport-sign": "transport sign",
+    "warning": "warning sign",
+    "arrow": "arrow",
+    "religion": "religious symbol",
+    "zodiac": "zodiac sign",
+    "av-symbol": "audio and video symbol",
+    "gender": "gender sign",
+    "math": "math symbol",
+    "punctuation": "punctuation mark",
+    "currency": "currency sign",
+    "other-symbol": "symbol",
+    "keycap": "keycap",
+    "alphanum": "letter or number",
+    "geometric": "geometric shape",
+    "flag": "flag",
+    "country-flag": "country flag",
+    "subdivision-flag": "regional flag",
 }
 
 _SOUNDS_LIKE_YOU = ("uni", "use", "one", "euro", "ufo", "ewe")
@@ -81,10 +144,10 @@ def base_name(name: str) -> str:
 def phrase(name: str) -> str:
     """The CLDR name as a noun phrase::
 
-        flag: Japan                      → flag of Japan
-        man: red hair                    → man with red hair
-        family: man, woman, boy          → family of man, woman and boy
-        waving hand: dark skin tone      → waving hand with dark skin tone
+    flag: Japan                      → flag of Japan
+    man: red hair                    → man with red hair
+    family: man, woman, boy          → family of man, woman and boy
+    waving hand: dark skin tone      → waving hand with dark skin tone
     """
     head, colon, qualifiers = name.partition(": ")
     if not colon:
@@ -94,7 +157,7 @@ def phrase(name: str) -> str:
     others = [part for part in parts if not part.endswith("skin tone")]
     if head in ("flag", "keycap"):
         return f"{head} {'of ' if head == 'flag' else ''}{qualifiers}"
-    if "bald" in others:                                   # "man: bald" → "bald man"
+    if "bald" in others:  # "man: bald" → "bald man"
         head, others = f"bald {head}", [part for part in others if part != "bald"]
     if others and all(part in _PEOPLE for part in others):
         people = f"{head}{' of' if head == 'family' else ','} {_and_list(others)}"
@@ -118,12 +181,15 @@ def with_article(noun_phrase: str) -> str:
     if noun_phrase.startswith("flag of "):
         return f"the {noun_phrase}"
     first = head[0]
-    if first.isupper() and len(first.rstrip("!")) <= 3 and first != "NEW":   # spelled out: "an ATM"
+    if first.isupper() and len(first.rstrip("!")) <= 3 and first != "NEW":  # spelled out: "an ATM"
         vowel = first[0] in "AEFHILMNORSX"
     else:
         lowered = first.lower()
-        vowel = (lowered[:1] in "aeiou" and not lowered.startswith(_SOUNDS_LIKE_YOU)
-                 or lowered.startswith(("hour", "x-")))
+        vowel = (
+            lowered[:1] in "aeiou"
+            and not lowered.startswith(_SOUNDS_LIKE_YOU)
+            or lowered.startswith(("hour", "x-"))
+        )
     return f"{'an' if vowel else 'a'} {noun_phrase}"
 
 
@@ -132,8 +198,9 @@ def _is_plural(word: str) -> bool:
     return word.endswith("sses") or (word.endswith("s") and not word.endswith(("ss", "us", "is")))
 
 
-def emoji_captions(name: str, keywords: tuple[str, ...], group: str, subgroup: str
-                   ) -> tuple[str, ...]:
+def emoji_captions(
+    name: str, keywords: tuple[str, ...], group: str, subgroup: str
+) -> tuple[str, ...]:
     """Five varied captions; keywords that only repeat the name are left out."""
     noun = phrase(name)
     said = {_words(noun), _words(name), _words(base_name(name)), _words(name.partition(":")[0])}

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEBIAN_EMOJI_TEST = Path("/usr/share/unicode/emoji/emoji-test.txt")
-DEBIAN_CLDR_ANNOTATIONS = (Path("/usr/share/unicode/cldr/common/annotations/en.xml"),
-                           Path("/usr/share/unicode/cldr/common/annotationsDerived/en.xml"))
+DEBIAN_CLDR_ANNOTATIONS = (
+    Path("/usr/share/unicode/cldr/common/annotations/en.xml"),
+    Path("/usr/share/unicode/cldr/common/annotationsDerived/en.xml"),
+)
 DEBIAN_EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 DEBIAN_PACKAGES = "fonts-noto-color-emoji unicode-data unicode-cldr-core"
 
@@ -31,17 +33,19 @@ DEBIAN_PACKAGES = "fonts-noto-color-emoji unicode-data unicode-cldr-core"
 SKIN_TONES = frozenset(range(0x1F3FB, 0x1F400))
 PRESENTATION_SELECTOR = 0xFE0F
 
-_LINE = re.compile(r"^(?P<codes>[0-9A-F ]+?)\s*;\s*fully-qualified\s*#\s*\S+\s+E(?P<version>[\d.]+)"
-                   r"\s+(?P<name>.+)$")
+_LINE = re.compile(
+    r"^(?P<codes>[0-9A-F ]+?)\s*;\s*fully-qualified\s*#\s*\S+\s+E(?P<version>[\d.]+)"
+    r"\s+(?P<name>.+)$"
+)
 
 
 @dataclass(frozen=True)
 class EmojiEntry:
     codepoints: tuple[int, ...]
-    name: str                      # CLDR short name, e.g. "waving hand: medium skin tone"
-    group: str                     # e.g. "People & Body"
-    subgroup: str                  # e.g. "hand-fingers-open"
-    version: str                   # emoji version that introduced it, e.g. "1.0"
+    name: str  # CLDR short name, e.g. "waving hand: medium skin tone"
+    group: str  # e.g. "People & Body"
+    subgroup: str  # e.g. "hand-fingers-open"
+    version: str  # emoji version that introduced it, e.g. "1.0"
     keywords: tuple[str, ...] = ()
 
     @property
@@ -74,15 +78,17 @@ def parse_emoji_test(path: Path = DEBIAN_EMOJI_TEST) -> list[EmojiEntry]:
             subgroup = line.partition(":")[2].strip()
         elif match := _LINE.match(line):
             codepoints = tuple(int(code, 16) for code in match["codes"].split())
-            entries.append(EmojiEntry(codepoints, match["name"].strip(), group, subgroup,
-                                      match["version"]))
+            entries.append(
+                EmojiEntry(codepoints, match["name"].strip(), group, subgroup, match["version"])
+            )
     if not entries:
         raise ValueError(f"no fully-qualified emoji found in {path}; is it emoji-test.txt?")
     return entries
 
 
-def parse_cldr_keywords(paths: tuple[Path, ...] = DEBIAN_CLDR_ANNOTATIONS
-                        ) -> dict[str, tuple[str, ...]]:
+def parse_cldr_keywords(
+    paths: tuple[Path, ...] = DEBIAN_CLDR_ANNOTATIONS,
+) -> dict[str, tuple[str, ...]]:
     """CLDR keywords by :func:`codepoints_key`; later files add to earlier ones."""
     keywords: dict[str, tuple[str, ...]] = {}
     for path in paths:
@@ -96,9 +102,13 @@ def parse_cldr_keywords(paths: tuple[Path, ...] = DEBIAN_CLDR_ANNOTATIONS
     return keywords
 
 
-def read_emoji(emoji_test: Path = DEBIAN_EMOJI_TEST,
-               cldr_annotations: tuple[Path, ...] = DEBIAN_CLDR_ANNOTATIONS) -> list[EmojiEntry]:
+def read_emoji(
+    emoji_test: Path = DEBIAN_EMOJI_TEST,
+    cldr_annotations: tuple[Path, ...] = DEBIAN_CLDR_ANNOTATIONS,
+) -> list[EmojiEntry]:
     """Every fully-qualified emoji with its CLDR keywords (empty where CLDR is older)."""
     keywords = parse_cldr_keywords(cldr_annotations)
-    return [EmojiEntry(e.codepoints, e.name, e.group, e.subgroup, e.version,
-                       keywords.get(e.key, ())) for e in parse_emoji_test(emoji_test)]
+    return [
+        EmojiEntry(e.codepoints, e.name, e.group, e.subgroup, e.version, keywords.get(e.key, ()))
+        for e in parse_emoji_test(emoji_test)
+    ]

@@ -12,17 +12,31 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 # public name → module that defines it
-_EXPORTS = {"CLIP": ".models", "MODELS": ".models", "ModelConfig": ".models",
-            "ModelOutput": ".models", "create_model": ".models", "Tokenizer": ".data.tokenizer",
-            "load": ".loading"}
+_EXPORTS = {
+    "CLIP": ".models",
+    "MODELS": ".models",
+    "ModelConfig": ".models",
+    "ModelOutput": ".models",
+    "create_model": ".models",
+    "Tokenizer": ".data.tokenizer",
+    "load": ".loading",
+}
 
-__all__ = ["CLIP", "MODELS", "ModelConfig", "ModelOutput", "Tokenizer", "create_model", "load",
-           "__version__"]
+__all__ = [
+    "CLIP",
+    "MODELS",
+    "ModelConfig",
+    "ModelOutput",
+    "Tokenizer",
+    "create_model",
+    "load",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from .data.tokenizer import Tokenizer
     from .loading import load
-    from .models import MODELS, CLIP, ModelConfig, ModelOutput, create_model
+    from .models import CLIP, MODELS, ModelConfig, ModelOutput, create_model
 
 
 def __getattr__(name: str) -> Any:

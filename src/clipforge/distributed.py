@@ -50,6 +50,7 @@ def all_gather_features(features: torch.Tensor, with_grad: bool = True) -> torch
         return features
     if with_grad:
         import torch.distributed.nn.functional as dist_fn
+
         return _ContiguousGrad.apply(torch.cat(dist_fn.all_gather(features), dim=0))
     gathered = [torch.empty_like(features) for _ in range(world_size())]
     dist.all_gather(gathered, features.contiguous())
@@ -83,8 +84,11 @@ def mean_over_ranks(value: float) -> float:
     """
     if not is_distributed():
         return value
-    device = torch.device("cuda", torch.cuda.current_device()) \
-        if dist.get_backend() == "nccl" else torch.device("cpu")
+    device = (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
     total = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(total)
     return total.item() / world_size()
@@ -99,8 +103,9 @@ def average_gradients(parameters) -> None:
     trained = [p for p in parameters if p.requires_grad]
     if not trained:
         return
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                      for p in trained])
+    flat = torch.cat(
+        [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in trained]
+    )
     dist.all_reduce(flat)
     flat /= world_size()
     for parameter, piece in zip(trained, flat.split([p.numel() for p in trained])):

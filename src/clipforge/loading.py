@@ -13,25 +13,30 @@ import torch
 
 from .data.tokenizer import Tokenizer
 from .data.transforms import ImageTransform, eval_transform
-from .models import MODELS, CLIP, create_model
+from .models import CLIP, MODELS, create_model
 from .models import io as model_io
 from .models.io import load_weights, resolve_model_dir
 
 __all__ = ["load", "load_model_dir", "resolve_model_dir"]
 
 
-def load_model_dir(directory: str | Path, device: str | torch.device = "cpu"
-                   ) -> tuple[CLIP, Tokenizer | None]:
+def load_model_dir(
+    directory: str | Path, device: str | torch.device = "cpu"
+) -> tuple[CLIP, Tokenizer | None]:
     """Load a clipforge model directory or a Hugging Face CLIP directory (converted on load)."""
     if model_io.is_model_dir(directory) and model_io.is_hf_clip_dir(directory):
         from .interop.hf import load_hf_dir
+
         return load_hf_dir(directory, device)
     return model_io.load_model_dir(directory, device)
 
 
-def load(name_or_path: str | Path, weights: str | Path | None = None,
-         tokenizer: str | Path | None = None, device: str | torch.device = "cpu"
-         ) -> tuple[CLIP, ImageTransform, Tokenizer | None]:
+def load(
+    name_or_path: str | Path,
+    weights: str | Path | None = None,
+    tokenizer: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[CLIP, ImageTransform, Tokenizer | None]:
     """Return ``(model, preprocess, tokenizer)``, the model in eval mode.
 
     ``name_or_path`` is a run directory, checkpoint directory, ``.safetensors`` file, Hugging Face
@@ -42,10 +47,13 @@ def load(name_or_path: str | Path, weights: str | Path | None = None,
         model = create_model(name_or_path)
         if weights is not None:
             load_weights(model, weights)
-        tokenizer_dir = Path(tokenizer) if tokenizer else (Path(weights).parent if weights else None)
+        tokenizer_dir = (
+            Path(tokenizer) if tokenizer else (Path(weights).parent if weights else None)
+        )
         loaded_tokenizer = None
-        if tokenizer_dir is not None and ((tokenizer_dir / "tokenizer.json").exists()
-                                          or (tokenizer_dir / "vocab.json").exists()):
+        if tokenizer_dir is not None and (
+            (tokenizer_dir / "tokenizer.json").exists() or (tokenizer_dir / "vocab.json").exists()
+        ):
             loaded_tokenizer = Tokenizer.load(tokenizer_dir, model.config.text.context_length)
         model = model.to(device).eval()
     else:

@@ -17,24 +17,45 @@ KEY=VALUE overrides come right after "train". Progress goes to stderr, the resul
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..common.precision import PRECISIONS
+
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("what", choices=["train"], help="what to measure: train (one optimizer "
-                        "step: forward, objectives, backward, AdamW)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="train-config overrides by dotted path, e.g. optim.accumulation=2")
-    parser.add_argument("--config", help="train YAML whose model, objectives, optim and grow "
-                        "sections are benchmarked (e.g. configs/tcl.yaml)")
-    parser.add_argument("--model", help="model size (clipforge list models) or model dir "
-                        "(default tiny; replaces the config's model)")
+    parser.add_argument(
+        "what",
+        choices=["train"],
+        help="what to measure: train (one optimizer step: forward, objectives, backward, AdamW)",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="train-config overrides by dotted path, e.g. optim.accumulation=2",
+    )
+    parser.add_argument(
+        "--config",
+        help="train YAML whose model, objectives, optim and grow "
+        "sections are benchmarked (e.g. configs/tcl.yaml)",
+    )
+    parser.add_argument(
+        "--model",
+        help="model size (clipforge list models) or model dir "
+        "(default tiny; replaces the config's model)",
+    )
     parser.add_argument("--batch-size", type=int, help="samples per micro-batch (default 64)")
     parser.add_argument("--steps", type=int, help="timed steps (default 20)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 3)")
-    parser.add_argument("--precision", choices=PRECISIONS,
-                        help="auto: bf16 where the hardware has it, else fp32 (default auto)")
-    parser.add_argument("--objective", action="append", metavar="NAME[:WEIGHT]",
-                        help="objective (repeatable; default clip, or the config's; given "
-                        "with --config, replaces the config's objectives)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="auto: bf16 where the hardware has it, else fp32 (default auto)",
+    )
+    parser.add_argument(
+        "--objective",
+        action="append",
+        metavar="NAME[:WEIGHT]",
+        help="objective (repeatable; default clip, or the config's; given "
+        "with --config, replaces the config's objectives)",
+    )
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -42,18 +63,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..machine import describe
     from ..training.bench import BenchConfig, bench_train
-    given = {"model": args.model, "batch_size": args.batch_size, "steps": args.steps,
-             "warmup": args.warmup, "precision": args.precision, "threads": args.threads,
-             "config": args.config,
-             "objectives": tuple(args.objective) if args.objective else None}
-    config = BenchConfig(overrides=list(args.overrides),
-                         **{k: v for k, v in given.items() if v is not None})
+
+    given = {
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "precision": args.precision,
+        "threads": args.threads,
+        "config": args.config,
+        "objectives": tuple(args.objective) if args.objective else None,
+    }
+    config = BenchConfig(
+        overrides=list(args.overrides), **{k: v for k, v in given.items() if v is not None}
+    )
     result = bench_train(config)
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{result['model']} ({', '.join(result['objectives'])}) batch "
-              f"{result['batch_size']} {result['precision']}: {result['samples_per_s']} "
-              f"samples/s, step {result['step_ms_median']} ms (median of {result['steps']}); "
-              f"{describe(result['machine'])}")
+        print(
+            f"{result['model']} ({', '.join(result['objectives'])}) batch "
+            f"{result['batch_size']} {result['precision']}: {result['samples_per_s']} "
+            f"samples/s, step {result['step_ms_median']} ms (median of {result['steps']}); "
+            f"{describe(result['machine'])}"
+        )
     return 0

@@ -14,20 +14,32 @@ EXAMPLES = """examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     direction = parser.add_mutually_exclusive_group(required=True)
-    direction.add_argument("--from-hf", metavar="HF_DIR",
-                           help="a transformers CLIPModel directory (save_pretrained) to import")
-    direction.add_argument("--to-hf", metavar="RUN_DIR",
-                           help="a clipforge run directory, checkpoint or model directory "
-                                "to export")
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="output directory (must be empty or absent unless --force)")
-    parser.add_argument("--force", action="store_true",
-                        help="write into a non-empty --out, replacing files of the same name "
-                             "(default: refuse)")
+    direction.add_argument(
+        "--from-hf",
+        metavar="HF_DIR",
+        help="a transformers CLIPModel directory (save_pretrained) to import",
+    )
+    direction.add_argument(
+        "--to-hf",
+        metavar="RUN_DIR",
+        help="a clipforge run directory, checkpoint or model directory to export",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output directory (must be empty or absent unless --force)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty --out, replacing files of the same name (default: refuse)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..interop.hf import convert_from_hf, convert_to_hf
+
     convert = convert_from_hf if args.from_hf else convert_to_hf
     out = convert(args.from_hf or args.to_hf, args.out, overwrite=args.force)
     print(f"wrote {out}")

@@ -17,14 +17,20 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="data_verb", required=True, metavar="SUB-VERB")
     prepare = actions.add_parser(
-        "prepare", help="install and index a built-in data set that is not shipped",
+        "prepare",
+        help="install and index a built-in data set that is not shipped",
         description="Install and index a built-in data set, e.g. "
-                    "`clipforge data prepare openclipart` (needs root for apt-get).")
+        "`clipforge data prepare openclipart` (needs root for apt-get).",
+    )
     prepare.add_argument("name", help="built-in data set, e.g. openclipart")
-    prepare.add_argument("--root", help="where the set's files are (default: where Debian "
-                                        "installs them)")
-    prepare.add_argument("--no-install", action="store_true",
-                         help="only index files already there; never run apt-get")
+    prepare.add_argument(
+        "--root", help="where the set's files are (default: where Debian installs them)"
+    )
+    prepare.add_argument(
+        "--no-install",
+        action="store_true",
+        help="only index files already there; never run apt-get",
+    )
     prepare.set_defaults(_data_run=run_prepare)
 
 
@@ -34,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_prepare(args: argparse.Namespace) -> int:
     from ..data.builtin import BUILTIN_SETS
+
     source_class = BUILTIN_SETS.get(args.name)
     prepare = getattr(source_class, "prepare", None)
     if prepare is None:

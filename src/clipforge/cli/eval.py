@@ -19,28 +19,46 @@ EXAMPLES = """examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", required=True,
-                        help="run directory, checkpoint, model directory or Hugging Face CLIP dir")
+    common.add_argument(
+        "--model",
+        required=True,
+        help="run directory, checkpoint, model directory or Hugging Face CLIP dir",
+    )
     common.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    shows_default(common.add_argument("--batch-size", type=int, help="images per forward"),
-                  f"{ENCODE}.batch_size")
-    shows_default(common.add_argument("--workers", type=int, help="data-loading processes"),
-                  f"{ENCODE}.workers")
-    common.add_argument("--device", default="auto",
-                        help="cpu, cuda, cuda:1 … (default: %(default)s = cuda if any)")
-    common.add_argument("--precision", choices=list(AUTOCAST), default="fp32",
-                        help="autocast dtype for encoding; fp32: none (default: %(default)s)")
-    common.add_argument("--no-progress", action="store_true",
-                        help="no progress bars (default: bars on stderr)")
-    from ..evaluation import EVALUATORS           # this verb's parser only: imports torch
-    tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK",
-                                  parser_class=type(parser))
-    for name, evaluator in EVALUATORS.items():    # each evaluator brings its own flags
-        task = tasks.add_parser(name, parents=[common], epilog=EXAMPLES,
-                                formatter_class=parser.formatter_class,
-                                help=evaluator.description,
-                                description=evaluator.description[:1].upper()
-                                + evaluator.description[1:] + ".")
+    shows_default(
+        common.add_argument("--batch-size", type=int, help="images per forward"),
+        f"{ENCODE}.batch_size",
+    )
+    shows_default(
+        common.add_argument("--workers", type=int, help="data-loading processes"),
+        f"{ENCODE}.workers",
+    )
+    common.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1 … (default: %(default)s = cuda if any)"
+    )
+    common.add_argument(
+        "--precision",
+        choices=list(AUTOCAST),
+        default="fp32",
+        help="autocast dtype for encoding; fp32: none (default: %(default)s)",
+    )
+    common.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (default: bars on stderr)"
+    )
+    from ..evaluation import EVALUATORS  # this verb's parser only: imports torch
+
+    tasks = parser.add_subparsers(
+        dest="task", required=True, metavar="TASK", parser_class=type(parser)
+    )
+    for name, evaluator in EVALUATORS.items():  # each evaluator brings its own flags
+        task = tasks.add_parser(
+            name,
+            parents=[common],
+            epilog=EXAMPLES,
+            formatter_class=parser.formatter_class,
+            help=evaluator.description,
+            description=evaluator.description[:1].upper() + evaluator.description[1:] + ".",
+        )
         task.add_argument("--data", required=True, help=evaluator.data_help)
         evaluator.add_arguments(task)
 
@@ -51,13 +69,17 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import EVALUATORS, EncodeConfig, run_evaluation
     from ..evaluation.report import format_result
     from ..evaluation.runner import write_json
+
     dtype = AUTOCAST[args.precision]
-    encode = EncodeConfig(**given(batch_size=args.batch_size, workers=args.workers),
-                          autocast_dtype=getattr(torch, dtype) if dtype else None,
-                          progress=not args.no_progress)
+    encode = EncodeConfig(
+        **given(batch_size=args.batch_size, workers=args.workers),
+        autocast_dtype=getattr(torch, dtype) if dtype else None,
+        progress=not args.no_progress,
+    )
     config = EVALUATORS.get(args.task).config_from_cli(args, encode)
-    device = args.device if args.device != "auto" else (
-        "cuda" if torch.cuda.is_available() else "cpu")
+    device = (
+        args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     result = run_evaluation(args.task, args.model, args.data, config, device)
     print(format_result(result))
     if args.json:

@@ -19,6 +19,7 @@ EXAMPLES = """examples:
 
 def memory_size(text: str) -> int:
     from ..search.index import parse_bytes
+
     try:
         value = parse_bytes(text)
     except ValueError as error:
@@ -30,6 +31,7 @@ def memory_size(text: str) -> int:
 
 def index_key(text: str) -> str:
     from ..search.index import check_index_key
+
     try:
         return check_index_key(text)
     except (ValueError, ImportError) as error:
@@ -47,26 +49,44 @@ def recall(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    if parser.epilog is None:            # a cli/main.py that does not read EXAMPLES yet
+    if parser.epilog is None:  # a cli/main.py that does not read EXAMPLES yet
         parser.formatter_class, parser.epilog = argparse.RawDescriptionHelpFormatter, EXAMPLES
-    parser.add_argument("--embeddings", required=True,
-                        help="directory written by `clipforge embed`")
+    parser.add_argument(
+        "--embeddings", required=True, help="directory written by `clipforge embed`"
+    )
     parser.add_argument("--out", required=True, help="index directory to write")
-    parser.add_argument("--memory-budget", type=memory_size, metavar="SIZE",
-                        help="memory the index may take, e.g. 2GB, 512MB (default: 2GB, "
-                        "IndexConfig.memory_budget)")
-    shows_default(parser.add_argument("--modality", choices=["image", "text"],
-                                      help="which vectors to index"),
-                  "clipforge.search.build:BuildConfig.modality")
-    parser.add_argument("--index-key", type=index_key, metavar="FACTORY",
-                        help="force a FAISS factory string, e.g. 'HNSW32,Flat' or "
-                        "'IVF1024,PQ32np' (default: chosen from N and the budget)")
-    shows_default(parser.add_argument("--target-recall", type=recall, metavar="R",
-                                      help="recall@10 the search parameter is tuned for"),
-                  f"{INDEX}.target_recall")
-    parser.add_argument("--image-root", help="folder that holds every image, served by `serve` "
-                        "(default: the thumbnails `embed` wrote, else the images' deepest common "
-                        "folder; never / or the home folder)")
+    parser.add_argument(
+        "--memory-budget",
+        type=memory_size,
+        metavar="SIZE",
+        help="memory the index may take, e.g. 2GB, 512MB (default: 2GB, IndexConfig.memory_budget)",
+    )
+    shows_default(
+        parser.add_argument("--modality", choices=["image", "text"], help="which vectors to index"),
+        "clipforge.search.build:BuildConfig.modality",
+    )
+    parser.add_argument(
+        "--index-key",
+        type=index_key,
+        metavar="FACTORY",
+        help="force a FAISS factory string, e.g. 'HNSW32,Flat' or "
+        "'IVF1024,PQ32np' (default: chosen from N and the budget)",
+    )
+    shows_default(
+        parser.add_argument(
+            "--target-recall",
+            type=recall,
+            metavar="R",
+            help="recall@10 the search parameter is tuned for",
+        ),
+        f"{INDEX}.target_recall",
+    )
+    parser.add_argument(
+        "--image-root",
+        help="folder that holds every image, served by `serve` "
+        "(default: the thumbnails `embed` wrote, else the images' deepest common "
+        "folder; never / or the home folder)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,11 +94,33 @@ def run(args: argparse.Namespace) -> int:
 
     from ..search.build import BuildConfig, build_index_dir
     from ..search.index import IndexConfig
-    index = IndexConfig(**given(memory_budget=args.memory_budget, index_key=args.index_key,
-                                target_recall=args.target_recall))
-    info = build_index_dir(BuildConfig(args.embeddings, args.out, index=index, **given(
-        modality=args.modality, image_root=args.image_root)))
-    summary = {k: info[k] for k in ("index_type", "count", "dim", "recall_at_10",
-                                    "search_params", "build_seconds", "index_bytes")}
+
+    index = IndexConfig(
+        **given(
+            memory_budget=args.memory_budget,
+            index_key=args.index_key,
+            target_recall=args.target_recall,
+        )
+    )
+    info = build_index_dir(
+        BuildConfig(
+            args.embeddings,
+            args.out,
+            index=index,
+            **given(modality=args.modality, image_root=args.image_root),
+        )
+    )
+    summary = {
+        k: info[k]
+        for k in (
+            "index_type",
+            "count",
+            "dim",
+            "recall_at_10",
+            "search_params",
+            "build_seconds",
+            "index_bytes",
+        )
+    }
     print(json.dumps(summary))
     return 0

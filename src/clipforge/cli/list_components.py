@@ -13,8 +13,12 @@ EXAMPLES = """examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", nargs="?", choices=["models", "data", "objectives", "evaluators"],
-                        help="only this registry (default: all four)")
+    parser.add_argument(
+        "kind",
+        nargs="?",
+        choices=["models", "data", "objectives", "evaluators"],
+        help="only this registry (default: all four)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,8 +26,13 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import EVALUATORS
     from ..models import MODELS
     from ..objectives import OBJECTIVES
-    tables = {"models": MODELS, "data": DATA_SOURCES, "objectives": OBJECTIVES,
-              "evaluators": EVALUATORS}
+
+    tables = {
+        "models": MODELS,
+        "data": DATA_SOURCES,
+        "objectives": OBJECTIVES,
+        "evaluators": EVALUATORS,
+    }
     for kind, registry in tables.items():
         if args.kind in (None, kind):
             print(f"{kind}: {', '.join(registry.names())}")

@@ -44,27 +44,41 @@ def build_parser(verbs_to_build: Collection[str] | None = None) -> argparse.Argu
     others a one-line entry), so ``clipforge --help`` and ``clipforge train …`` never import
     what another verb's flags need (``eval`` lists its evaluators, which imports torch)."""
     from .. import __version__
-    parser = Parser(prog="clipforge", description="Train, evaluate and search CLIP-family "
-                    "image-text models: clipforge VERB [flags].",
-                    formatter_class=HelpFormatter,
-                    epilog="example: clipforge train --time-budget 5 --out runs/first\n"
-                           "         clipforge VERB --help   (flags and an example per verb)")
+
+    parser = Parser(
+        prog="clipforge",
+        description="Train, evaluate and search CLIP-family "
+        "image-text models: clipforge VERB [flags].",
+        formatter_class=HelpFormatter,
+        epilog="example: clipforge train --time-budget 5 --out runs/first\n"
+        "         clipforge VERB --help   (flags and an example per verb)",
+    )
     parser.add_argument("--version", action="version", version=f"clipforge {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the full traceback of an error (default: one line)")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB",
-                                  parser_class=Parser)
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of an error (default: one line)",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
     for verb, (module_name, help_text) in COMMANDS.items():
         if verbs_to_build is not None and verb not in verbs_to_build:
             verbs.add_parser(verb, help=help_text)
             continue
         module = importlib.import_module(f"clipforge.cli.{module_name}")
-        sub = verbs.add_parser(verb, help=help_text, formatter_class=HelpFormatter,
-                               description=getattr(module, "DESCRIPTION", help_text),
-                               epilog=getattr(module, "EXAMPLES", None))
+        sub = verbs.add_parser(
+            verb,
+            help=help_text,
+            formatter_class=HelpFormatter,
+            description=getattr(module, "DESCRIPTION", help_text),
+            epilog=getattr(module, "EXAMPLES", None),
+        )
         module.add_arguments(sub)
-        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                         help="show the full traceback of an error")
+        sub.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show the full traceback of an error",
+        )
         sub.set_defaults(_run=module.run)
     return parser
 
@@ -77,17 +91,22 @@ def reexec_with_tcmalloc() -> None:
     turns it off). glibc's malloc hands large activation buffers back to the OS and page-faults
     them in again every step; tcmalloc keeps them. Measured in benchmarks/README.md."""
     import os
+
     preload = os.environ.get("LD_PRELOAD", "")
     launched_as_cli = os.path.basename(sys.argv[0]) in ("clipforge", "__main__.py")
-    if (not launched_as_cli or os.environ.get("CLIPFORGE_NO_TCMALLOC") == "1"
-            or "libtcmalloc" in preload or not os.path.exists(TCMALLOC)):
+    if (
+        not launched_as_cli
+        or os.environ.get("CLIPFORGE_NO_TCMALLOC") == "1"
+        or "libtcmalloc" in preload
+        or not os.path.exists(TCMALLOC)
+    ):
         return
     env = dict(os.environ, LD_PRELOAD=":".join(p for p in (TCMALLOC, preload) if p))
     env.setdefault("TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD", str(1 << 40))  # no >1 GB notices
     try:
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
     except OSError:
-        pass                     # run on with the default allocator
+        pass  # run on with the default allocator
 
 
 # Errors a user causes (bad input, missing files, a diverging loss, a missing extra): one line.
@@ -95,7 +114,7 @@ USER_ERRORS = (ValueError, KeyError, OSError, ImportError, FloatingPointError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:            # a real command line (not a call from Python code)
+    if argv is None:  # a real command line (not a call from Python code)
         reexec_with_tcmalloc()
     words = sys.argv[1:] if argv is None else argv
     args = build_parser([w for w in words if w in COMMANDS][:1]).parse_args(argv)
@@ -104,14 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"clipforge {args.verb}: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:                    # every error: one line unless --debug
+    except Exception as error:  # every error: one line unless --debug
         if args.debug:
             raise
         known = isinstance(error, USER_ERRORS)
         message = one_line(error)
         if not known:
-            message = (f"{type(error).__name__}: {message} (an internal error: run with "
-                       f"--debug for the traceback and please report it)")
+            message = (
+                f"{type(error).__name__}: {message} (an internal error: run with "
+                f"--debug for the traceback and please report it)"
+            )
         print(f"clipforge {args.verb}: error: {message}", file=sys.stderr)
         return 2 if known else 1
 
@@ -125,7 +146,7 @@ def one_line(error: BaseException) -> str:
     if not lines:
         return type(error).__name__
     if lines[0].startswith("Caught ") and "worker" in lines[0]:
-        original = re.match(r"[\w.]+: (.*)", lines[-1])      # "pkg.BadRecordError: bad …"
+        original = re.match(r"[\w.]+: (.*)", lines[-1])  # "pkg.BadRecordError: bad …"
         return original.group(1) if original else lines[-1]
     return " ".join(lines)
 

@@ -21,26 +21,37 @@ EXAMPLES = """examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, help="directory written by `clipforge index`")
     parser.add_argument("query", nargs="?", default=None, help="text query")
-    parser.add_argument("--text", default=None,
-                        help="text query (with --image: the modification)")
+    parser.add_argument("--text", default=None, help="text query (with --image: the modification)")
     parser.add_argument("--image", default=None, help="query image file")
-    parser.add_argument("--id", type=int, default=None,
-                        help="more like the indexed item with this id")
+    parser.add_argument(
+        "--id", type=int, default=None, help="more like the indexed item with this id"
+    )
     shows_default(parser.add_argument("--k", type=int, help="results to return"), f"{SEARCH}.k")
-    shows_default(parser.add_argument("--mode", choices=["dense", "sparse", "hybrid"],
-                                      help="which index to search"), f"{SEARCH}.mode")
-    shows_default(parser.add_argument("--hybrid-weight", type=float,
-                                      help="dense share of a hybrid score"),
-                  f"{SEARCH}.hybrid_weight")
-    shows_default(parser.add_argument("--text-weight", type=float,
-                                      help="λ of composed queries"), f"{QUERY}.text_weight")
-    parser.add_argument("--text-delta", action="store_true",
-                        help="composed query = image + λ(text − 'a photo') "
-                             "(default: image + λ·text)")
-    parser.add_argument("--model", default=None,
-                        help="encode queries with this model (default: the index's model)")
-    parser.add_argument("--json", action="store_true",
-                        help="print the results as JSON (default: a table)")
+    shows_default(
+        parser.add_argument(
+            "--mode", choices=["dense", "sparse", "hybrid"], help="which index to search"
+        ),
+        f"{SEARCH}.mode",
+    )
+    shows_default(
+        parser.add_argument("--hybrid-weight", type=float, help="dense share of a hybrid score"),
+        f"{SEARCH}.hybrid_weight",
+    )
+    shows_default(
+        parser.add_argument("--text-weight", type=float, help="λ of composed queries"),
+        f"{QUERY}.text_weight",
+    )
+    parser.add_argument(
+        "--text-delta",
+        action="store_true",
+        help="composed query = image + λ(text − 'a photo') (default: image + λ·text)",
+    )
+    parser.add_argument(
+        "--model", default=None, help="encode queries with this model (default: the index's model)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the results as JSON (default: a table)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.record import RawRecord, decode_image
     from ..search.query import Query
     from ..search.searcher import Searcher
+
     if args.query and args.text:
         raise ValueError("give the text once: as the positional query or with --text")
     if args.k is not None and args.k < 1:
@@ -59,11 +71,17 @@ def run(args: argparse.Namespace) -> int:
         if not Path(args.image).is_file():
             raise FileNotFoundError(f"{args.image}: query image not found")
         image = decode_image(RawRecord(args.image, args.image, ("query",)))
-    query = Query(args.query or args.text, image, args.id, text_delta=args.text_delta,
-                  **given(text_weight=args.text_weight))
+    query = Query(
+        args.query or args.text,
+        image,
+        args.id,
+        text_delta=args.text_delta,
+        **given(text_weight=args.text_weight),
+    )
     searcher = Searcher.open(args.index, model=args.model)
-    hits = searcher.search(query, **given(k=args.k, mode=args.mode,
-                                          hybrid_weight=args.hybrid_weight))
+    hits = searcher.search(
+        query, **given(k=args.k, mode=args.mode, hybrid_weight=args.hybrid_weight)
+    )
     if args.json:
         print(json.dumps({"results": [h.to_dict() for h in hits]}, indent=2))
         return 0

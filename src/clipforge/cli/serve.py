@@ -38,40 +38,67 @@ def positive(kind: type):
         if value is None or not value > 0:
             raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
         return value
+
     parse.__name__ = kind.__name__
     return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    if parser.epilog is None:            # a cli/main.py that does not read EXAMPLES yet
+    if parser.epilog is None:  # a cli/main.py that does not read EXAMPLES yet
         parser.formatter_class, parser.epilog = argparse.RawDescriptionHelpFormatter, EXAMPLES
     parser.add_argument("--index", required=True, help="directory written by `clipforge index`")
     flags = [
-        ("--host", {}, "interface to listen on; anything but loopback prints a warning",
-         "host"),
+        ("--host", {}, "interface to listen on; anything but loopback prints a warning", "host"),
         ("--port", {"type": port_number}, "TCP port", "port"),
-        ("--max-image-pixels", {"type": positive(int), "metavar": "N"},
-         "largest uploaded image, read from its header before decoding", "max_image_pixels"),
-        ("--uploads-in-flight", {"type": positive(int), "metavar": "N"},
-         "uploads decoded and searched at once; a few more wait, the rest get 429",
-         "uploads_in_flight"),
-        ("--request-timeout", {"type": positive(float), "metavar": "SECONDS"},
-         "time a client has to send a whole request before 408", "request_timeout"),
+        (
+            "--max-image-pixels",
+            {"type": positive(int), "metavar": "N"},
+            "largest uploaded image, read from its header before decoding",
+            "max_image_pixels",
+        ),
+        (
+            "--uploads-in-flight",
+            {"type": positive(int), "metavar": "N"},
+            "uploads decoded and searched at once; a few more wait, the rest get 429",
+            "uploads_in_flight",
+        ),
+        (
+            "--request-timeout",
+            {"type": positive(float), "metavar": "SECONDS"},
+            "time a client has to send a whole request before 408",
+            "request_timeout",
+        ),
     ]
     for flag, options, help_text, field in flags:
         shows_default(parser.add_argument(flag, help=help_text, **options), f"{CONFIG}.{field}")
-    parser.add_argument("--model", help="use this model instead of the one named in the index "
-                        "(same embedding dimension; default: the index's own)")
-    parser.add_argument("--max-upload-mb", type=positive(float), metavar="MB",
-                        help="largest upload in MiB (default: 10, ServerConfig.max_upload_bytes)")
-    parser.add_argument("--api-key", help="require this key (X-API-Key or Authorization: Bearer "
-                        "header) on every route but /healthz (default: $CLIPFORGE_API_KEY, "
-                        "else none)")
-    parser.add_argument("--allowed-hosts", metavar="HOST[,HOST]",
-                        help="answer only requests whose Host header is one of these, e.g. "
-                        "localhost,127.0.0.1 (against DNS rebinding; default: any)")
-    parser.add_argument("--threads", type=positive(int),
-                        help="torch threads for query encoding (default: min(4, CPUs))")
+    parser.add_argument(
+        "--model",
+        help="use this model instead of the one named in the index "
+        "(same embedding dimension; default: the index's own)",
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=positive(float),
+        metavar="MB",
+        help="largest upload in MiB (default: 10, ServerConfig.max_upload_bytes)",
+    )
+    parser.add_argument(
+        "--api-key",
+        help="require this key (X-API-Key or Authorization: Bearer "
+        "header) on every route but /healthz (default: $CLIPFORGE_API_KEY, "
+        "else none)",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        metavar="HOST[,HOST]",
+        help="answer only requests whose Host header is one of these, e.g. "
+        "localhost,127.0.0.1 (against DNS rebinding; default: any)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive(int),
+        help="torch threads for query encoding (default: min(4, CPUs))",
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -88,24 +115,35 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
     if is_loopback(host):
         return None
     if api_key:
-        return (f"warning: listening on {host}: requests need the API key, but travel without "
-                "TLS; put a reverse proxy with HTTPS in front (docs/deploy.md)")
-    return (f"warning: listening on {host} with no authentication: anyone who can reach this "
-            "port can search the index and read its images; pass --api-key or put a reverse "
-            "proxy in front (docs/deploy.md)")
+        return (
+            f"warning: listening on {host}: requests need the API key, but travel without "
+            "TLS; put a reverse proxy with HTTPS in front (docs/deploy.md)"
+        )
+    return (
+        f"warning: listening on {host} with no authentication: anyone who can reach this "
+        "port can search the index and read its images; pass --api-key or put a reverse "
+        "proxy in front (docs/deploy.md)"
+    )
 
 
 def config_from_args(args: argparse.Namespace):
     from ..search.service import ServerConfig
+
     allowed = [h.strip() for h in (args.allowed_hosts or "").split(",") if h.strip()]
-    return ServerConfig(**given(
-        model=args.model, host=args.host, port=args.port,
-        max_upload_bytes=int(args.max_upload_mb * 2**20) if args.max_upload_mb else None,
-        max_image_pixels=args.max_image_pixels, uploads_in_flight=args.uploads_in_flight,
-        request_timeout=args.request_timeout,
-        api_key=args.api_key or os.environ.get("CLIPFORGE_API_KEY") or None,
-        allowed_hosts=allowed or None,
-        torch_threads=args.threads or min(4, os.cpu_count() or 1)))
+    return ServerConfig(
+        **given(
+            model=args.model,
+            host=args.host,
+            port=args.port,
+            max_upload_bytes=int(args.max_upload_mb * 2**20) if args.max_upload_mb else None,
+            max_image_pixels=args.max_image_pixels,
+            uploads_in_flight=args.uploads_in_flight,
+            request_timeout=args.request_timeout,
+            api_key=args.api_key or os.environ.get("CLIPFORGE_API_KEY") or None,
+            allowed_hosts=allowed or None,
+            torch_threads=args.threads or min(4, os.cpu_count() or 1),
+        )
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..search.server import create_app
     from ..search.serving import run_server
+
     config = config_from_args(args)
     warning = exposure_warning(config.host, config.api_key)
     app = create_app(args.index, config)

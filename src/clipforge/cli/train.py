@@ -10,10 +10,18 @@ import yaml
 
 # flag → dotted config path
 FLAG_PATHS = {
-    "data": "data.train", "val": "data.val", "batch_size": "data.batch_size",
-    "workers": "data.workers", "model": "model.name", "out": "run.out", "lr": "optim.lr",
-    "seed": "run.seed", "log_every": "run.log_every", "save_every": "run.save_every",
-    "eval_every": "run.eval_every", "precision": "run.precision",
+    "data": "data.train",
+    "val": "data.val",
+    "batch_size": "data.batch_size",
+    "workers": "data.workers",
+    "model": "model.name",
+    "out": "run.out",
+    "lr": "optim.lr",
+    "seed": "run.seed",
+    "log_every": "run.log_every",
+    "save_every": "run.save_every",
+    "eval_every": "run.eval_every",
+    "precision": "run.precision",
     "accumulation": "optim.accumulation",
 }
 LENGTH_FLAGS = {"epochs": "run.epochs", "steps": "run.steps", "time_budget": "run.time_budget"}
@@ -34,61 +42,105 @@ EXAMPLES = """examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..training.config import DataSection, ModelSection, OptimSection, RunSection
+
     data, model, optim, run = DataSection(), ModelSection(), OptimSection(), RunSection()
     from ..common.precision import PRECISIONS
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="config overrides by dotted path, e.g. optim.weight_decay=0.1 "
-                             "(see --print-config for every key)")
+
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides by dotted path, e.g. optim.weight_decay=0.1 "
+        "(see --print-config for every key)",
+    )
     parser.add_argument("--config", type=Path, help="YAML config file (default: none)")
     parser.add_argument("--data", help=f"training data spec (default: {data.train})")
     parser.add_argument("--val", help=f"validation data spec, or 'none' (default: {data.val})")
-    parser.add_argument("--model", help=f"model size (clipforge list models) or a model "
-                                        f"directory to start from (default: {model.name})")
+    parser.add_argument(
+        "--model",
+        help=f"model size (clipforge list models) or a model "
+        f"directory to start from (default: {model.name})",
+    )
     parser.add_argument("--out", help=f"run directory (default: {run.out})")
     length = parser.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=float,
-                        help="passes over the training data (default: 1 when no length given)")
+    length.add_argument(
+        "--epochs",
+        type=float,
+        help="passes over the training data (default: 1 when no length given)",
+    )
     length.add_argument("--steps", type=int, help="optimizer steps")
-    length.add_argument("--time-budget", type=float, metavar="MINUTES",
-                        help="train for this many minutes; the schedule is planned to fit")
-    parser.add_argument("--batch-size", type=int,
-                        help=f"samples per micro-batch and process (default: {data.batch_size})")
+    length.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="train for this many minutes; the schedule is planned to fit",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help=f"samples per micro-batch and process (default: {data.batch_size})",
+    )
     parser.add_argument("--lr", type=float, help=f"peak learning rate (default: {optim.lr:g})")
     parser.add_argument("--seed", type=int, help=f"random seed (default: {run.seed})")
-    parser.add_argument("--workers", type=int,
-                        help=f"data-loader worker processes (default: {data.workers})")
-    parser.add_argument("--accumulation", type=int,
-                        help=f"micro-batches per optimizer step (default: {optim.accumulation})")
-    parser.add_argument("--objective", action="append", metavar="NAME[:WEIGHT]",
-                        help="objective to add (repeatable), e.g. --objective filip:0.5 "
-                             "(default: clip; clipforge list objectives)")
-    parser.add_argument("--precision", choices=PRECISIONS,
-                        help=f"training precision; auto: bf16 where the CPU/GPU has it "
-                             f"(default: {run.precision})")
-    parser.add_argument("--log-every", type=int,
-                        help=f"log metrics every N steps (default: {run.log_every})")
-    parser.add_argument("--save-every", type=int,
-                        help="checkpoint every N steps (default: at the end only)")
-    parser.add_argument("--eval-every", type=int,
-                        help="evaluate on --val every N steps (default: at the end only)")
+    parser.add_argument(
+        "--workers", type=int, help=f"data-loader worker processes (default: {data.workers})"
+    )
+    parser.add_argument(
+        "--accumulation",
+        type=int,
+        help=f"micro-batches per optimizer step (default: {optim.accumulation})",
+    )
+    parser.add_argument(
+        "--objective",
+        action="append",
+        metavar="NAME[:WEIGHT]",
+        help="objective to add (repeatable), e.g. --objective filip:0.5 "
+        "(default: clip; clipforge list objectives)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help=f"training precision; auto: bf16 where the CPU/GPU has it (default: {run.precision})",
+    )
+    parser.add_argument(
+        "--log-every", type=int, help=f"log metrics every N steps (default: {run.log_every})"
+    )
+    parser.add_argument(
+        "--save-every", type=int, help="checkpoint every N steps (default: at the end only)"
+    )
+    parser.add_argument(
+        "--eval-every", type=int, help="evaluate on --val every N steps (default: at the end only)"
+    )
     lifecycle = parser.add_mutually_exclusive_group()
-    lifecycle.add_argument("--resume", action="store_true",
-                           help="continue the run in --out from its newest intact checkpoint, "
-                                "with the configuration saved there")
-    lifecycle.add_argument("--overwrite", action="store_true",
-                           help="replace the earlier run in --out (only ever a clipforge run)")
-    parser.add_argument("--strict", action="store_true",
-                        help="stop at the first bad record (default: skip and count it)")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="periodic log lines instead of a progress bar")
-    parser.add_argument("--print-config", action="store_true",
-                        help="print the resolved config and exit")
+    lifecycle.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its newest intact checkpoint, "
+        "with the configuration saved there",
+    )
+    lifecycle.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the earlier run in --out (only ever a clipforge run)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first bad record (default: skip and count it)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="periodic log lines instead of a progress bar"
+    )
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config and exit"
+    )
 
 
 def config_from_args(args: argparse.Namespace):
     """The layered config; with ``--resume``, the layers go over the run's saved config."""
     from ..common.yaml_files import load_yaml_mapping
     from ..training.config import TrainConfig, apply_override
+
     data: dict = load_yaml_mapping(args.config) if args.config else {}
     for flag, dotted in FLAG_PATHS.items():
         value = getattr(args, flag)
@@ -104,8 +156,11 @@ def config_from_args(args: argparse.Namespace):
         apply_override(data, f"{LENGTH_FLAGS[given[0]]}={getattr(args, given[0])}")
     if args.objective:
         data["objectives"] = list(args.objective)
-    for flag, dotted in (("resume", "run.resume"), ("overwrite", "run.overwrite"),
-                         ("strict", "data.strict")):
+    for flag, dotted in (
+        ("resume", "run.resume"),
+        ("overwrite", "run.overwrite"),
+        ("strict", "data.strict"),
+    ):
         if getattr(args, flag):
             apply_override(data, f"{dotted}=true")
     if args.no_progress:
@@ -116,6 +171,7 @@ def config_from_args(args: argparse.Namespace):
     if run.get("resume"):
         from ..training.config import RunSection
         from ..training.run_dir import merge_saved, saved_config
+
         saved = saved_config(run.get("out") or RunSection().out)
         if saved is not None:
             data = merge_saved(saved, data)
@@ -132,7 +188,7 @@ def name_the_flag(message: str, args: argparse.Namespace) -> str:
     """``run.steps must be …`` → ``--steps (run.steps) must be …`` when the flag set it."""
     for flag, dotted in {**FLAG_PATHS, **LENGTH_FLAGS}.items():
         if message.startswith(dotted + " ") and getattr(args, flag) is not None:
-            return f"--{flag.replace('_', '-')} ({dotted}){message[len(dotted):]}"
+            return f"--{flag.replace('_', '-')} ({dotted}){message[len(dotted) :]}"
     return message
 
 
@@ -142,8 +198,10 @@ def run(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(config.to_dict(), sort_keys=False))
         return 0
     from ..training import train
+
     result = train(config)
     if result.summary:
         from ..training.report import print_summary
+
         print_summary(result.summary, result.out)
     return 0

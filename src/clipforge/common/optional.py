@@ -17,5 +17,7 @@ def require(module: str, extra: str, purpose: str, package: str | None = None) -
         return importlib.import_module(module)
     except ImportError as error:
         package = package or module
-        raise ImportError(f"{purpose} needs {package!r}, which is not installed: "
-                          f"pip install 'clipforge[{extra}]' (or pip install {package})") from error
+        raise ImportError(
+            f"{purpose} needs {package!r}, which is not installed: "
+            f"pip install 'clipforge[{extra}]' (or pip install {package})"
+        ) from error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-EPSILON = 1e-12        # a zero vector stays zero instead of becoming NaN
+EPSILON = 1e-12  # a zero vector stays zero instead of becoming NaN
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:

@@ -38,11 +38,12 @@ def load_yaml_mapping(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[s
     """The mapping in YAML file ``path`` with its ``base:`` files resolved (an empty file: {})."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}" + (
-            f" (the base of {_chain[-1]})" if _chain else ""))
+        raise FileNotFoundError(
+            f"config file not found: {path}" + (f" (the base of {_chain[-1]})" if _chain else "")
+        )
     resolved = path.resolve()
     if resolved in _chain:
-        cycle = " → ".join(str(p) for p in (*_chain[_chain.index(resolved):], resolved))
+        cycle = " → ".join(str(p) for p in (*_chain[_chain.index(resolved) :], resolved))
         raise ValueError(f"{path}: config base cycle: {cycle}")
     try:
         data = yaml.safe_load(path.read_text()) or {}

@@ -36,11 +36,11 @@ from .transforms import ImageTransform
 class SampleView:
     """What an extra input may read of one sample while it is being made (in a worker)."""
 
-    captions: list[str]          # the record's cleaned captions
-    caption: str                 # the one chosen for this sample
-    image: Image.Image           # decoded RGB, before the transform
+    captions: list[str]  # the record's cleaned captions
+    caption: str  # the one chosen for this sample
+    image: Image.Image  # decoded RGB, before the transform
     transform: ImageTransform
-    rng: random.Random           # this sample's seeded RNG: draws here repeat after a resume
+    rng: random.Random  # this sample's seeded RNG: draws here repeat after a resume
 
 
 class ExtraInput:
@@ -51,8 +51,9 @@ class ExtraInput:
     def make(self, view: SampleView) -> Any:
         raise NotImplementedError
 
-    def collate(self, values: Sequence[Any], captions: Sequence[str], tokenizer: Tokenizer
-                ) -> dict[str, torch.Tensor]:
+    def collate(
+        self, values: Sequence[Any], captions: Sequence[str], tokenizer: Tokenizer
+    ) -> dict[str, torch.Tensor]:
         """The batch's ``values`` (one per good sample, in order) → ``Batch.extras`` entries."""
         raise NotImplementedError
 
@@ -72,6 +73,7 @@ class TextView2(ExtraInput):
 
     def make(self, view: SampleView) -> str:
         from .text_augment import eda_augment
+
         return eda_augment(view.caption, view.rng)
 
     def collate(self, values, captions, tokenizer):
@@ -92,8 +94,11 @@ class SubCaptions(ExtraInput):
         return sentences[: self.max_count] or [view.caption]
 
     def collate(self, values, captions, tokenizer):
-        ids = torch.full((len(values), self.max_count, tokenizer.context_length),
-                         tokenizer.pad_id, dtype=torch.long)
+        ids = torch.full(
+            (len(values), self.max_count, tokenizer.context_length),
+            tokenizer.pad_id,
+            dtype=torch.long,
+        )
         mask = torch.zeros(len(values), self.max_count, dtype=torch.bool)
         for row, subs in enumerate(values):
             subs = subs[: self.max_count]
@@ -111,20 +116,25 @@ class AltText(ExtraInput):
         return view.captions[1] if len(view.captions) > 1 else ""
 
     def collate(self, values, captions, tokenizer):
-        return {self.name: tokenizer([alt or caption for alt, caption in zip(values, captions)]),
-                "alt_text_present": torch.tensor([bool(alt) for alt in values])}
+        return {
+            self.name: tokenizer([alt or caption for alt, caption in zip(values, captions)]),
+            "alt_text_present": torch.tensor([bool(alt) for alt in values]),
+        }
 
 
 def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?;])\s+", text) if len(s.strip()) > 1]
 
 
-EXTRA_INPUTS: Registry = Registry("extra input", {
-    "image_view2": ImageView2(),
-    "text_view2": TextView2(),
-    "sub_captions": SubCaptions(),
-    "alt_text": AltText(),
-})
+EXTRA_INPUTS: Registry = Registry(
+    "extra input",
+    {
+        "image_view2": ImageView2(),
+        "text_view2": TextView2(),
+        "sub_captions": SubCaptions(),
+        "alt_text": AltText(),
+    },
+)
 
 
 def resolve_extra_inputs(declared: Iterable[str | ExtraInput]) -> list[ExtraInput]:
@@ -133,7 +143,9 @@ def resolve_extra_inputs(declared: Iterable[str | ExtraInput]) -> list[ExtraInpu
     for item in declared:
         extra = EXTRA_INPUTS.get(item) if isinstance(item, str) else item
         if not isinstance(extra, ExtraInput) or not extra.name:
-            raise ValueError(f"extra input {item!r} is neither a name in "
-                             f"{EXTRA_INPUTS.names()} nor a named ExtraInput")
+            raise ValueError(
+                f"extra input {item!r} is neither a name in "
+                f"{EXTRA_INPUTS.names()} nor a named ExtraInput"
+            )
         resolved.setdefault(extra.name, extra)
     return list(resolved.values())

@@ -31,6 +31,7 @@ from .sources.base import MapSource, StreamSource
 from .tokenizer import Tokenizer
 from .transforms import ImageTransform
 
+
 @dataclass
 class LoaderConfig:
     batch_size: int = 64
@@ -38,12 +39,12 @@ class LoaderConfig:
     shuffle: bool = True
     drop_last: bool = True
     seed: int = 0
-    strict: bool = False               # stop at the first bad record instead of skipping it
-    caption_choice: str = "random"     # "random" | "first": which caption of a record to use
-    extra_inputs: tuple[str | ExtraInput, ...] = ()   # names in data.extras or objects
+    strict: bool = False  # stop at the first bad record instead of skipping it
+    caption_choice: str = "random"  # "random" | "first": which caption of a record to use
+    extra_inputs: tuple[str | ExtraInput, ...] = ()  # names in data.extras or objects
     prefetch_factor: int = 4
-    jpeg_draft: bool = True            # decode big JPEGs at 1/2, 1/4, 1/8 scale when enough
-    persistent_workers: bool = True    # workers live across epochs (no restart, no re-import)
+    jpeg_draft: bool = True  # decode big JPEGs at 1/2, 1/4, 1/8 scale when enough
+    persistent_workers: bool = True  # workers live across epochs (no restart, no re-import)
 
 
 @dataclass
@@ -54,7 +55,7 @@ class Sample:
     label: int | None = None
     error: str | None = None
     extras: dict = field(default_factory=dict)
-    filler: bool = False        # pads a batch of bad-record reports; neither trained nor counted
+    filler: bool = False  # pads a batch of bad-record reports; neither trained nor counted
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> random.Random:
@@ -70,7 +71,7 @@ class SampleMaker:
         self.extras = resolve_extra_inputs(config.extra_inputs)
 
     def __call__(self, record: RawRecord, rng: random.Random) -> Sample:
-        if "shard_error" in record.metadata:          # a marker for the rest of a broken shard
+        if "shard_error" in record.metadata:  # a marker for the rest of a broken shard
             if self.config.strict:
                 raise BadRecordError(record.key, str(record.metadata["shard_error"]))
             return Sample(record.key, error=f"broken shard: {record.metadata['shard_error']}")
@@ -84,8 +85,9 @@ class SampleMaker:
                 raise
             return Sample(record.key, error=error.reason)
         caption = captions[0] if self.config.caption_choice == "first" else rng.choice(captions)
-        sample = Sample(record.key, self.transform(image, rng), caption,
-                        record.metadata.get("label"))
+        sample = Sample(
+            record.key, self.transform(image, rng), caption, record.metadata.get("label")
+        )
         if self.extras:
             view = SampleView(captions, caption, image, self.transform, rng)
             sample.extras = {extra.name: extra.make(view) for extra in self.extras}
@@ -107,8 +109,8 @@ def with_jpeg_draft(record: RawRecord, transform: ImageTransform) -> RawRecord:
     if isinstance(ref, Image.Image):
         return record
     try:
-        image = open_image(ref, record.key)       # refuses decompression bombs from the header
-    except BadRecordError:                # decode_image names the problem
+        image = open_image(ref, record.key)  # refuses decompression bombs from the header
+    except BadRecordError:  # decode_image names the problem
         return record
     if image.format == "JPEG":
         width, height = image.size
@@ -131,7 +133,7 @@ class SharedPosition:
     """
 
     def __init__(self):
-        self._position = torch.zeros(2, dtype=torch.long).share_memory_()   # [epoch, skip]
+        self._position = torch.zeros(2, dtype=torch.long).share_memory_()  # [epoch, skip]
 
     @property
     def epoch(self) -> int:
@@ -178,19 +180,25 @@ class StreamDataset(SharedPosition, IterableDataset):
     nothing is trained on, everything bad is counted.
     """
 
-    def __init__(self, source: StreamSource, maker: SampleMaker, seed: int, batch_size: int = 1,
-                 drop_last: bool = False):
+    def __init__(
+        self,
+        source: StreamSource,
+        maker: SampleMaker,
+        seed: int,
+        batch_size: int = 1,
+        drop_last: bool = False,
+    ):
         super().__init__()
         self.source, self.maker, self.seed = source, maker, seed
         self.batch_size, self.drop_last = batch_size, drop_last
 
     def __iter__(self) -> Iterator[Sample]:
-        epoch = self.epoch                 # read once: the main process may move on
+        epoch = self.epoch  # read once: the main process may move on
         self.source.set_epoch(epoch)
         worker = get_worker_info()
         worker_id, workers = (worker.id, worker.num_workers) if worker else (0, 1)
         skip = self.skip_batches // workers * self.batch_size
-        salt = distributed.rank() * workers + worker_id     # this reader's slot
+        salt = distributed.rank() * workers + worker_id  # this reader's slot
         pending: list[Sample] = []
         for position, record in enumerate(self.source):
             if position < skip:
@@ -204,7 +212,7 @@ class StreamDataset(SharedPosition, IterableDataset):
                 yield from pending
                 pending = []
         reports = [sample for sample in pending if sample.error is not None]
-        if reports:                                 # the partial batch the loader would drop
+        if reports:  # the partial batch the loader would drop
             yield from reports
             yield from (Sample("", filler=True) for _ in range(self.batch_size - len(reports)))
 
@@ -216,7 +224,7 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         self.size, self.shuffle, self.seed = size, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
-        self.skip = 0      # samples of this epoch already consumed (set on resume)
+        self.skip = 0  # samples of this epoch already consumed (set on resume)
 
     def order(self) -> list[int]:
         if self.shuffle:
@@ -225,10 +233,10 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         else:
             indices = list(range(self.size))
         usable = len(indices) - len(indices) % self.world_size if self.shuffle else len(indices)
-        return indices[self.rank:usable:self.world_size]
+        return indices[self.rank : usable : self.world_size]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.skip:])
+        return iter(self.order()[self.skip :])
 
     def __len__(self) -> int:
         return max(0, len(self.order()) - self.skip)
@@ -252,31 +260,47 @@ class Collate:
         if all(s.label is not None for s in good):
             labels = torch.tensor([s.label for s in good], dtype=torch.long)
         captions = [s.caption for s in good]
-        batch = Batch(torch.stack([s.image for s in good]), self.tokenizer(captions),
-                      [s.key for s in good], captions, labels, skipped)
+        batch = Batch(
+            torch.stack([s.image for s in good]),
+            self.tokenizer(captions),
+            [s.key for s in good],
+            captions,
+            labels,
+            skipped,
+        )
         for extra in self.extras:
             values = [s.extras[extra.name] for s in good]
             batch.extras.update(extra.collate(values, captions, self.tokenizer))
         return batch
 
 
-def build_loader(source: MapSource | StreamSource, transform: ImageTransform,
-                 tokenizer: Tokenizer, config: LoaderConfig, rank: int = 0, world_size: int = 1
-                 ) -> DataLoader:
+def build_loader(
+    source: MapSource | StreamSource,
+    transform: ImageTransform,
+    tokenizer: Tokenizer,
+    config: LoaderConfig,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
     """A DataLoader of :class:`Batch`. For map sources, ``loader.sampler`` is the
     :class:`EpochSampler` (set ``.epoch`` / ``.skip`` on it and ``loader.dataset.epoch``)."""
     maker = SampleMaker(transform, config)
     collate = Collate(tokenizer, config)
     # own generator: worker seeding must not consume the global RNG (exact resume)
-    common = dict(batch_size=config.batch_size, num_workers=config.workers, collate_fn=collate,
-                  generator=torch.Generator().manual_seed(config.seed),
-                  drop_last=config.drop_last,
-                  persistent_workers=config.persistent_workers and config.workers > 0)
+    common = dict(
+        batch_size=config.batch_size,
+        num_workers=config.workers,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(config.seed),
+        drop_last=config.drop_last,
+        persistent_workers=config.persistent_workers and config.workers > 0,
+    )
     if config.workers > 0:
         common["prefetch_factor"] = config.prefetch_factor
     if isinstance(source, StreamSource):
-        return DataLoader(StreamDataset(source, maker, config.seed, config.batch_size,
-                                        config.drop_last), **common)
+        return DataLoader(
+            StreamDataset(source, maker, config.seed, config.batch_size, config.drop_last), **common
+        )
     sampler = EpochSampler(len(source), config.shuffle, config.seed, rank, world_size)
     return DataLoader(MapDataset(source, maker, config.seed), sampler=sampler, **common)
 

@@ -19,5 +19,5 @@ class PreprocessConfig:
     image_size: int = 224
     mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
-    resize_mode: Literal["shortest", "squash"] = "shortest"   # then centre crop
-    background: tuple[int, int, int] = (255, 255, 255)         # fill for transparent pixels
+    resize_mode: Literal["shortest", "squash"] = "shortest"  # then centre crop
+    background: tuple[int, int, int] = (255, 255, 255)  # fill for transparent pixels

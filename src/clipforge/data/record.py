@@ -29,9 +29,9 @@ RECORD_ERROR = "record_error"
 
 @dataclass(frozen=True)
 class RawRecord:
-    key: str                              # stable id: relative path, row number or WebDataset __key__
-    image: ImageRef                       # encoded bytes, a file path, or a decoded PIL image
-    captions: tuple[str, ...]             # one or more captions for this image
+    key: str  # stable id: relative path, row number or WebDataset __key__
+    image: ImageRef  # encoded bytes, a file path, or a decoded PIL image
+    captions: tuple[str, ...]  # one or more captions for this image
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -53,7 +53,7 @@ def open_image(ref: bytes | str | Path, key: str, max_pixels: int | None = None)
     """Open (not decode) an encoded image, refusing one whose header declares more than
     :func:`pixel_limit` pixels; raises :class:`BadRecordError` naming ``key``."""
     try:
-        with warnings.catch_warnings():        # we raise for the 1×–2× range Pillow only warns on
+        with warnings.catch_warnings():  # we raise for the 1×–2× range Pillow only warns on
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             if isinstance(ref, (bytes, bytearray, memoryview)):
                 image = Image.open(io.BytesIO(bytes(ref)))
@@ -61,8 +61,13 @@ def open_image(ref: bytes | str | Path, key: str, max_pixels: int | None = None)
                 image = Image.open(Path(ref))
     except FileNotFoundError:
         raise BadRecordError(key, f"image file not found: {ref}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError) as error:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as error:
         raise BadRecordError(key, f"cannot decode image: {error}") from None
     check_pixels(image, key, max_pixels)
     return image
@@ -73,13 +78,19 @@ def check_pixels(image: Image.Image, key: str, max_pixels: int | None = None) ->
     limit = pixel_limit(max_pixels)
     width, height = image.size
     if limit is not None and width * height > limit:
-        raise BadRecordError(key, f"image is {width} × {height} = {width * height:,} pixels, over "
-                                  f"the decompression-bomb limit of {limit:,} "
-                                  f"(PIL.Image.MAX_IMAGE_PIXELS)")
+        raise BadRecordError(
+            key,
+            f"image is {width} × {height} = {width * height:,} pixels, over "
+            f"the decompression-bomb limit of {limit:,} "
+            f"(PIL.Image.MAX_IMAGE_PIXELS)",
+        )
 
 
-def decode_image(record: RawRecord, background: tuple[int, int, int] = (255, 255, 255),
-                 max_pixels: int | None = None) -> Image.Image:
+def decode_image(
+    record: RawRecord,
+    background: tuple[int, int, int] = (255, 255, 255),
+    max_pixels: int | None = None,
+) -> Image.Image:
     """Decode the record's image to RGB, compositing transparency onto ``background``.
 
     An image over ``max_pixels`` (default: Pillow's ``MAX_IMAGE_PIXELS``) is refused from its

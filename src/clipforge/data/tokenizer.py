@@ -28,14 +28,20 @@ from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
 PAD, SOT, EOT = "<pad>", "<start_of_text>", "<end_of_text>"
 CLIP_SOT, CLIP_EOT = "<|startoftext|>", "<|endoftext|>"
-STREAM_TOKENIZER_CAPTIONS = 100_000     # captions of a stream a new tokenizer is trained on
+STREAM_TOKENIZER_CAPTIONS = 100_000  # captions of a stream a new tokenizer is trained on
 
 
 class Tokenizer:
     """Callable: ``tokenizer(["a red apple"]) -> LongTensor [B, context_length]``."""
 
-    def __init__(self, backend: HFTokenizer, context_length: int, sot_token: str, eot_token: str,
-                 pad_token: str):
+    def __init__(
+        self,
+        backend: HFTokenizer,
+        context_length: int,
+        sot_token: str,
+        eot_token: str,
+        pad_token: str,
+    ):
         self.backend = backend
         self.context_length = context_length
         self.sot_token, self.eot_token, self.pad_token = sot_token, eot_token, pad_token
@@ -55,7 +61,9 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self.backend.get_vocab_size()
 
-    def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> torch.Tensor:
+    def __call__(
+        self, texts: str | Sequence[str], context_length: int | None = None
+    ) -> torch.Tensor:
         if isinstance(texts, str):
             texts = [texts]
         length = context_length or self.context_length
@@ -75,12 +83,16 @@ class Tokenizer:
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         self.backend.save(str(directory / "tokenizer.json"))
-        meta = {"context_length": self.context_length, "sot_token": self.sot_token,
-                "eot_token": self.eot_token, "pad_token": self.pad_token}
+        meta = {
+            "context_length": self.context_length,
+            "sot_token": self.sot_token,
+            "eot_token": self.eot_token,
+            "pad_token": self.pad_token,
+        }
         (directory / "tokenizer_config.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
-    def load(cls, directory: str | Path, context_length: int | None = None) -> "Tokenizer":
+    def load(cls, directory: str | Path, context_length: int | None = None) -> Tokenizer:
         """Load from a directory holding ``tokenizer.json`` or ``vocab.json`` + ``merges.txt``."""
         directory = Path(directory)
         meta_path = directory / "tokenizer_config.json"
@@ -90,26 +102,39 @@ class Tokenizer:
         elif (directory / "vocab.json").exists() and (directory / "merges.txt").exists():
             backend = _clip_bpe_from_files(directory / "vocab.json", directory / "merges.txt")
         else:
-            raise FileNotFoundError(
-                f"{directory}: no tokenizer.json, nor vocab.json + merges.txt")
+            raise FileNotFoundError(f"{directory}: no tokenizer.json, nor vocab.json + merges.txt")
         if backend.token_to_id(CLIP_EOT) is not None and "sot_token" not in meta:
             # OpenAI CLIP vocabulary (as saved by transformers' CLIPTokenizer)
             meta.update(sot_token=CLIP_SOT, eot_token=CLIP_EOT, pad_token=CLIP_EOT)
         length = context_length or meta.get("context_length") or meta.get("model_max_length") or 77
-        return cls(backend, int(length), meta.get("sot_token", SOT), meta.get("eot_token", EOT),
-                   meta.get("pad_token", PAD))
+        return cls(
+            backend,
+            int(length),
+            meta.get("sot_token", SOT),
+            meta.get("eot_token", EOT),
+            meta.get("pad_token", PAD),
+        )
 
     @classmethod
-    def train(cls, captions: Iterable[str], vocab_size: int = 8192,
-              context_length: int = 32, min_frequency: int = 2) -> "Tokenizer":
+    def train(
+        cls,
+        captions: Iterable[str],
+        vocab_size: int = 8192,
+        context_length: int = 32,
+        min_frequency: int = 2,
+    ) -> Tokenizer:
         """Train a lower-cased byte-level BPE on ``captions``."""
         backend = HFTokenizer(models.BPE())
         backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
         backend.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, SOT, EOT],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=[PAD, SOT, EOT],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
         backend.train_from_iterator(captions, trainer=trainer)
         return cls(backend, context_length, SOT, EOT, PAD)
 
@@ -123,21 +148,35 @@ def _clip_bpe_from_files(vocab_path: Path, merges_path: Path) -> HFTokenizer:
     literally.
     """
     from tokenizers import Regex
+
     vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
     merges = []
     for line in merges_path.read_text(encoding="utf-8").splitlines():
         if line and not line.startswith("#version"):
             merges.append(tuple(line.split()))
-    backend = HFTokenizer(models.BPE(vocab=vocab, merges=merges, end_of_word_suffix="</w>",
-                                     continuing_subword_prefix="", fuse_unk=False,
-                                     unk_token=CLIP_EOT))
-    backend.normalizer = normalizers.Sequence([
-        normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
-    backend.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(
-            Regex(r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"),
-            behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    backend = HFTokenizer(
+        models.BPE(
+            vocab=vocab,
+            merges=merges,
+            end_of_word_suffix="</w>",
+            continuing_subword_prefix="",
+            fuse_unk=False,
+            unk_token=CLIP_EOT,
+        )
+    )
+    backend.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(
+                Regex(r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"),
+                behavior="removed",
+                invert=True,
+            ),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
     # bytes back to text, then the end-of-word suffix becomes the space between words
     backend.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Replace("</w>", " ")])
     backend.add_special_tokens([CLIP_SOT, CLIP_EOT])

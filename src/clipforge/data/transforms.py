@@ -25,7 +25,7 @@ def resize_shortest(image: Image.Image, size: int) -> Image.Image:
     scale = size / min(width, height)
     new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
     if image.format == "JPEG" and max(width, height) > 2 * size:
-        image.draft("RGB", new_size)          # decode JPEG at reduced scale: far less work
+        image.draft("RGB", new_size)  # decode JPEG at reduced scale: far less work
     return image.resize(new_size, RESAMPLE, reducing_gap=3.0)
 
 
@@ -35,9 +35,13 @@ def center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-def random_resized_crop(image: Image.Image, size: int, rng: random.Random,
-                        scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3)
-                        ) -> Image.Image:
+def random_resized_crop(
+    image: Image.Image,
+    size: int,
+    rng: random.Random,
+    scale: tuple[float, float],
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> Image.Image:
     """Inception-style crop: random area fraction in ``scale`` and aspect ratio, resized to size."""
     width, height = image.size
     area = width * height
@@ -50,7 +54,9 @@ def random_resized_crop(image: Image.Image, size: int, rng: random.Random,
         if 0 < crop_w <= width and 0 < crop_h <= height:
             left = rng.randint(0, width - crop_w)
             top = rng.randint(0, height - crop_h)
-            return image.resize((size, size), RESAMPLE, box=(left, top, left + crop_w, top + crop_h))
+            return image.resize(
+                (size, size), RESAMPLE, box=(left, top, left + crop_w, top + crop_h)
+            )
     return center_crop(resize_shortest(image, size), size)  # fallback: centre crop
 
 
@@ -60,13 +66,14 @@ class ImageTransform:
 
     preprocess: PreprocessConfig
     train: bool = False
-    crop_scale: tuple[float, float] = (0.8, 1.0)   # random resized crop area range (training)
-    hflip: bool = False                            # off by default: captions may say left/right
+    crop_scale: tuple[float, float] = (0.8, 1.0)  # random resized crop area range (training)
+    hflip: bool = False  # off by default: captions may say left/right
 
     def __call__(self, image: Image.Image, rng: random.Random | None = None) -> torch.Tensor:
         size = self.preprocess.image_size
         if image.mode != "RGB":
             from .record import to_rgb
+
             image = to_rgb(image, self.preprocess.background)
         if self.train:
             rng = rng or random.Random()
@@ -81,7 +88,7 @@ class ImageTransform:
 
 
 def to_tensor(image: Image.Image, mean, std) -> torch.Tensor:
-    array = np.asarray(image, dtype=np.float32) / 255.0                 # [H, W, 3]
+    array = np.asarray(image, dtype=np.float32) / 255.0  # [H, W, 3]
     array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 

@@ -9,7 +9,8 @@ is one file plus one line in :data:`EVALUATORS` (``docs/extending.md``).
 from __future__ import annotations
 
 from ..registry import Registry
-from . import retrieval as retrieval_task, zeroshot as zeroshot_task
+from . import retrieval as retrieval_task
+from . import zeroshot as zeroshot_task
 from .embedding import EncodeConfig, EncodedImages, encode_images, encode_texts
 from .retrieval import RetrievalConfig, retrieval
 from .runner import Evaluator, open_classification_data, open_data, run_evaluation, write_json
@@ -17,19 +18,45 @@ from .scheduled import EvalSpec, run_scheduled
 from .suite import evaluate
 from .zeroshot import ZeroShotConfig, build_classifier, zeroshot_classification
 
-EVALUATORS: Registry[Evaluator] = Registry("evaluator", {
-    "zeroshot": Evaluator(
-        zeroshot_classification, ZeroShotConfig, open_classification_data,
-        "zero-shot classification with prompt ensembles",
-        "image folder (one sub-folder per class) or a labelled data spec, e.g. "
-        "builtin:emoji?split=val", zeroshot_task.add_arguments, zeroshot_task.config_from_args),
-    "retrieval": Evaluator(
-        retrieval, RetrievalConfig, open_data, "image-to-text and text-to-image recall@k",
-        add_arguments=retrieval_task.add_arguments,
-        config_from_args=retrieval_task.config_from_args),
-})
+EVALUATORS: Registry[Evaluator] = Registry(
+    "evaluator",
+    {
+        "zeroshot": Evaluator(
+            zeroshot_classification,
+            ZeroShotConfig,
+            open_classification_data,
+            "zero-shot classification with prompt ensembles",
+            "image folder (one sub-folder per class) or a labelled data spec, e.g. "
+            "builtin:emoji?split=val",
+            zeroshot_task.add_arguments,
+            zeroshot_task.config_from_args,
+        ),
+        "retrieval": Evaluator(
+            retrieval,
+            RetrievalConfig,
+            open_data,
+            "image-to-text and text-to-image recall@k",
+            add_arguments=retrieval_task.add_arguments,
+            config_from_args=retrieval_task.config_from_args,
+        ),
+    },
+)
 
-__all__ = ["EVALUATORS", "EncodeConfig", "EncodedImages", "EvalSpec", "Evaluator",
-           "RetrievalConfig",
-           "ZeroShotConfig", "build_classifier", "encode_images", "encode_texts", "evaluate",
-           "retrieval", "run_evaluation", "run_scheduled", "write_json", "zeroshot_classification"]
+__all__ = [
+    "EVALUATORS",
+    "EncodeConfig",
+    "EncodedImages",
+    "EvalSpec",
+    "Evaluator",
+    "RetrievalConfig",
+    "ZeroShotConfig",
+    "build_classifier",
+    "encode_images",
+    "encode_texts",
+    "evaluate",
+    "retrieval",
+    "run_evaluation",
+    "run_scheduled",
+    "write_json",
+    "zeroshot_classification",
+]

@@ -29,24 +29,25 @@ from ..data.transforms import ImageTransform
 class EncodeConfig:
     batch_size: int = 256
     workers: int = 2
-    autocast_dtype: torch.dtype | None = None   # e.g. torch.bfloat16 on GPUs; None = fp32
-    progress: bool = True                       # tqdm bars on stderr
+    autocast_dtype: torch.dtype | None = None  # e.g. torch.bfloat16 on GPUs; None = fp32
+    progress: bool = True  # tqdm bars on stderr
 
     def __post_init__(self):
         if self.batch_size < 1 or self.workers < 0:
-            raise ValueError(f"batch size must be ≥ 1 and workers ≥ 0, got {self.batch_size} "
-                             f"and {self.workers}")
+            raise ValueError(
+                f"batch size must be ≥ 1 and workers ≥ 0, got {self.batch_size} and {self.workers}"
+            )
 
 
 @dataclass
 class EncodedImages:
     """A source's usable records, in one order: embeddings and what each record carries."""
 
-    embeds: torch.Tensor                                   # [N, D] float32, L2-normalised
+    embeds: torch.Tensor  # [N, D] float32, L2-normalised
     keys: list[str] = field(default_factory=list)
-    captions: list[tuple[str, ...]] = field(default_factory=list)   # cleaned; may be empty
+    captions: list[tuple[str, ...]] = field(default_factory=list)  # cleaned; may be empty
     labels: list[int | None] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)    # (key, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
 
 
 @dataclass
@@ -73,8 +74,9 @@ class _ReadRecord:
             image = decode_image(record, self.background)
         except BadRecordError as error:
             return _Item(record.key, None, error=error.reason)
-        return _Item(record.key, self.transform(image), captions,
-                     None if label is None else int(label))
+        return _Item(
+            record.key, self.transform(image), captions, None if label is None else int(label)
+        )
 
 
 class _MapItems(Dataset):
@@ -110,8 +112,11 @@ def inference_mode(model: torch.nn.Module, autocast_dtype: torch.dtype | None) -
     was_training = model.training
     model.eval()
     device_type = _device_of(model).type
-    autocast = (torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype is not None
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast(device_type, dtype=autocast_dtype)
+        if autocast_dtype is not None
+        else contextlib.nullcontext()
+    )
     try:
         with torch.no_grad(), autocast:
             yield
@@ -124,14 +129,21 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def encode_images(model, transform: ImageTransform, source: MapSource | StreamSource,
-                  config: EncodeConfig) -> EncodedImages:
+def encode_images(
+    model, transform: ImageTransform, source: MapSource | StreamSource, config: EncodeConfig
+) -> EncodedImages:
     """Encode every decodable image of ``source`` (in source order for map sources)."""
     read = _ReadRecord(transform)
-    dataset = (_StreamItems(source, read) if isinstance(source, StreamSource)
-               else _MapItems(source, read))
-    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.workers,
-                        collate_fn=_collate, shuffle=False)
+    dataset = (
+        _StreamItems(source, read) if isinstance(source, StreamSource) else _MapItems(source, read)
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        num_workers=config.workers,
+        collate_fn=_collate,
+        shuffle=False,
+    )
     total = len(dataset) if isinstance(dataset, _MapItems) else None
     device = _device_of(model)
     encoded = EncodedImages(torch.empty(0))
@@ -153,15 +165,17 @@ def encode_images(model, transform: ImageTransform, source: MapSource | StreamSo
     return encoded
 
 
-def encode_texts(model, tokenizer, texts: Sequence[str], config: EncodeConfig,
-                 description: str = "texts") -> torch.Tensor:
+def encode_texts(
+    model, tokenizer, texts: Sequence[str], config: EncodeConfig, description: str = "texts"
+) -> torch.Tensor:
     """Texts → [len(texts), D] float32 L2-normalised embeddings, ``batch_size`` at a time."""
     device = _device_of(model)
     chunks = []
     starts = range(0, len(texts), config.batch_size)
     with inference_mode(model, config.autocast_dtype):
-        for start in tqdm(starts, desc=description, unit="batch", disable=not config.progress,
-                          leave=False):
-            ids = tokenizer(list(texts[start:start + config.batch_size])).to(device)
+        for start in tqdm(
+            starts, desc=description, unit="batch", disable=not config.progress, leave=False
+        ):
+            ids = tokenizer(list(texts[start : start + config.batch_size])).to(device)
             chunks.append(F.normalize(model.encode_text(ids).float(), dim=-1).cpu())
     return torch.cat(chunks) if chunks else torch.empty(0, model.config.embed_dim)

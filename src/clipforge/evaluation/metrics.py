@@ -27,8 +27,9 @@ import torch
 DEFAULT_BLOCK_SIZE = 1024
 
 
-def top_indices(queries: torch.Tensor, candidates: torch.Tensor, k: int,
-                block_size: int = DEFAULT_BLOCK_SIZE) -> torch.Tensor:
+def top_indices(
+    queries: torch.Tensor, candidates: torch.Tensor, k: int, block_size: int = DEFAULT_BLOCK_SIZE
+) -> torch.Tensor:
     """Indices [Q, min(k, M)] of each query's most similar candidates (dot product), best first.
 
     queries [Q, D], candidates [M, D]; scored ``block_size`` queries at a time.
@@ -36,36 +37,57 @@ def top_indices(queries: torch.Tensor, candidates: torch.Tensor, k: int,
     k = min(k, candidates.shape[0])
     blocks = []
     for start in range(0, queries.shape[0], block_size):
-        scores = queries[start:start + block_size] @ candidates.T          # [b, M]
+        scores = queries[start : start + block_size] @ candidates.T  # [b, M]
         blocks.append(torch.topk(scores, k, dim=1).indices)
     if not blocks:
         return torch.empty(0, k, dtype=torch.long)
     return torch.cat(blocks)
 
 
-def hits_at_k(top: torch.Tensor, query_owner: torch.Tensor, candidate_owner: torch.Tensor,
-              ks: Sequence[int]) -> torch.Tensor:
+def hits_at_k(
+    top: torch.Tensor, query_owner: torch.Tensor, candidate_owner: torch.Tensor, ks: Sequence[int]
+) -> torch.Tensor:
     """Bool [Q, len(ks)]: is some candidate with the query's owner among its top k?
 
     top [Q, K] candidate indices (best first); query_owner [Q] and candidate_owner [M] name the
     image each query / candidate belongs to.
     """
-    matches = candidate_owner[top] == query_owner[:, None]                  # [Q, K]
+    matches = candidate_owner[top] == query_owner[:, None]  # [Q, K]
     return torch.stack([matches[:, :k].any(dim=1) for k in ks], dim=1)
 
 
-def retrieval_recalls(image_embeds: torch.Tensor, text_embeds: torch.Tensor,
-                      text_image_index: torch.Tensor, ks: Sequence[int] = (1, 5, 10),
-                      block_size: int = DEFAULT_BLOCK_SIZE) -> dict[str, float]:
+def retrieval_recalls(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    text_image_index: torch.Tensor,
+    ks: Sequence[int] = (1, 5, 10),
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> dict[str, float]:
     """Recall@k both ways. image_embeds [I, D], text_embeds [T, D], text_image_index [T] (long)."""
     ks = tuple(ks)
     images = torch.arange(image_embeds.shape[0])
     text_image_index = text_image_index.long()
     metrics: dict[str, float] = {}
-    text_to_image = hits_at_k(top_indices(text_embeds, image_embeds, max(ks), block_size),
-                              text_image_index, images, ks).double().mean(dim=0)
-    image_to_text = hits_at_k(top_indices(image_embeds, text_embeds, max(ks), block_size),
-                              images, text_image_index, ks).double().mean(dim=0)
+    text_to_image = (
+        hits_at_k(
+            top_indices(text_embeds, image_embeds, max(ks), block_size),
+            text_image_index,
+            images,
+            ks,
+        )
+        .double()
+        .mean(dim=0)
+    )
+    image_to_text = (
+        hits_at_k(
+            top_indices(image_embeds, text_embeds, max(ks), block_size),
+            images,
+            text_image_index,
+            ks,
+        )
+        .double()
+        .mean(dim=0)
+    )
     for position, k in enumerate(ks):
         metrics[f"image_retrieval_recall@{k}"] = text_to_image[position].item()
         metrics[f"text_retrieval_recall@{k}"] = image_to_text[position].item()
@@ -90,13 +112,17 @@ def mean_per_class_recall(predictions: torch.Tensor, targets: torch.Tensor) -> f
     return (per_class_correct[present] / per_class_total[present]).double().mean().item()
 
 
-def classification_metrics_from_top(top: torch.Tensor, targets: torch.Tensor,
-                                    num_classes: int) -> dict[str, float]:
+def classification_metrics_from_top(
+    top: torch.Tensor, targets: torch.Tensor, num_classes: int
+) -> dict[str, float]:
     """acc1, acc5, mean_per_class_recall from each sample's ranked classes top [N, K≥1]."""
-    correct = top == targets[:, None]                                        # [N, K]
+    correct = top == targets[:, None]  # [N, K]
     acc5 = correct[:, :5].any(dim=1).double().mean().item() if num_classes >= 5 else float("nan")
-    return {"acc1": correct[:, 0].double().mean().item(), "acc5": acc5,
-            "mean_per_class_recall": mean_per_class_recall(top[:, 0], targets)}
+    return {
+        "acc1": correct[:, 0].double().mean().item(),
+        "acc5": acc5,
+        "mean_per_class_recall": mean_per_class_recall(top[:, 0], targets),
+    }
 
 
 def classification_metrics(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:

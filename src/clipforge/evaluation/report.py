@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-RATE_PREFIXES = ("acc", "mean_per_class_recall", "image_retrieval_recall",
-                 "text_retrieval_recall")
+RATE_PREFIXES = ("acc", "mean_per_class_recall", "image_retrieval_recall", "text_retrieval_recall")
 SKIPPED_SHOWN = 5
 
 
@@ -21,12 +20,17 @@ def format_value(name: str, value: float | None) -> str:
 def format_result(result: dict[str, Any]) -> str:
     """A header line (task, model, data, counts), one row per metric, then skipped records."""
     counts = [f"{result.get('num_samples', 0)} images"]
-    for key, label in (("num_texts", "texts"), ("num_classes", "classes"),
-                       ("num_templates", "templates")):
+    for key, label in (
+        ("num_texts", "texts"),
+        ("num_classes", "classes"),
+        ("num_templates", "templates"),
+    ):
         if key in result:
             counts.append(f"{result[key]} {label}")
-    lines = [f"{result['task']}: {result.get('model', '?')} on {result.get('dataset', '?')} "
-             f"({', '.join(counts)})"]
+    lines = [
+        f"{result['task']}: {result.get('model', '?')} on {result.get('dataset', '?')} "
+        f"({', '.join(counts)})"
+    ]
     metrics = result["metrics"]
     width = max([len("metric"), *map(len, metrics)])
     lines.append(f"{'metric'.ljust(width)}  {'value':>7}")

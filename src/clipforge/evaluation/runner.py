@@ -58,14 +58,18 @@ class Evaluator:
         fields = {f.name for f in dataclasses.fields(self.config_class)} - {"encode"}
         unknown = set(options) - fields
         if unknown:
-            raise ValueError(f"unknown options {sorted(unknown)} for evaluator "
-                             f"{self.config_class.__name__}; known: {sorted(fields)}")
-        values = {key: tuple(value) if isinstance(value, list) else value
-                  for key, value in options.items()}
+            raise ValueError(
+                f"unknown options {sorted(unknown)} for evaluator "
+                f"{self.config_class.__name__}; known: {sorted(fields)}"
+            )
+        values = {
+            key: tuple(value) if isinstance(value, list) else value
+            for key, value in options.items()
+        }
         return self.config_class(**values, **({"encode": encode} if encode is not None else {}))
 
 
-CLASSFOLDER = "classfolder:"      # explicit class-per-folder layout, for any task
+CLASSFOLDER = "classfolder:"  # explicit class-per-folder layout, for any task
 
 
 def _has_kind_prefix(spec: str) -> bool:
@@ -79,8 +83,10 @@ def open_data(spec: str) -> MapSource | StreamSource:
         return ClassFolderSource(spec.removeprefix(CLASSFOLDER).partition("?")[0])
     path = Path(spec.partition("?")[0])
     if not _has_kind_prefix(spec) and not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder (nor a KIND:LOCATION spec with "
-                                f"KIND in {', '.join(DATA_SOURCES.names())})")
+        raise FileNotFoundError(
+            f"{path}: no such file or folder (nor a KIND:LOCATION spec with "
+            f"KIND in {', '.join(DATA_SOURCES.names())})"
+        )
     return open_source(spec)
 
 
@@ -88,22 +94,29 @@ def open_classification_data(spec: str) -> MapSource:
     """A bare folder is an image-classification folder (one sub-folder per class); anything
     else is a data spec whose source must have class names."""
     path = Path(spec)
-    if not spec.startswith(CLASSFOLDER) and not _has_kind_prefix(spec) and (
-            path.is_dir() or not path.exists()):
+    if (
+        not spec.startswith(CLASSFOLDER)
+        and not _has_kind_prefix(spec)
+        and (path.is_dir() or not path.exists())
+    ):
         return ClassFolderSource(path)
     source = open_data(spec)
     if not isinstance(source, MapSource) or not source.class_names():
-        raise ValueError(f"{spec}: has no class names; zero-shot classification needs an image "
-                         f"folder with one sub-folder per class, or a labelled data source "
-                         f"such as builtin:emoji?split=val")
+        raise ValueError(
+            f"{spec}: has no class names; zero-shot classification needs an image "
+            f"folder with one sub-folder per class, or a labelled data source "
+            f"such as builtin:emoji?split=val"
+        )
     return source
 
 
-def run_evaluation(task: str, model: str | Path, data: str, config: Any = None,
-                   device: str | torch.device = "cpu") -> dict[str, Any]:
+def run_evaluation(
+    task: str, model: str | Path, data: str, config: Any = None, device: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Evaluate ``model`` (run dir, checkpoint, model dir or HF CLIP dir) on ``data``."""
     from ..loading import load
     from . import EVALUATORS
+
     evaluator = EVALUATORS.get(task)
     config = config if config is not None else evaluator.config_class()
     if not isinstance(config, evaluator.config_class):
@@ -113,8 +126,12 @@ def run_evaluation(task: str, model: str | Path, data: str, config: Any = None,
     if tokenizer is None:
         raise ValueError(f"{model}: the model has no tokenizer files (tokenizer.json)")
     result = evaluator.run(loaded_model, preprocess, tokenizer, source, config)
-    return {"task": result["task"], "model": str(model), "dataset": data,
-            **{key: value for key, value in result.items() if key != "task"}}
+    return {
+        "task": result["task"],
+        "model": str(model),
+        "dataset": data,
+        **{key: value for key, value in result.items() if key != "task"},
+    }
 
 
 def _json_safe(value: Any) -> Any:

@@ -24,33 +24,38 @@ SEPARATOR = "/"
 
 @dataclass
 class EvalSpec:
-    name: str                       # registered evaluator
-    data: str                       # its data spec
-    every: int | None = None        # steps; None: at the end of training only
-    options: dict[str, Any] = field(default_factory=dict)   # fields of the evaluator's config
-    label: str | None = None        # metric prefix; None: ``name``
+    name: str  # registered evaluator
+    data: str  # its data spec
+    every: int | None = None  # steps; None: at the end of training only
+    options: dict[str, Any] = field(default_factory=dict)  # fields of the evaluator's config
+    label: str | None = None  # metric prefix; None: ``name``
 
     @property
     def key(self) -> str:
         return self.label or self.name
 
     @classmethod
-    def parse(cls, value: "dict[str, Any] | EvalSpec", where: str = "evals") -> "EvalSpec":
+    def parse(cls, value: dict[str, Any] | EvalSpec, where: str = "evals") -> EvalSpec:
         """Check an ``evals:`` entry: known keys, a registered evaluator, valid options."""
         if isinstance(value, EvalSpec):
             return value
         if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping {{name, data, every, options}}, "
-                             f"got {value!r}")
+            raise ValueError(
+                f"{where}: expected a mapping {{name, data, every, options}}, got {value!r}"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         if set(value) - known or not {"name", "data"} <= set(value):
-            raise ValueError(f"{where}: keys {sorted(value)}; expected name and data, and "
-                             f"optionally {sorted(known - {'name', 'data'})}")
+            raise ValueError(
+                f"{where}: keys {sorted(value)}; expected name and data, and "
+                f"optionally {sorted(known - {'name', 'data'})}"
+            )
         spec = cls(**value)
         if spec.every is not None and (not isinstance(spec.every, int) or spec.every < 1):
-            raise ValueError(f"{where}.every: expected a positive number of steps, "
-                             f"got {spec.every!r}")
+            raise ValueError(
+                f"{where}.every: expected a positive number of steps, got {spec.every!r}"
+            )
         from . import EVALUATORS
+
         try:
             evaluator = EVALUATORS.get(spec.name)
         except KeyError as error:
@@ -62,11 +67,20 @@ class EvalSpec:
         return spec
 
 
-def run_scheduled(model, preprocess, tokenizer, specs: list[EvalSpec], step: int, final: bool,
-                  encode: Any = None, done: Collection[str] = ()) -> dict[str, float]:
+def run_scheduled(
+    model,
+    preprocess,
+    tokenizer,
+    specs: list[EvalSpec],
+    step: int,
+    final: bool,
+    encode: Any = None,
+    done: Collection[str] = (),
+) -> dict[str, float]:
     """Run the entries due at ``step`` (every one when ``final``) except those whose label is
     in ``done``; returns ``{LABEL/METRIC: value}``."""
     from . import EVALUATORS
+
     metrics: dict[str, float] = {}
     for spec in specs:
         due = final or (spec.every is not None and step % spec.every == 0)
@@ -75,6 +89,7 @@ def run_scheduled(model, preprocess, tokenizer, specs: list[EvalSpec], step: int
         evaluator = EVALUATORS.get(spec.name)
         config = evaluator.config_from_options(spec.options, encode)
         result = evaluator.run(model, preprocess, tokenizer, evaluator.open_data(spec.data), config)
-        metrics.update({f"{spec.key}{SEPARATOR}{name}": value
-                        for name, value in result["metrics"].items()})
+        metrics.update(
+            {f"{spec.key}{SEPARATOR}{name}": value for name, value in result["metrics"].items()}
+        )
     return metrics

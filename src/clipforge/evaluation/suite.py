@@ -16,9 +16,16 @@ from .retrieval import RetrievalConfig, retrieval_metrics
 from .zeroshot import ZeroShotConfig, build_classifier, classify
 
 
-def evaluate(model, preprocess: ImageTransform, tokenizer, source: MapSource | StreamSource,
-             config: EncodeConfig | None = None, zeroshot: ZeroShotConfig | None = None,
-             retrieval: RetrievalConfig | None = None, **encode_overrides) -> dict[str, float]:
+def evaluate(
+    model,
+    preprocess: ImageTransform,
+    tokenizer,
+    source: MapSource | StreamSource,
+    config: EncodeConfig | None = None,
+    zeroshot: ZeroShotConfig | None = None,
+    retrieval: RetrievalConfig | None = None,
+    **encode_overrides,
+) -> dict[str, float]:
     """Flat metrics on ``source``. ``encode_overrides`` replace fields of ``config``
     (default: no progress bar), e.g. ``evaluate(..., workers=0)``."""
     if tokenizer is None:
@@ -30,8 +37,9 @@ def evaluate(model, preprocess: ImageTransform, tokenizer, source: MapSource | S
     metrics: dict[str, float] = {}
     class_names = source.class_names() if isinstance(source, MapSource) else None
     if class_names and any(label is not None for label in encoded.labels):
-        classifier = build_classifier(model, tokenizer, class_names,
-                                      zeroshot.resolved_templates(), encode)
+        classifier = build_classifier(
+            model, tokenizer, class_names, zeroshot.resolved_templates(), encode
+        )
         metrics.update(classify(encoded, classifier, zeroshot.block_size)[0])
     if any(encoded.captions):
         metrics.update(retrieval_metrics(model, tokenizer, encoded, retrieval)[0])

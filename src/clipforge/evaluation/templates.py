@@ -32,8 +32,10 @@ def check_templates(templates: tuple[str, ...] | list[str], origin: str = "templ
         raise ValueError(f"{origin}: no templates (one per line, each with {PLACEHOLDER})")
     missing = [t for t in templates if PLACEHOLDER not in t]
     if missing:
-        raise ValueError(f"{origin}: template {missing[0]!r} has no {PLACEHOLDER} placeholder "
-                         f"for the class name ({len(missing)} of {len(templates)} lack it)")
+        raise ValueError(
+            f"{origin}: template {missing[0]!r} has no {PLACEHOLDER} placeholder "
+            f"for the class name ({len(missing)} of {len(templates)} lack it)"
+        )
 
 
 def fill(template: str, class_name: str) -> str:

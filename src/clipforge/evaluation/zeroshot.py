@@ -30,9 +30,9 @@ TASK = "zeroshot_classification"
 
 @dataclass
 class ZeroShotConfig:
-    templates: tuple[str, ...] | None = None   # None: read templates_file
-    templates_file: Path | None = None          # None: the built-in templates.txt
-    block_size: int = DEFAULT_BLOCK_SIZE        # images scored at a time
+    templates: tuple[str, ...] | None = None  # None: read templates_file
+    templates_file: Path | None = None  # None: the built-in templates.txt
+    block_size: int = DEFAULT_BLOCK_SIZE  # images scored at a time
     encode: EncodeConfig = field(default_factory=EncodeConfig)
 
     def resolved_templates(self) -> tuple[str, ...]:
@@ -44,59 +44,74 @@ class ZeroShotConfig:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``clipforge eval zeroshot`` flags beyond the common ones."""
-    parser.add_argument("--templates", metavar="FILE",
-                        help="prompt templates, one per line with {c} for the class name "
-                             "(default: the built-in ensemble)")
+    parser.add_argument(
+        "--templates",
+        metavar="FILE",
+        help="prompt templates, one per line with {c} for the class name "
+        "(default: the built-in ensemble)",
+    )
 
 
 def config_from_args(args: argparse.Namespace, encode: EncodeConfig) -> ZeroShotConfig:
-    config = ZeroShotConfig(templates_file=Path(args.templates) if args.templates else None,
-                            encode=encode)
-    config.resolved_templates()          # a bad templates file fails before the model loads
+    config = ZeroShotConfig(
+        templates_file=Path(args.templates) if args.templates else None, encode=encode
+    )
+    config.resolved_templates()  # a bad templates file fails before the model loads
     return config
 
 
-def build_classifier(model, tokenizer, class_names: Sequence[str], templates: Sequence[str],
-                     config: EncodeConfig) -> torch.Tensor:
+def build_classifier(
+    model, tokenizer, class_names: Sequence[str], templates: Sequence[str], config: EncodeConfig
+) -> torch.Tensor:
     """Class weights [C, D]: the normalised mean of each class's normalised prompt embeddings."""
     prompts = [fill(template, name) for name in class_names for template in templates]
     embeds = encode_texts(model, tokenizer, prompts, config, description="class prompts")
-    per_class = embeds.view(len(class_names), len(templates), -1)           # [C, K, D]
+    per_class = embeds.view(len(class_names), len(templates), -1)  # [C, K, D]
     return F.normalize(per_class.mean(dim=1), dim=-1)
 
 
 def class_names_of(source: MapSource | StreamSource, origin: str = "data") -> list[str]:
     names = source.class_names() if isinstance(source, MapSource) else None
     if not names:
-        raise ValueError(f"{origin}: has no class names; zero-shot classification needs an image "
-                         f"folder with one sub-folder per class, or a labelled data source")
+        raise ValueError(
+            f"{origin}: has no class names; zero-shot classification needs an image "
+            f"folder with one sub-folder per class, or a labelled data source"
+        )
     return list(names)
 
 
-def classify(encoded: EncodedImages, classifier: torch.Tensor,
-             block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[dict[str, float], int, list]:
+def classify(
+    encoded: EncodedImages, classifier: torch.Tensor, block_size: int = DEFAULT_BLOCK_SIZE
+) -> tuple[dict[str, float], int, list]:
     """Metrics over the labelled images of ``encoded``; also their count and the unlabelled."""
     labelled = [row for row, label in enumerate(encoded.labels) if label is not None]
-    unlabelled = [(encoded.keys[row], "no label") for row, label in enumerate(encoded.labels)
-                  if label is None]
+    unlabelled = [
+        (encoded.keys[row], "no label") for row, label in enumerate(encoded.labels) if label is None
+    ]
     if not labelled:
         raise ValueError("no labelled images to classify (every record was bad or unlabelled)")
     num_classes = classifier.shape[0]
     targets = torch.tensor([encoded.labels[row] for row in labelled], dtype=torch.long)
     if targets.min() < 0 or targets.max() >= num_classes:
-        raise ValueError(f"labels must lie in [0, {num_classes}); found {targets.min().item()}…"
-                         f"{targets.max().item()}")
-    top = top_indices(encoded.embeds[labelled], classifier, 5, block_size)   # [N, min(5, C)]
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}); found {targets.min().item()}…"
+            f"{targets.max().item()}"
+        )
+    top = top_indices(encoded.embeds[labelled], classifier, 5, block_size)  # [N, min(5, C)]
     return classification_metrics_from_top(top, targets, num_classes), len(labelled), unlabelled
 
 
-def zeroshot_classification(model, preprocess: ImageTransform, tokenizer,
-                            source: MapSource | StreamSource,
-                            config: ZeroShotConfig | None = None) -> dict[str, Any]:
+def zeroshot_classification(
+    model,
+    preprocess: ImageTransform,
+    tokenizer,
+    source: MapSource | StreamSource,
+    config: ZeroShotConfig | None = None,
+) -> dict[str, Any]:
     """Zero-shot classification of ``source``; returns CLIP_benchmark-style results::
 
-        {"task": "zeroshot_classification", "metrics": {"acc1", "acc5", "mean_per_class_recall"},
-         "num_samples", "num_classes", "num_templates", "templates", "skipped": [{key, reason}]}
+    {"task": "zeroshot_classification", "metrics": {"acc1", "acc5", "mean_per_class_recall"},
+     "num_samples", "num_classes", "num_templates", "templates", "skipped": [{key, reason}]}
     """
     config = config or ZeroShotConfig()
     if tokenizer is None:
@@ -107,7 +122,12 @@ def zeroshot_classification(model, preprocess: ImageTransform, tokenizer,
     encoded = encode_images(model, preprocess, source, config.encode)
     metrics, num_samples, unlabelled = classify(encoded, classifier, config.block_size)
     skipped = encoded.skipped + unlabelled
-    return {"task": TASK, "metrics": metrics, "num_samples": num_samples,
-            "num_classes": len(class_names), "num_templates": len(templates),
-            "templates": list(templates),
-            "skipped": [{"key": key, "reason": reason} for key, reason in skipped]}
+    return {
+        "task": TASK,
+        "metrics": metrics,
+        "num_samples": num_samples,
+        "num_classes": len(class_names),
+        "num_templates": len(templates),
+        "templates": list(templates),
+        "skipped": [{"key": key, "reason": reason} for key, reason in skipped],
+    }

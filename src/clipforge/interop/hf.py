@@ -25,10 +25,23 @@ import torch
 from ..common.optional import require
 from ..data.tokenizer import Tokenizer
 from ..models.clip import CLIP
-from .hf_config import (EXTRA_KEY, PREPROCESSOR_FILE, check_exportable, hf_config_kwargs,
-                        model_config_from_hf, preprocess_from_hf, preprocessor_config)
-from .hf_tokens import (LEGACY_EOS, export_swap, load_tokenizer, save_hf_tokenizer, swap_id,
-                        swap_rows)
+from .hf_config import (
+    EXTRA_KEY,
+    PREPROCESSOR_FILE,
+    check_exportable,
+    hf_config_kwargs,
+    model_config_from_hf,
+    preprocess_from_hf,
+    preprocessor_config,
+)
+from .hf_tokens import (
+    LEGACY_EOS,
+    export_swap,
+    load_tokenizer,
+    save_hf_tokenizer,
+    swap_id,
+    swap_rows,
+)
 from .hf_weights import from_hf_state_dict, read_hf_weights, to_hf_state_dict
 
 TOKEN_EMBEDDING = "text.token_embedding.weight"
@@ -43,12 +56,15 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir}: output path exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise ValueError(f"{out_dir}: output directory is not empty (use --force / "
-                         "overwrite=True to write into it)")
+        raise ValueError(
+            f"{out_dir}: output directory is not empty (use --force / "
+            "overwrite=True to write into it)"
+        )
 
 
-def load_hf_dir(directory: str | Path, device: str | torch.device = "cpu"
-                ) -> tuple[CLIP, Tokenizer | None]:
+def load_hf_dir(
+    directory: str | Path, device: str | torch.device = "cpu"
+) -> tuple[CLIP, Tokenizer | None]:
     """A ``transformers.CLIPModel`` directory → (clipforge ``CLIP`` in eval mode, tokenizer|None).
 
     Reads ``config.json``, the weights (safetensors or ``pytorch_model.bin``, sharded or not),
@@ -67,7 +83,7 @@ def load_hf_dir(directory: str | Path, device: str | torch.device = "cpu"
         raise ValueError(f"{directory}: several eos_token_id values {eos}; expected one")
     if swap is not None:
         eos = swap_id(eos, swap)
-    elif eos == LEGACY_EOS:     # HF pools at argmax(ids): the EOT when it is the largest id
+    elif eos == LEGACY_EOS:  # HF pools at argmax(ids): the EOT when it is the largest id
         eos = tokenizer.eot_id if tokenizer is not None else text.vocab_size - 1
     if text.pad_token_id is not None:
         pad = swap_id(text.pad_token_id, swap)
@@ -75,9 +91,13 @@ def load_hf_dir(directory: str | Path, device: str | torch.device = "cpu"
         pad = tokenizer.pad_id if tokenizer is not None else 0
     image_size = hf_config.vision_config.image_size
     image_size = int(image_size[0] if isinstance(image_size, (list, tuple)) else image_size)
-    config = model_config_from_hf(hf_config, preprocess_from_hf(directory, image_size, extra),
-                                  eos_token_id=eos, pad_token_id=pad,
-                                  source=str(directory))
+    config = model_config_from_hf(
+        hf_config,
+        preprocess_from_hf(directory, image_size, extra),
+        eos_token_id=eos,
+        pad_token_id=pad,
+        source=str(directory),
+    )
     state = from_hf_state_dict(read_hf_weights(directory), config, str(directory))
     state[TOKEN_EMBEDDING] = swap_rows(state[TOKEN_EMBEDDING], swap)
     model = CLIP(config)
@@ -88,6 +108,7 @@ def load_hf_dir(directory: str | Path, device: str | torch.device = "cpu"
 def convert_from_hf(hf_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
     """Write the HF CLIP directory ``hf_dir`` as a clipforge model directory ``out_dir``."""
     from ..models.io import save_model_dir
+
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
     model, tokenizer = load_hf_dir(hf_dir, "cpu")
@@ -101,6 +122,7 @@ def convert_to_hf(run_dir: str | Path, out_dir: str | Path, overwrite: bool = Fa
     pretrained text encoder).
     """
     from ..models.io import load_model_dir, resolve_model_dir
+
     transformers = require_transformers()
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
@@ -110,11 +132,19 @@ def convert_to_hf(run_dir: str | Path, out_dir: str | Path, overwrite: bool = Fa
     text = config.text
     swap = export_swap(text.eos_token_id, text.vocab_size)
     bos = swap_id(tokenizer.sot_id, swap) if tokenizer is not None else None
-    extra = {"token_swap": list(swap) if swap else None,
-             "background": list(config.preprocess.background)}
-    hf_config = transformers.CLIPConfig(**hf_config_kwargs(
-        config, eos_token_id=swap_id(text.eos_token_id, swap),
-        pad_token_id=swap_id(text.pad_token_id, swap), bos_token_id=bos, extra=extra))
+    extra = {
+        "token_swap": list(swap) if swap else None,
+        "background": list(config.preprocess.background),
+    }
+    hf_config = transformers.CLIPConfig(
+        **hf_config_kwargs(
+            config,
+            eos_token_id=swap_id(text.eos_token_id, swap),
+            pad_token_id=swap_id(text.pad_token_id, swap),
+            bos_token_id=bos,
+            extra=extra,
+        )
+    )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     state[TOKEN_EMBEDDING] = swap_rows(state[TOKEN_EMBEDDING], swap)
     hf_model = transformers.CLIPModel(hf_config)
@@ -122,7 +152,8 @@ def convert_to_hf(run_dir: str | Path, out_dir: str | Path, overwrite: bool = Fa
     out_dir.mkdir(parents=True, exist_ok=True)
     hf_model.save_pretrained(str(out_dir))
     (out_dir / PREPROCESSOR_FILE).write_text(
-        json.dumps(preprocessor_config(config.preprocess), indent=2))
+        json.dumps(preprocessor_config(config.preprocess), indent=2)
+    )
     if tokenizer is not None:
         save_hf_tokenizer(tokenizer, out_dir, swap)
     return out_dir

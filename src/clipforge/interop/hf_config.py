@@ -28,7 +28,7 @@ from typing import Any
 
 from ..models.config import ModelConfig, PreprocessConfig, TextConfig, VisionConfig
 
-EXTRA_KEY = "clipforge"          # our extra entry in the HF config.json
+EXTRA_KEY = "clipforge"  # our extra entry in the HF config.json
 ACTIVATIONS = ("gelu", "quick_gelu")
 PREPROCESSOR_FILE = "preprocessor_config.json"
 
@@ -36,22 +36,30 @@ PREPROCESSOR_FILE = "preprocessor_config.json"
 def check_exportable(config: ModelConfig) -> None:
     """Raise ``ValueError`` naming why ``config`` has no ``transformers.CLIPModel`` equivalent."""
     if config.projection != "linear":
-        raise ValueError(f"model {config.name!r}: projection {config.projection!r} cannot be "
-                         "expressed in Hugging Face CLIP (CLIPModel's projections are single "
-                         "bias-free linear layers)")
+        raise ValueError(
+            f"model {config.name!r}: projection {config.projection!r} cannot be "
+            "expressed in Hugging Face CLIP (CLIPModel's projections are single "
+            "bias-free linear layers)"
+        )
     if config.logit_bias_init is not None:
-        raise ValueError(f"model {config.name!r}: it has a logit bias (SigLIP-style), which "
-                         "Hugging Face CLIPModel cannot express")
+        raise ValueError(
+            f"model {config.name!r}: it has a logit bias (SigLIP-style), which "
+            "Hugging Face CLIPModel cannot express"
+        )
     if config.text.pretrained:
-        raise ValueError(f"model {config.name!r}: its text tower is a pretrained encoder "
-                         f"({config.text.pretrained}), not CLIP's causal Transformer")
+        raise ValueError(
+            f"model {config.name!r}: its text tower is a pretrained encoder "
+            f"({config.text.pretrained}), not CLIP's causal Transformer"
+        )
 
 
 def _ratio(intermediate: int, hidden: int, where: str) -> float:
     ratio = intermediate / hidden
     if int(hidden * ratio) != intermediate:
-        raise ValueError(f"{where}: intermediate_size {intermediate} is not expressible as "
-                         f"hidden_size {hidden} × an mlp_ratio")
+        raise ValueError(
+            f"{where}: intermediate_size {intermediate} is not expressible as "
+            f"hidden_size {hidden} × an mlp_ratio"
+        )
     return ratio
 
 
@@ -63,17 +71,22 @@ def _square(value: Any, field: str) -> int:
     return int(value)
 
 
-def model_config_from_hf(hf_config: Any, preprocess: PreprocessConfig, eos_token_id: int,
-                         pad_token_id: int, source: str) -> ModelConfig:
+def model_config_from_hf(
+    hf_config: Any, preprocess: PreprocessConfig, eos_token_id: int, pad_token_id: int, source: str
+) -> ModelConfig:
     """``transformers.CLIPConfig`` → :class:`ModelConfig`; ``source`` names the dir in errors."""
     vision, text = hf_config.vision_config, hf_config.text_config
     if vision.hidden_act != text.hidden_act:
-        raise ValueError(f"{source}: the towers use different activations (vision "
-                         f"{vision.hidden_act!r}, text {text.hidden_act!r}); clipforge has one "
-                         "activation for both")
+        raise ValueError(
+            f"{source}: the towers use different activations (vision "
+            f"{vision.hidden_act!r}, text {text.hidden_act!r}); clipforge has one "
+            "activation for both"
+        )
     if vision.hidden_act not in ACTIVATIONS:
-        raise ValueError(f"{source}: activation {vision.hidden_act!r} is not supported; "
-                         f"expected one of {ACTIVATIONS}")
+        raise ValueError(
+            f"{source}: activation {vision.hidden_act!r} is not supported; "
+            f"expected one of {ACTIVATIONS}"
+        )
     if getattr(vision, "num_channels", 3) != 3:
         raise ValueError(f"{source}: vision num_channels {vision.num_channels}; expected 3")
     extra = dict(getattr(hf_config, EXTRA_KEY, None) or {})
@@ -83,49 +96,74 @@ def model_config_from_hf(hf_config: Any, preprocess: PreprocessConfig, eos_token
         vision=VisionConfig(
             image_size=_square(vision.image_size, "image_size"),
             patch_size=_square(vision.patch_size, "patch_size"),
-            width=vision.hidden_size, layers=vision.num_hidden_layers,
+            width=vision.hidden_size,
+            layers=vision.num_hidden_layers,
             heads=vision.num_attention_heads,
             mlp_ratio=_ratio(vision.intermediate_size, vision.hidden_size, f"{source} vision"),
-            layer_norm_eps=float(vision.layer_norm_eps)),
+            layer_norm_eps=float(vision.layer_norm_eps),
+        ),
         text=TextConfig(
-            context_length=text.max_position_embeddings, vocab_size=text.vocab_size,
-            width=text.hidden_size, layers=text.num_hidden_layers,
+            context_length=text.max_position_embeddings,
+            vocab_size=text.vocab_size,
+            width=text.hidden_size,
+            layers=text.num_hidden_layers,
             heads=text.num_attention_heads,
             mlp_ratio=_ratio(text.intermediate_size, text.hidden_size, f"{source} text"),
             layer_norm_eps=float(text.layer_norm_eps),
-            pad_token_id=int(pad_token_id), eos_token_id=int(eos_token_id)),
+            pad_token_id=int(pad_token_id),
+            eos_token_id=int(eos_token_id),
+        ),
         activation=vision.hidden_act,
         logit_scale_init=float(hf_config.logit_scale_init_value),
         preprocess=preprocess,
     )
     if "logit_scale_max" in extra:
-        limit = extra["logit_scale_max"]          # None: an uncapped (SigLIP) scale
+        limit = extra["logit_scale_max"]  # None: an uncapped (SigLIP) scale
         config.logit_scale_max = None if limit is None else float(limit)
     return config
 
 
-def hf_config_kwargs(config: ModelConfig, eos_token_id: int, pad_token_id: int,
-                     bos_token_id: int | None, extra: dict[str, Any]) -> dict[str, Any]:
+def hf_config_kwargs(
+    config: ModelConfig,
+    eos_token_id: int,
+    pad_token_id: int,
+    bos_token_id: int | None,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     """Keyword arguments for ``transformers.CLIPConfig`` equivalent to ``config``."""
     check_exportable(config)
     vision, text = config.vision, config.text
 
     def tower(width: int, layers: int, heads: int, ratio: float, eps: float) -> dict[str, Any]:
-        return dict(hidden_size=width, intermediate_size=int(width * ratio),
-                    num_hidden_layers=layers, num_attention_heads=heads, layer_norm_eps=eps,
-                    hidden_act=config.activation, projection_dim=config.embed_dim)
+        return dict(
+            hidden_size=width,
+            intermediate_size=int(width * ratio),
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            layer_norm_eps=eps,
+            hidden_act=config.activation,
+            projection_dim=config.embed_dim,
+        )
 
     return dict(
         projection_dim=config.embed_dim,
         logit_scale_init_value=float(config.logit_scale_init),
         vision_config=dict(
-            tower(vision.width, vision.layers, vision.heads, vision.mlp_ratio,
-                  vision.layer_norm_eps),
-            image_size=vision.image_size, patch_size=vision.patch_size, num_channels=3),
+            tower(
+                vision.width, vision.layers, vision.heads, vision.mlp_ratio, vision.layer_norm_eps
+            ),
+            image_size=vision.image_size,
+            patch_size=vision.patch_size,
+            num_channels=3,
+        ),
         text_config=dict(
             tower(text.width, text.layers, text.heads, text.mlp_ratio, text.layer_norm_eps),
-            vocab_size=text.vocab_size, max_position_embeddings=text.context_length,
-            eos_token_id=eos_token_id, pad_token_id=pad_token_id, bos_token_id=bos_token_id),
+            vocab_size=text.vocab_size,
+            max_position_embeddings=text.context_length,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+        ),
         **{EXTRA_KEY: dict(extra, name=config.name, logit_scale_max=config.logit_scale_max)},
     )
 
@@ -145,8 +183,7 @@ def _edge(value: Any) -> tuple[int | None, str]:
     raise ValueError(f"preprocessing size {value}: expected shortest_edge or height/width")
 
 
-def preprocess_from_hf(directory: Path, image_size: int, extra: dict[str, Any]
-                       ) -> PreprocessConfig:
+def preprocess_from_hf(directory: Path, image_size: int, extra: dict[str, Any]) -> PreprocessConfig:
     """``preprocessor_config.json`` (CLIPImageProcessor) → :class:`PreprocessConfig`.
 
     Without the file, CLIP's defaults (OpenAI mean/std, shortest-side resize + centre crop) at the
@@ -179,7 +216,7 @@ def preprocessor_config(preprocess: PreprocessConfig) -> dict[str, Any]:
         "image_processor_type": "CLIPImageProcessor",
         "do_resize": True,
         "size": {"height": size, "width": size} if squash else {"shortest_edge": size},
-        "resample": 3,                                   # PIL bicubic, as clipforge uses
+        "resample": 3,  # PIL bicubic, as clipforge uses
         "do_center_crop": not squash,
         "crop_size": {"height": size, "width": size},
         "do_rescale": True,

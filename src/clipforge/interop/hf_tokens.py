@@ -34,7 +34,7 @@ from tokenizers import processors
 
 from ..data.tokenizer import CLIP_EOT, CLIP_SOT, Tokenizer, _clip_bpe_from_files
 
-LEGACY_EOS = 2                  # HF's "argmax pooling" marker
+LEGACY_EOS = 2  # HF's "argmax pooling" marker
 TOKENIZER_FILE, TOKENIZER_CONFIG_FILE = "tokenizer.json", "tokenizer_config.json"
 Swap = tuple[int, int]
 
@@ -82,8 +82,9 @@ def _token_text(value: Any) -> str | None:
     return value
 
 
-def load_tokenizer(directory: Path, context_length: int, swap: Swap | None = None
-                   ) -> Tokenizer | None:
+def load_tokenizer(
+    directory: Path, context_length: int, swap: Swap | None = None
+) -> Tokenizer | None:
     """The directory's tokenizer (``tokenizer.json`` or ``vocab.json`` + ``merges.txt``), or None.
 
     Special tokens come from ``tokenizer_config.json``: clipforge's keys (``sot_token``…) or HF's
@@ -119,18 +120,23 @@ def save_hf_tokenizer(tokenizer: Tokenizer, directory: Path, swap: Swap | None) 
     sot, eot = tokenizer.sot_token, tokenizer.eot_token
     special = [(sot, backend.token_to_id(sot)), (eot, backend.token_to_id(eot))]
     backend.post_processor = processors.TemplateProcessing(
-        single=f"{sot} $A {eot}", pair=f"{sot} $A {eot} {sot} $B:1 {eot}:1",
-        special_tokens=special)
+        single=f"{sot} $A {eot}", pair=f"{sot} $A {eot} {sot} $B:1 {eot}:1", special_tokens=special
+    )
     backend.save(str(directory / TOKENIZER_FILE))
     meta = {
         "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": sot, "eos_token": eot, "pad_token": tokenizer.pad_token,
+        "bos_token": sot,
+        "eos_token": eot,
+        "pad_token": tokenizer.pad_token,
         "unk_token": eot if tokenizer.eot_token == CLIP_EOT else None,
         "model_max_length": tokenizer.context_length,
-        "padding_side": "right", "truncation_side": "right",
+        "padding_side": "right",
+        "truncation_side": "right",
         "clean_up_tokenization_spaces": False,
         # clipforge's keys (data/tokenizer.py)
-        "context_length": tokenizer.context_length, "sot_token": sot, "eot_token": eot,
+        "context_length": tokenizer.context_length,
+        "sot_token": sot,
+        "eot_token": eot,
     }
     meta = {key: value for key, value in meta.items() if value is not None}
     (directory / TOKENIZER_CONFIG_FILE).write_text(json.dumps(meta, indent=2))

@@ -29,8 +29,13 @@ import torch
 
 from ..models.config import ModelConfig
 
-_BLOCK = {"attn.out_proj": "self_attn.out_proj", "ln_1": "layer_norm1", "ln_2": "layer_norm2",
-          "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+_BLOCK = {
+    "attn.out_proj": "self_attn.out_proj",
+    "ln_1": "layer_norm1",
+    "ln_2": "layer_norm2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
 _PARAMS = ("weight", "bias")
 _QKV = ("q_proj", "k_proj", "v_proj")
 
@@ -47,21 +52,29 @@ def _name_pairs(config: ModelConfig) -> list[tuple[str, str]]:
         ("text.proj.weight", "text_projection.weight"),
         ("logit_scale", "logit_scale"),
     ]
-    norms = [("visual.ln_pre", "vision_model.pre_layrnorm"),
-             ("visual.ln_post", "vision_model.post_layernorm"),
-             ("text.ln_final", "text_model.final_layer_norm")]
+    norms = [
+        ("visual.ln_pre", "vision_model.pre_layrnorm"),
+        ("visual.ln_post", "vision_model.post_layernorm"),
+        ("text.ln_final", "text_model.final_layer_norm"),
+    ]
     for ours, theirs, layers in _towers(config):
         for i in range(layers):
             for block_name, hf_name in _BLOCK.items():
-                norms.append((f"{ours}.transformer.blocks.{i}.{block_name}",
-                              f"{theirs}.encoder.layers.{i}.{hf_name}"))
+                norms.append(
+                    (
+                        f"{ours}.transformer.blocks.{i}.{block_name}",
+                        f"{theirs}.encoder.layers.{i}.{hf_name}",
+                    )
+                )
     pairs += [(f"{a}.{p}", f"{b}.{p}") for a, b in norms for p in _PARAMS]
     return pairs
 
 
 def _towers(config: ModelConfig) -> list[tuple[str, str, int]]:
-    return [("visual", "vision_model", config.vision.layers),
-            ("text", "text_model", config.text.layers)]
+    return [
+        ("visual", "vision_model", config.vision.layers),
+        ("text", "text_model", config.text.layers),
+    ]
 
 
 def _qkv_pairs(config: ModelConfig) -> list[tuple[str, list[str]]]:
@@ -70,8 +83,12 @@ def _qkv_pairs(config: ModelConfig) -> list[tuple[str, list[str]]]:
     for ours, theirs, layers in _towers(config):
         for i in range(layers):
             for p in _PARAMS:
-                out.append((f"{ours}.transformer.blocks.{i}.attn.qkv.{p}",
-                            [f"{theirs}.encoder.layers.{i}.self_attn.{n}.{p}" for n in _QKV]))
+                out.append(
+                    (
+                        f"{ours}.transformer.blocks.{i}.attn.qkv.{p}",
+                        [f"{theirs}.encoder.layers.{i}.self_attn.{n}.{p}" for n in _QKV],
+                    )
+                )
     return out
 
 
@@ -81,8 +98,9 @@ def _check_all_used(state: dict[str, torch.Tensor], used: set[str], what: str) -
         raise ValueError(f"{what}: tensors with no counterpart: {left[:8]}")
 
 
-def to_hf_state_dict(state: dict[str, torch.Tensor], config: ModelConfig
-                     ) -> dict[str, torch.Tensor]:
+def to_hf_state_dict(
+    state: dict[str, torch.Tensor], config: ModelConfig
+) -> dict[str, torch.Tensor]:
     """clipforge ``CLIP.state_dict()`` → ``transformers.CLIPModel`` state dict."""
     out = {hf: state[ours] for ours, hf in _name_pairs(config)}
     for fused, names in _qkv_pairs(config):
@@ -93,8 +111,9 @@ def to_hf_state_dict(state: dict[str, torch.Tensor], config: ModelConfig
     return out
 
 
-def from_hf_state_dict(hf_state: dict[str, torch.Tensor], config: ModelConfig, source: str
-                       ) -> dict[str, torch.Tensor]:
+def from_hf_state_dict(
+    hf_state: dict[str, torch.Tensor], config: ModelConfig, source: str
+) -> dict[str, torch.Tensor]:
     """``transformers.CLIPModel`` state dict → clipforge ``CLIP`` state dict."""
     pairs, qkv = _name_pairs(config), _qkv_pairs(config)
     needed = [hf for _, hf in pairs] + [n for _, names in qkv for n in names]
@@ -128,5 +147,7 @@ def read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
             for shard in shards:
                 state.update(load_one(directory / shard))
             return state
-    raise FileNotFoundError(f"{directory}: no model.safetensors or pytorch_model.bin "
-                            "(nor a sharded index) in this Hugging Face directory")
+    raise FileNotFoundError(
+        f"{directory}: no model.safetensors or pytorch_model.bin "
+        "(nor a sharded index) in this Hugging Face directory"
+    )

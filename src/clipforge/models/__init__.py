@@ -9,13 +9,16 @@ from . import sizes
 from .clip import CLIP, ModelOutput
 from .config import ModelConfig, PreprocessConfig, TextConfig, VisionConfig
 
-MODELS: Registry = Registry("model", {
-    "tiny": sizes.tiny,
-    "small": sizes.small,
-    "ViT-B-32": sizes.vit_b_32,
-    "ViT-B-16": sizes.vit_b_16,
-    "ViT-L-14": sizes.vit_l_14,
-})
+MODELS: Registry = Registry(
+    "model",
+    {
+        "tiny": sizes.tiny,
+        "small": sizes.small,
+        "ViT-B-32": sizes.vit_b_32,
+        "ViT-B-16": sizes.vit_b_16,
+        "ViT-L-14": sizes.vit_l_14,
+    },
+)
 
 
 def model_config(name_or_config: str | ModelConfig) -> ModelConfig:
@@ -40,5 +43,14 @@ def create_model(name_or_config: str | ModelConfig, **overrides) -> CLIP:
     return model
 
 
-__all__ = ["CLIP", "MODELS", "ModelConfig", "ModelOutput", "PreprocessConfig", "TextConfig",
-           "VisionConfig", "create_model", "model_config"]
+__all__ = [
+    "CLIP",
+    "MODELS",
+    "ModelConfig",
+    "ModelOutput",
+    "PreprocessConfig",
+    "TextConfig",
+    "VisionConfig",
+    "create_model",
+    "model_config",
+]

@@ -17,23 +17,24 @@ from .towers import TextTower, VisionTower
 class ModelOutput:
     """What objectives receive. Embeddings are L2-normalised; token features are not."""
 
-    image_embeds: torch.Tensor                      # [B, D]
-    text_embeds: torch.Tensor                       # [B, D]
-    logit_scale: torch.Tensor                       # scalar exp(t), t ≤ logit_scale_max
-    logit_bias: torch.Tensor | None = None          # scalar (SigLIP) or None
-    image_tokens: torch.Tensor | None = None        # [B, N, D] projected patch tokens
-    text_tokens: torch.Tensor | None = None         # [B, T, D] projected token features
-    text_token_mask: torch.Tensor | None = None     # [B, T] True for real tokens
-    image_features: torch.Tensor | None = None      # [B, D] projector outputs before the L2 norm
-    text_features: torch.Tensor | None = None       # [B, D] (CLIP-Refine's HyCD / RaFA use them)
+    image_embeds: torch.Tensor  # [B, D]
+    text_embeds: torch.Tensor  # [B, D]
+    logit_scale: torch.Tensor  # scalar exp(t), t ≤ logit_scale_max
+    logit_bias: torch.Tensor | None = None  # scalar (SigLIP) or None
+    image_tokens: torch.Tensor | None = None  # [B, N, D] projected patch tokens
+    text_tokens: torch.Tensor | None = None  # [B, T, D] projected token features
+    text_token_mask: torch.Tensor | None = None  # [B, T] True for real tokens
+    image_features: torch.Tensor | None = None  # [B, D] projector outputs before the L2 norm
+    text_features: torch.Tensor | None = None  # [B, D] (CLIP-Refine's HyCD / RaFA use them)
 
 
 class CLIP(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.visual = VisionTower(config.vision, config.embed_dim, config.activation,
-                                  config.projection)
+        self.visual = VisionTower(
+            config.vision, config.embed_dim, config.activation, config.projection
+        )
         text_tower = PretrainedTextTower if config.text.pretrained else TextTower
         self.text = text_tower(config.text, config.embed_dim, config.activation, config.projection)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
@@ -42,8 +43,9 @@ class CLIP(nn.Module):
         else:
             self.logit_bias = None
 
-    def encode_image(self, images: torch.Tensor, return_tokens: bool = False,
-                     normalize: bool = True):
+    def encode_image(
+        self, images: torch.Tensor, return_tokens: bool = False, normalize: bool = True
+    ):
         """images [B, 3, H, W] → embeddings [B, D]; with ``return_tokens`` also [B, N, D] patches."""
         out = self.visual(images, return_tokens=return_tokens)
         if return_tokens:
@@ -51,8 +53,7 @@ class CLIP(nn.Module):
             return (F.normalize(pooled, dim=-1) if normalize else pooled), tokens
         return F.normalize(out, dim=-1) if normalize else out
 
-    def encode_text(self, text: torch.Tensor, return_tokens: bool = False,
-                    normalize: bool = True):
+    def encode_text(self, text: torch.Tensor, return_tokens: bool = False, normalize: bool = True):
         """token ids [B, T] → embeddings [B, D]; with ``return_tokens`` also tokens and mask."""
         out = self.text(text, return_tokens=return_tokens)
         if return_tokens:
@@ -79,8 +80,9 @@ class CLIP(nn.Module):
         if self.config.logit_scale_max is not None:
             self.logit_scale.clamp_(0.0, self.config.logit_scale_max)
 
-    def forward(self, images: torch.Tensor, text: torch.Tensor,
-                return_tokens: bool = False) -> ModelOutput:
+    def forward(
+        self, images: torch.Tensor, text: torch.Tensor, return_tokens: bool = False
+    ) -> ModelOutput:
         if return_tokens:
             image_features, image_tokens = self.encode_image(images, True, normalize=False)
             text_features, text_tokens, mask = self.encode_text(text, True, normalize=False)
@@ -88,9 +90,17 @@ class CLIP(nn.Module):
             image_features = self.encode_image(images, normalize=False)
             text_features = self.encode_text(text, normalize=False)
             image_tokens = text_tokens = mask = None
-        return ModelOutput(F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1),
-                           self.scale(), self.logit_bias, image_tokens, text_tokens, mask,
-                           image_features, text_features)
+        return ModelOutput(
+            F.normalize(image_features, dim=-1),
+            F.normalize(text_features, dim=-1),
+            self.scale(),
+            self.logit_bias,
+            image_tokens,
+            text_tokens,
+            mask,
+            image_features,
+            text_features,
+        )
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.visual.transformer.grad_checkpointing = enabled
@@ -104,5 +114,5 @@ class CLIP(nn.Module):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-        if isinstance(self.text, PretrainedTextTower):   # then restore its pretrained weights
+        if isinstance(self.text, PretrainedTextTower):  # then restore its pretrained weights
             self.text.load_pretrained_weights()

@@ -21,9 +21,9 @@ Activation = Literal["gelu", "quick_gelu"]
 class VisionConfig:
     """ViT image tower."""
 
-    image_size: int = 224          # input resolution (square)
-    patch_size: int = 32           # non-overlapping square patches
-    width: int = 768               # transformer width
+    image_size: int = 224  # input resolution (square)
+    patch_size: int = 32  # non-overlapping square patches
+    width: int = 768  # transformer width
     layers: int = 12
     heads: int = 12
     mlp_ratio: float = 4.0
@@ -50,12 +50,12 @@ class TextConfig:
     mlp_ratio: float = 4.0
     layer_norm_eps: float = 1e-5
     pad_token_id: int = 0
-    eos_token_id: int = 2          # the text tower pools here (49407 for OpenAI's vocabulary)
+    eos_token_id: int = 2  # the text tower pools here (49407 for OpenAI's vocabulary)
     # A pretrained Hugging Face encoder instead of the causal Transformer above
     # (models/pretrained_text.py): its local directory, or "pkg:PACKAGE/sub/dir".
     pretrained: str | None = None
-    pretrained_config: dict | None = None   # its config.json, kept so a run dir rebuilds alone
-    pooling: str = "mean"                   # pretrained encoders: "mean" over tokens or "cls"
+    pretrained_config: dict | None = None  # its config.json, kept so a run dir rebuilds alone
+    pooling: str = "mean"  # pretrained encoders: "mean" over tokens or "cls"
 
 
 @dataclass
@@ -66,11 +66,11 @@ class ModelConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
     text: TextConfig = field(default_factory=TextConfig)
     activation: Activation = "gelu"
-    logit_scale_init: float = math.log(1 / 0.07)   # CLIP: t = ln(1/0.07); SigLIP: ln 10
+    logit_scale_init: float = math.log(1 / 0.07)  # CLIP: t = ln(1/0.07); SigLIP: ln 10
     # t is kept in [0, logit_scale_max] after every optimizer step (CLIP.clamp_logit_scale, as
     # OpenAI CLIP / OpenCLIP / ALIP do); None leaves it free (SigLIP, as big_vision does).
     logit_scale_max: float | None = math.log(100.0)
-    logit_bias_init: float | None = None           # SigLIP uses -10; None = no bias parameter
+    logit_bias_init: float | None = None  # SigLIP uses -10; None = no bias parameter
     projection: Literal["linear", "mlp"] = "linear"  # "mlp": CLIP-improved style 2-layer head
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     name: str = "custom"
@@ -79,7 +79,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         data = dict(data)
         vision = VisionConfig(**data.pop("vision", {}))
         text = TextConfig(**data.pop("text", {}))

@@ -49,23 +49,24 @@ TOWERS = ("vision", "text")
 class GrowStage:
     """One stage of a growth schedule (a ``grow:`` entry of the training config)."""
 
-    at_fraction: float | None = None    # fire at round(at_fraction · planned steps) …
-    at_step: int | None = None          # … or at this optimizer step (wins when both are set)
-    vision_layers: int = 0              # blocks added to each tower
+    at_fraction: float | None = None  # fire at round(at_fraction · planned steps) …
+    at_step: int | None = None  # … or at this optimizer step (wins when both are set)
+    vision_layers: int = 0  # blocks added to each tower
     text_layers: int = 0
-    vision_width: int | None = None     # new width (≥ the old; integer multiples are exact)
+    vision_width: int | None = None  # new width (≥ the old; integer multiples are exact)
     text_width: int | None = None
-    placement: str = "interleave"       # where new blocks go: "interleave" or "top"
-    seed: int | None = None             # width-split randomness; None: the stage's index
+    placement: str = "interleave"  # where new blocks go: "interleave" or "top"
+    seed: int | None = None  # width-split randomness; None: the stage's index
 
     @classmethod
-    def parse(cls, value: "GrowStage | dict[str, Any]") -> "GrowStage":
+    def parse(cls, value: GrowStage | dict[str, Any]) -> GrowStage:
         if isinstance(value, GrowStage):
             return value
         unknown = set(value) - STAGE_KEYS
         if unknown:
-            raise ValueError(f"grow stage {value}: unknown keys {sorted(unknown)}; "
-                             f"known: {sorted(STAGE_KEYS)}")
+            raise ValueError(
+                f"grow stage {value}: unknown keys {sorted(unknown)}; known: {sorted(STAGE_KEYS)}"
+            )
         stage = cls(**value)
         if stage.at_step is None and stage.at_fraction is None:
             raise ValueError(f"grow stage {value} has neither at_fraction nor at_step")
@@ -76,6 +77,7 @@ STAGE_KEYS = {f.name for f in dataclasses.fields(GrowStage)}
 
 
 # -- depth --------------------------------------------------------------------------------------
+
 
 def insertion_points(layers: int, added: int, placement: str) -> list[int]:
     """Old-block indices after which a new block goes (0 = before the first)."""
@@ -112,6 +114,7 @@ def deepen_tower(tower: nn.Module, added: int, placement: str = "interleave") ->
 
 # -- width --------------------------------------------------------------------------------------
 
+
 class ChannelMap:
     """new → old channel copy map with per-copy split fractions (summing to 1 per old channel)."""
 
@@ -119,14 +122,14 @@ class ChannelMap:
         self.source = torch.arange(new) % old
         counts = torch.bincount(self.source, minlength=old).float()
         if random_split:
-            raw = torch.rand(new, generator=generator) + 0.5                  # U(0.5, 1.5)
+            raw = torch.rand(new, generator=generator) + 0.5  # U(0.5, 1.5)
             totals = torch.zeros(old).index_add_(0, self.source, raw)
             self.fraction = raw / totals[self.source]
         else:
             self.fraction = 1.0 / counts[self.source]
 
     @classmethod
-    def grouped(cls, group_map: "ChannelMap", group_size: int, repeats: int = 1) -> "ChannelMap":
+    def grouped(cls, group_map: ChannelMap, group_size: int, repeats: int = 1) -> ChannelMap:
         """Expand a head map to channels: head h' → channels h'·size … (h'+1)·size − 1, ×repeats."""
         mapped = cls.__new__(cls)
         inner = torch.arange(group_size)
@@ -148,9 +151,16 @@ def _split_columns(tensor: torch.Tensor, mapping: ChannelMap) -> torch.Tensor:
     return tensor.index_select(1, mapping.source.to(tensor.device)) * fraction
 
 
-def widen_state(state: dict[str, torch.Tensor], old_width: int, new_width: int, heads: int,
-                hidden: int, new_hidden: int, random_split: bool, generator: torch.Generator
-                ) -> dict[str, torch.Tensor]:
+def widen_state(
+    state: dict[str, torch.Tensor],
+    old_width: int,
+    new_width: int,
+    heads: int,
+    hidden: int,
+    new_hidden: int,
+    random_split: bool,
+    generator: torch.Generator,
+) -> dict[str, torch.Tensor]:
     """Map one tower's state dict from width ``old_width`` to ``new_width``."""
     head_dim = old_width // heads
     residual = ChannelMap(old_width, new_width, random_split, generator)
@@ -179,9 +189,9 @@ def widen_state(state: dict[str, torch.Tensor], old_width: int, new_width: int, 
         elif owner == "fc2":
             value = _rows(value, residual)
             out[key] = _split_columns(value, mlp) if leaf == "weight" else value
-        elif key == "proj.weight":                                     # linear head
+        elif key == "proj.weight":  # linear head
             out[key] = _split_columns(value, residual)
-        elif key in ("proj.0.weight", "proj.0.bias"):                  # MLP head, first layer
+        elif key in ("proj.0.weight", "proj.0.bias"):  # MLP head, first layer
             value = _rows(value, proj_hidden)
             out[key] = _split_columns(value, residual) if leaf == "weight" else value
         elif key == "proj.2.weight":
@@ -191,8 +201,13 @@ def widen_state(state: dict[str, torch.Tensor], old_width: int, new_width: int, 
     return out
 
 
-def widen_tower(model: CLIP, tower_name: str, new_width: int, generator: torch.Generator,
-                random_split: bool = True) -> None:
+def widen_tower(
+    model: CLIP,
+    tower_name: str,
+    new_width: int,
+    generator: torch.Generator,
+    random_split: bool = True,
+) -> None:
     attribute = "visual" if tower_name == "vision" else "text"
     tower = getattr(model, attribute)
     config = tower.config
@@ -202,18 +217,28 @@ def widen_tower(model: CLIP, tower_name: str, new_width: int, generator: torch.G
         raise ValueError(f"grow: {tower_name} width {new_width} is smaller than {config.width}")
     head_dim = config.width // config.heads
     if new_width % head_dim:
-        raise ValueError(f"grow: {tower_name} width {new_width} is not a multiple of the head "
-                         f"size {head_dim}")
+        raise ValueError(
+            f"grow: {tower_name} width {new_width} is not a multiple of the head size {head_dim}"
+        )
     new_config = copy.deepcopy(config)
     new_config.width, new_config.heads = new_width, new_width // head_dim
     hidden = int(config.width * config.mlp_ratio)
     new_hidden = int(new_width * config.mlp_ratio)
-    state = widen_state(tower.state_dict(), config.width, new_width, config.heads, hidden,
-                        new_hidden, random_split, generator)
+    state = widen_state(
+        tower.state_dict(),
+        config.width,
+        new_width,
+        config.heads,
+        hidden,
+        new_hidden,
+        random_split,
+        generator,
+    )
     tower_class = VisionTower if tower_name == "vision" else TextTower
     reference = next(tower.parameters())
-    grown = tower_class(new_config, model.config.embed_dim, model.config.activation,
-                        model.config.projection)
+    grown = tower_class(
+        new_config, model.config.embed_dim, model.config.activation, model.config.projection
+    )
     grown.load_state_dict(state)
     grown.transformer.grad_checkpointing = tower.transformer.grad_checkpointing
     grown.to(reference.device, reference.dtype).train(tower.training)
@@ -223,9 +248,15 @@ def widen_tower(model: CLIP, tower_name: str, new_width: int, generator: torch.G
 
 # -- the public entry points ------------------------------------------------------------------
 
-def grow_model_(model: CLIP, depth: dict[str, int] | None = None,
-                width: dict[str, int] | None = None, placement: str = "interleave",
-                seed: int = 0, random_split: bool = True) -> CLIP:
+
+def grow_model_(
+    model: CLIP,
+    depth: dict[str, int] | None = None,
+    width: dict[str, int] | None = None,
+    placement: str = "interleave",
+    seed: int = 0,
+    random_split: bool = True,
+) -> CLIP:
     """Grow ``model`` in place (references to it stay valid) and return it.
 
     ``depth``: blocks to add per tower, e.g. ``{"vision": 2, "text": 2}``; ``width``: new widths,
@@ -246,9 +277,14 @@ def grow_model_(model: CLIP, depth: dict[str, int] | None = None,
     return model
 
 
-def grow_model(model: CLIP, depth: dict[str, int] | None = None,
-               width: dict[str, int] | None = None, placement: str = "interleave",
-               seed: int = 0, random_split: bool = True) -> CLIP:
+def grow_model(
+    model: CLIP,
+    depth: dict[str, int] | None = None,
+    width: dict[str, int] | None = None,
+    placement: str = "interleave",
+    seed: int = 0,
+    random_split: bool = True,
+) -> CLIP:
     """A grown copy of ``model`` computing the same function (exactly for depth and for integer
     width multiples); ``model`` itself is unchanged."""
     return grow_model_(copy.deepcopy(model), depth, width, placement, seed, random_split)
@@ -268,8 +304,9 @@ def validate_grow_schedule(schedule: list[GrowStage | dict[str, Any]]) -> list[G
     return [GrowStage.parse(stage) for stage in schedule]
 
 
-def apply_grow_schedule(model: CLIP, schedule: list[GrowStage | dict[str, Any]], step: int,
-                        total_steps: int | None) -> bool:
+def apply_grow_schedule(
+    model: CLIP, schedule: list[GrowStage | dict[str, Any]], step: int, total_steps: int | None
+) -> bool:
     """Grow ``model`` in place if a stage is due at ``step``; True when it grew.
 
     Call it before each optimizer step with the number of steps completed so far; a stage fires
@@ -282,9 +319,13 @@ def apply_grow_schedule(model: CLIP, schedule: list[GrowStage | dict[str, Any]],
         if stage_step(stage, total_steps) != step:
             continue
         depth = {"vision": int(stage.vision_layers), "text": int(stage.text_layers)}
-        width = {name: int(value) for name, value in
-                 (("vision", stage.vision_width), ("text", stage.text_width)) if value}
-        grow_model_(model, depth, width, stage.placement,
-                    index if stage.seed is None else int(stage.seed))
+        width = {
+            name: int(value)
+            for name, value in (("vision", stage.vision_width), ("text", stage.text_width))
+            if value
+        }
+        grow_model_(
+            model, depth, width, stage.placement, index if stage.seed is None else int(stage.seed)
+        )
         grew = True
     return grew

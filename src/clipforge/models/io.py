@@ -25,14 +25,17 @@ FORMAT = "clipforge"
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
-def save_safetensors(tensors: dict[str, torch.Tensor], path: Path,
-                     metadata: dict[str, str] | None = None) -> None:
+def save_safetensors(
+    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
     """Write ``path`` atomically with the mode any new file of the user gets (0666 less the
     umask): safetensors itself creates files 0600, which hid models from the group and from a
     server running as another user."""
+
     def write(tmp: Path) -> None:
         save_file(tensors, str(tmp), metadata=metadata)
         os.chmod(tmp, 0o666 & ~current_umask())
+
     atomic_write(path, write)
 
 
@@ -86,13 +89,16 @@ def resolve_model_dir(path: str | Path) -> Path:
     if complete:
         return complete[-1]
     from . import MODELS
+
     raise FileNotFoundError(
         f"{path}: no model here (expected a run directory, checkpoint, model directory or "
-        f"Hugging Face CLIP directory; registered names: {', '.join(MODELS.names())})")
+        f"Hugging Face CLIP directory; registered names: {', '.join(MODELS.names())})"
+    )
 
 
-def load_model_dir(directory: str | Path, device: str | torch.device = "cpu"
-                   ) -> tuple[CLIP, Tokenizer | None]:
+def load_model_dir(
+    directory: str | Path, device: str | torch.device = "cpu"
+) -> tuple[CLIP, Tokenizer | None]:
     """Load a clipforge model directory (Hugging Face CLIP directories: ``clipforge.loading``)."""
     directory = Path(directory)
     if not is_model_dir(directory):
@@ -100,8 +106,10 @@ def load_model_dir(directory: str | Path, device: str | torch.device = "cpu"
     meta = json.loads((directory / CONFIG_FILE).read_text())
     if meta.get("format") != FORMAT:
         kind = "a Hugging Face CLIP" if is_hf_clip_dir(directory) else "not a clipforge"
-        raise ValueError(f"{directory / CONFIG_FILE}: {kind} config (load it with "
-                         "clipforge.load or clipforge.loading.load_model_dir)")
+        raise ValueError(
+            f"{directory / CONFIG_FILE}: {kind} config (load it with "
+            "clipforge.load or clipforge.loading.load_model_dir)"
+        )
     model = CLIP(ModelConfig.from_dict(meta["model"]))
     load_weights(model, directory / WEIGHTS_FILE)
     tokenizer = None
@@ -118,5 +126,7 @@ def load_weights(model: CLIP, weights_path: str | Path) -> None:
     state = load_file(str(weights_path))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{weights_path}: weights do not fit the model config; "
-                         f"missing {missing[:8]}, unexpected {unexpected[:8]}")
+        raise ValueError(
+            f"{weights_path}: weights do not fit the model config; "
+            f"missing {missing[:8]}, unexpected {unexpected[:8]}"
+        )

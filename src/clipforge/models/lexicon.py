@@ -47,8 +47,7 @@ class LexiconHeads(nn.Module):
             nn.init.zeros_(proj.bias)
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor], config: Any = None
-                        ) -> LexiconHeads:
+    def from_state_dict(cls, state: dict[str, torch.Tensor], config: Any = None) -> LexiconHeads:
         """Rebuild heads from their own state dict (sizes read from the weights)."""
         if "image_proj.weight" not in state:
             raise ValueError(f"not a LexiconHeads state dict; keys: {sorted(state)[:6]}")
@@ -61,16 +60,17 @@ class LexiconHeads(nn.Module):
     def _pool(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if mask is not None:
             logits = logits.masked_fill(~mask.bool()[..., None], float("-inf"))
-        weights = torch.log1p(torch.relu(logits.amax(dim=1)))          # [B, V], ≥ 0
-        return F.normalize(weights, dim=-1)                            # all-zero rows stay 0
+        weights = torch.log1p(torch.relu(logits.amax(dim=1)))  # [B, V], ≥ 0
+        return F.normalize(weights, dim=-1)  # all-zero rows stay 0
 
     def encode_image_sparse(self, image_tokens: torch.Tensor) -> torch.Tensor:
         """Patch tokens [B, N, D] → unit-norm lexicon weights [B, V] (≥ 0)."""
         tokens = image_tokens.to(self.image_proj.weight.dtype)
         return self._pool(self.image_proj(self.image_norm(tokens)), None)
 
-    def encode_text_sparse(self, text_tokens: torch.Tensor, mask: torch.Tensor | None = None
-                           ) -> torch.Tensor:
+    def encode_text_sparse(
+        self, text_tokens: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Token features [B, T, D] and mask [B, T] (True = real) → unit-norm weights [B, V]."""
         tokens = text_tokens.to(self.text_proj.weight.dtype)
         return self._pool(self.text_proj(self.text_norm(tokens)), mask)

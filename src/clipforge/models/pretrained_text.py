@@ -41,8 +41,14 @@ from ..data.tokenizer import Tokenizer
 from .config import Activation, TextConfig
 from .towers import make_projection
 
-DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout",
-                "attention_dropout", "activation_dropout", "classifier_dropout")
+DROPOUT_KEYS = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "dropout",
+    "attention_dropout",
+    "activation_dropout",
+    "classifier_dropout",
+)
 
 
 def _transformers():
@@ -53,7 +59,7 @@ def resolve_pretrained_dir(spec: str | Path) -> Path:
     """A local encoder directory from a path or ``pkg:PACKAGE[/sub/dir]``; must hold config.json."""
     spec = str(spec)
     if spec.startswith("pkg:"):
-        package, _, sub = spec[len("pkg:"):].partition("/")
+        package, _, sub = spec[len("pkg:") :].partition("/")
         found = importlib.util.find_spec(package)
         if found is None or not found.submodule_search_locations:
             raise FileNotFoundError(f"{spec}: no installed Python package {package!r}")
@@ -61,8 +67,9 @@ def resolve_pretrained_dir(spec: str | Path) -> Path:
     else:
         directory = Path(spec).expanduser()
     if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"{spec}: not a Hugging Face model directory "
-                                f"(no config.json in {directory})")
+        raise FileNotFoundError(
+            f"{spec}: not a Hugging Face model directory (no config.json in {directory})"
+        )
     return directory
 
 
@@ -88,16 +95,20 @@ class _CheckpointSwitch:
     @grad_checkpointing.setter
     def grad_checkpointing(self, enabled: bool) -> None:
         # transformers ≥ 5 renamed gradient_checkpointing_* to activation_checkpointing_*
-        prefix = ("activation" if hasattr(self._encoder, "activation_checkpointing_enable")
-                  else "gradient")
+        prefix = (
+            "activation"
+            if hasattr(self._encoder, "activation_checkpointing_enable")
+            else "gradient"
+        )
         getattr(self._encoder, f"{prefix}_checkpointing_{'enable' if enabled else 'disable'}")()
 
 
 class PretrainedTextTower(nn.Module):
     """Hugging Face encoder → mean/CLS pooling → projection into the joint space."""
 
-    def __init__(self, config: TextConfig, embed_dim: int, activation: Activation,
-                 projection: str = "linear"):
+    def __init__(
+        self, config: TextConfig, embed_dim: int, activation: Activation, projection: str = "linear"
+    ):
         super().__init__()
         if config.pooling not in ("mean", "cls"):
             raise ValueError(f"unknown text pooling {config.pooling!r}; expected 'mean' or 'cls'")
@@ -114,7 +125,7 @@ class PretrainedTextTower(nn.Module):
         hf_config = hf_config_from_dict(config.pretrained_config)
         self.encoder = transformers.AutoModel.from_config(hf_config)
         if getattr(self.encoder, "pooler", None) is not None:
-            self.encoder.pooler = None          # BERT's [CLS] pooler: unused here
+            self.encoder.pooler = None  # BERT's [CLS] pooler: unused here
         pad = getattr(hf_config, "pad_token_id", None)
         self.pad_token_id = int(pad if pad is not None else config.pad_token_id)
         self.max_length = int(getattr(hf_config, "max_position_embeddings", 10**9))
@@ -140,8 +151,9 @@ class PretrainedTextTower(nn.Module):
     def hidden_states(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ids [B, T] → encoder hidden states [B, T, H] and the token mask [B, T]."""
         if text.shape[1] > self.max_length:
-            raise ValueError(f"text has {text.shape[1]} tokens; the encoder takes at most "
-                             f"{self.max_length}")
+            raise ValueError(
+                f"text has {text.shape[1]} tokens; the encoder takes at most {self.max_length}"
+            )
         mask = self.token_mask(text)
         hidden = self.encoder(input_ids=text, attention_mask=mask.long()).last_hidden_state
         return hidden, mask
@@ -179,5 +191,6 @@ def pretrained_tokenizer(spec: str | Path, context_length: int) -> Tokenizer:
     pad = auto.pad_token or end
     if start is None or end is None:
         raise ValueError(f"{directory}: tokenizer has no [CLS]/<s> or [SEP]/</s> token")
-    return Tokenizer(HFTokenizer.from_str(backend.to_str()), context_length, str(start),
-                     str(end), str(pad))
+    return Tokenizer(
+        HFTokenizer.from_str(backend.to_str()), context_length, str(start), str(end), str(pad)
+    )

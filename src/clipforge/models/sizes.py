@@ -44,8 +44,15 @@ def vit_b_32() -> ModelConfig:
         name="ViT-B-32",
         embed_dim=512,
         vision=VisionConfig(image_size=224, patch_size=32, width=768, layers=12, heads=12),
-        text=TextConfig(context_length=77, vocab_size=49408, width=512, layers=12, heads=8,
-                        eos_token_id=49407, pad_token_id=49407),
+        text=TextConfig(
+            context_length=77,
+            vocab_size=49408,
+            width=512,
+            layers=12,
+            heads=8,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        ),
         preprocess=PreprocessConfig(image_size=224),
     )
 
@@ -62,7 +69,14 @@ def vit_l_14() -> ModelConfig:
         name="ViT-L-14",
         embed_dim=768,
         vision=VisionConfig(image_size=224, patch_size=14, width=1024, layers=24, heads=16),
-        text=TextConfig(context_length=77, vocab_size=49408, width=768, layers=12, heads=12,
-                        eos_token_id=49407, pad_token_id=49407),
+        text=TextConfig(
+            context_length=77,
+            vocab_size=49408,
+            width=768,
+            layers=12,
+            heads=12,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        ),
         preprocess=PreprocessConfig(image_size=224),
     )

@@ -18,56 +18,64 @@ def make_projection(width: int, embed_dim: int, kind: str, activation: Activatio
     if kind == "linear":
         return nn.Linear(width, embed_dim, bias=False)
     if kind == "mlp":  # "CLIP-improved" / SLIP-style two-layer head
-        return nn.Sequential(nn.Linear(width, width), make_activation(activation),
-                             nn.Linear(width, embed_dim))
+        return nn.Sequential(
+            nn.Linear(width, width), make_activation(activation), nn.Linear(width, embed_dim)
+        )
     raise ValueError(f"unknown projection {kind!r}; expected 'linear' or 'mlp'")
 
 
 class VisionTower(nn.Module):
     """ViT: patchify → [CLS] + position → LN → blocks → LN → CLS pooled → projection."""
 
-    def __init__(self, config: VisionConfig, embed_dim: int, activation: Activation,
-                 projection: str = "linear"):
+    def __init__(
+        self,
+        config: VisionConfig,
+        embed_dim: int,
+        activation: Activation,
+        projection: str = "linear",
+    ):
         super().__init__()
         self.config = config
         width = config.width
         self.patch_embed = nn.Conv2d(3, width, config.patch_size, config.patch_size, bias=False)
         self.class_embedding = nn.Parameter(torch.randn(width) * width**-0.5)
-        self.positional_embedding = nn.Parameter(
-            torch.randn(config.num_patches + 1, width) * 0.01)
+        self.positional_embedding = nn.Parameter(torch.randn(config.num_patches + 1, width) * 0.01)
         self.ln_pre = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.transformer = Transformer(width, config.layers, config.heads, config.mlp_ratio,
-                                       activation, config.layer_norm_eps)
+        self.transformer = Transformer(
+            width, config.layers, config.heads, config.mlp_ratio, activation, config.layer_norm_eps
+        )
         self.ln_post = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.proj = make_projection(width, embed_dim, projection, activation)
 
     def forward(self, images: torch.Tensor, return_tokens: bool = False):
         """images [B, 3, H, W] → pooled [B, D] (and patch tokens [B, N, D] if asked)."""
-        x = self.patch_embed(images).flatten(2).transpose(1, 2)          # [B, N, W]
+        x = self.patch_embed(images).flatten(2).transpose(1, 2)  # [B, N, W]
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
         x = self.transformer(self.ln_pre(x))
         if not return_tokens:
             return self.proj(self.ln_post(x[:, 0]))
-        x = self.proj(self.ln_post(x))                                    # [B, 1+N, D]
+        x = self.proj(self.ln_post(x))  # [B, 1+N, D]
         return x[:, 0], x[:, 1:]
 
 
-LENGTH_GROUPS, MIN_GROUP_ROWS = 4, 8     # see TextTower.pooled_by_length
+LENGTH_GROUPS, MIN_GROUP_ROWS = 4, 8  # see TextTower.pooled_by_length
 
 
 class TextTower(nn.Module):
     """Causal Transformer pooled at the first end-of-text token (the last token if none)."""
 
-    def __init__(self, config: TextConfig, embed_dim: int, activation: Activation,
-                 projection: str = "linear"):
+    def __init__(
+        self, config: TextConfig, embed_dim: int, activation: Activation, projection: str = "linear"
+    ):
         super().__init__()
         self.config = config
         width = config.width
         self.token_embedding = nn.Embedding(config.vocab_size, width)
         self.positional_embedding = nn.Parameter(torch.randn(config.context_length, width) * 0.01)
-        self.transformer = Transformer(width, config.layers, config.heads, config.mlp_ratio,
-                                       activation, config.layer_norm_eps)
+        self.transformer = Transformer(
+            width, config.layers, config.heads, config.mlp_ratio, activation, config.layer_norm_eps
+        )
         self.ln_final = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.proj = make_projection(width, embed_dim, projection, activation)
         nn.init.normal_(self.token_embedding.weight, std=0.02)
@@ -86,12 +94,14 @@ class TextTower(nn.Module):
     def forward(self, text: torch.Tensor, return_tokens: bool = False):
         """text [B, T] token ids → pooled [B, D] (and tokens [B, T, D], mask [B, T] if asked)."""
         if text.shape[1] > self.config.context_length:
-            raise ValueError(f"text has {text.shape[1]} tokens; the model's context is "
-                             f"{self.config.context_length}")
+            raise ValueError(
+                f"text has {text.shape[1]} tokens; the model's context is "
+                f"{self.config.context_length}"
+            )
         eos = self.eos_positions(text)
         if not return_tokens:
             return self.proj(self.pooled_by_length(text, eos))
-        x = self.encode_tokens(text)                                       # [B, T, W]
+        x = self.encode_tokens(text)  # [B, T, W]
         pooled = self.proj(x[torch.arange(x.shape[0], device=x.device), eos])
         return pooled, self.proj(x), self.token_mask(text)
 

@@ -39,13 +39,15 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.out_proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, causal: bool = False,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        batch, tokens, width = x.shape                       # [B, T, W]
+    def forward(
+        self, x: torch.Tensor, causal: bool = False, attn_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        batch, tokens, width = x.shape  # [B, T, W]
         qkv = self.qkv(x).view(batch, tokens, 3, self.heads, width // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)       # each [B, H, T, W/H]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
-                                             is_causal=causal and attn_mask is None)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, W/H]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, is_causal=causal and attn_mask is None
+        )
         return self.out_proj(out.transpose(1, 2).reshape(batch, tokens, width))
 
 
@@ -61,16 +63,18 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, width: int, heads: int, mlp_ratio: float, activation: Activation,
-                 eps: float = 1e-5):
+    def __init__(
+        self, width: int, heads: int, mlp_ratio: float, activation: Activation, eps: float = 1e-5
+    ):
         super().__init__()
         self.ln_1 = nn.LayerNorm(width, eps=eps)
         self.attn = SelfAttention(width, heads)
         self.ln_2 = nn.LayerNorm(width, eps=eps)
         self.mlp = MLP(width, int(width * mlp_ratio), activation)
 
-    def forward(self, x: torch.Tensor, causal: bool = False,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, causal: bool = False, attn_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), causal=causal, attn_mask=attn_mask)
         return x + self.mlp(self.ln_2(x))
 
@@ -78,15 +82,24 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """A stack of pre-norm blocks; ``grad_checkpointing`` trades compute for activation memory."""
 
-    def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float,
-                 activation: Activation, eps: float = 1e-5):
+    def __init__(
+        self,
+        width: int,
+        layers: int,
+        heads: int,
+        mlp_ratio: float,
+        activation: Activation,
+        eps: float = 1e-5,
+    ):
         super().__init__()
         self.blocks = nn.ModuleList(
-            Block(width, heads, mlp_ratio, activation, eps) for _ in range(layers))
+            Block(width, heads, mlp_ratio, activation, eps) for _ in range(layers)
+        )
         self.grad_checkpointing = False
 
-    def forward(self, x: torch.Tensor, causal: bool = False,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, causal: bool = False, attn_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         for block in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(block, x, causal, attn_mask, use_reentrant=False)

@@ -34,13 +34,14 @@ from .base import Objective
 from .common import gather_global
 
 
-def per_sample_nce(images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor
-                   ) -> torch.Tensor:
+def per_sample_nce(images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """ℓ_i = ½ [image i → texts + text i → images] cross-entropies, [B]."""
     logits = scale * images @ texts.T
     labels = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, labels, reduction="none")
-            + F.cross_entropy(logits.T, labels, reduction="none")) / 2
+    return (
+        F.cross_entropy(logits, labels, reduction="none")
+        + F.cross_entropy(logits.T, labels, reduction="none")
+    ) / 2
 
 
 class AlipLoss(Objective):
@@ -59,8 +60,7 @@ class AlipLoss(Objective):
         object.__setattr__(self, "_model", model)
 
     @torch.no_grad()
-    def _update(self, name: str, similarities: torch.Tensor, present: torch.Tensor
-                ) -> torch.Tensor:
+    def _update(self, name: str, similarities: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """m ← μ·m + (1−μ)·mean(similarities over present samples); unchanged if none is."""
         buffer = getattr(self, name)
         if self.training:
@@ -72,8 +72,13 @@ class AlipLoss(Objective):
         return buffer
 
     @torch.no_grad()
-    def gate_weights(self, images: torch.Tensor, raw: torch.Tensor, synthetic: torch.Tensor,
-                     present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def gate_weights(
+        self,
+        images: torch.Tensor,
+        raw: torch.Tensor,
+        synthetic: torch.Tensor,
+        present: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(w_sample, w_raw, w_cap), each [B]; updates the running means from this batch."""
         text_caption = (raw * synthetic).sum(dim=1)
         image_text = (images * raw).sum(dim=1)
@@ -82,7 +87,7 @@ class AlipLoss(Objective):
         mean_it = self._update("mean_image_text", image_text, present)
         mean_ic = self._update("mean_image_caption", image_caption, present)
         sample_raw = torch.exp(text_caption - mean_tc) ** 2
-        consistent = sample_raw >= 1                       # s_TC ≥ m_TC: trust both texts
+        consistent = sample_raw >= 1  # s_TC ≥ m_TC: trust both texts
         ones = torch.ones_like(sample_raw)
         w_sample = torch.where(consistent, ones, sample_raw)
         w_raw = torch.where(consistent, ones, torch.exp(image_text - mean_it) ** 2)
@@ -105,12 +110,18 @@ class AlipLoss(Objective):
         raw = gather_global(outputs.text_embeds.float())
         synthetic = gather_global(model.encode_text(batch.extras["alt_text"]).float())
         present = gather_global(present.to(images.device).bool())
-        w_sample, w_raw, w_cap = self.gate_weights(images.detach(), raw.detach(),
-                                                   synthetic.detach(), present)
+        w_sample, w_raw, w_cap = self.gate_weights(
+            images.detach(), raw.detach(), synthetic.detach(), present
+        )
         scale = outputs.logit_scale.float()
         raw_loss = (w_sample * w_raw * per_sample_nce(images, raw, scale)).mean()
         caption_loss = (w_sample * w_cap * per_sample_nce(images, synthetic, scale)).mean()
         weight_caption = (w_cap * present).sum() / present.sum().clamp(min=1)
-        return {"loss": raw_loss + caption_loss, "raw_text": raw_loss.detach(),
-                "synthetic": caption_loss.detach(), "weight_sample": w_sample.mean(),
-                "weight_raw": w_raw.mean(), "weight_caption": weight_caption}
+        return {
+            "loss": raw_loss + caption_loss,
+            "raw_text": raw_loss.detach(),
+            "synthetic": caption_loss.detach(),
+            "weight_sample": w_sample.mean(),
+            "weight_raw": w_raw.mean(),
+            "weight_caption": weight_caption,
+        }

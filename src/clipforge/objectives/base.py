@@ -24,9 +24,9 @@ class Objective(nn.Module):
     """
 
     name: ClassVar[str] = "objective"
-    needs_tokens: ClassVar[bool] = False             # ask the model for token/patch features
-    model_defaults: ClassVar[dict[str, Any]] = {}    # model config fields this objective expects
-    extra_inputs: ClassVar[tuple] = ()               # names or objects: clipforge.data.extras
+    needs_tokens: ClassVar[bool] = False  # ask the model for token/patch features
+    model_defaults: ClassVar[dict[str, Any]] = {}  # model config fields this objective expects
+    extra_inputs: ClassVar[tuple] = ()  # names or objects: clipforge.data.extras
 
     def setup(self, model: CLIP) -> None:
         """Called once with the model before training starts."""

@@ -28,15 +28,23 @@ from .base import Objective
 from .clip import clip_logits
 
 
-def perturb_embeddings(embeds: torch.Tensor, gamma: float, distribution: str = "gaussian",
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+def perturb_embeddings(
+    embeds: torch.Tensor,
+    gamma: float,
+    distribution: str = "gaussian",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """normalize(x + γ/√D · ε) for x [B, D]."""
     if distribution == "gaussian":
-        noise = torch.randn(embeds.shape, generator=generator, device=embeds.device,
-                            dtype=embeds.dtype)
+        noise = torch.randn(
+            embeds.shape, generator=generator, device=embeds.device, dtype=embeds.dtype
+        )
     elif distribution == "uniform":
-        noise = (torch.rand(embeds.shape, generator=generator, device=embeds.device,
-                            dtype=embeds.dtype) * 2 - 1) * math.sqrt(3.0)
+        noise = (
+            torch.rand(embeds.shape, generator=generator, device=embeds.device, dtype=embeds.dtype)
+            * 2
+            - 1
+        ) * math.sqrt(3.0)
     else:
         raise ValueError(f"unknown CEP noise {distribution!r}; expected 'gaussian' or 'uniform'")
     return F.normalize(embeds + gamma / math.sqrt(embeds.shape[-1]) * noise, dim=-1)
@@ -45,14 +53,21 @@ def perturb_embeddings(embeds: torch.Tensor, gamma: float, distribution: str = "
 class CepClipLoss(Objective):
     name = "cep"
 
-    def __init__(self, gamma: float = 0.05, modalities: tuple[str, ...] | list[str] = ("text",),
-                 distribution: str = "gaussian", label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        gamma: float = 0.05,
+        modalities: tuple[str, ...] | list[str] = ("text",),
+        distribution: str = "gaussian",
+        label_smoothing: float = 0.0,
+    ):
         super().__init__()
         unknown = set(modalities) - {"text", "image"}
         if unknown:
             raise ValueError(f"cep modalities must be 'text' and/or 'image', got {sorted(unknown)}")
         if distribution not in ("gaussian", "uniform"):
-            raise ValueError(f"unknown CEP noise {distribution!r}; expected 'gaussian' or 'uniform'")
+            raise ValueError(
+                f"unknown CEP noise {distribution!r}; expected 'gaussian' or 'uniform'"
+            )
         self.gamma = gamma
         self.modalities = tuple(modalities)
         self.distribution = distribution
@@ -66,6 +81,8 @@ class CepClipLoss(Objective):
             if "image" in self.modalities:
                 images = perturb_embeddings(images, self.gamma, self.distribution)
         per_image, per_text, labels = clip_logits(images, texts, outputs.logit_scale.float())
-        loss = (F.cross_entropy(per_image, labels, label_smoothing=self.label_smoothing)
-                + F.cross_entropy(per_text, labels, label_smoothing=self.label_smoothing)) / 2
+        loss = (
+            F.cross_entropy(per_image, labels, label_smoothing=self.label_smoothing)
+            + F.cross_entropy(per_text, labels, label_smoothing=self.label_smoothing)
+        ) / 2
         return {"loss": loss}

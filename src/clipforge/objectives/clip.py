@@ -24,16 +24,20 @@ from ..models.clip import ModelOutput
 from .base import Objective
 
 
-def clip_logits(image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor,
-                local_loss: bool = False, gather_with_grad: bool = True
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def clip_logits(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    logit_scale: torch.Tensor,
+    local_loss: bool = False,
+    gather_with_grad: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Image→text and text→image logits plus the index of each row's positive."""
     batch = image_embeds.shape[0]
     if distributed.world_size() > 1:
         all_images = distributed.all_gather_features(image_embeds, gather_with_grad)
         all_texts = distributed.all_gather_features(text_embeds, gather_with_grad)
         if local_loss:
-            per_image = logit_scale * image_embeds @ all_texts.T      # [B, world·B]
+            per_image = logit_scale * image_embeds @ all_texts.T  # [B, world·B]
             per_text = logit_scale * text_embeds @ all_images.T
             labels = torch.arange(batch, device=image_embeds.device) + distributed.rank() * batch
             return per_image, per_text, labels
@@ -46,8 +50,9 @@ def clip_logits(image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_sca
 class ClipLoss(Objective):
     name = "clip"
 
-    def __init__(self, local_loss: bool = False, gather_with_grad: bool = True,
-                 label_smoothing: float = 0.0):
+    def __init__(
+        self, local_loss: bool = False, gather_with_grad: bool = True, label_smoothing: float = 0.0
+    ):
         super().__init__()
         self.local_loss = local_loss
         self.gather_with_grad = gather_with_grad
@@ -55,8 +60,14 @@ class ClipLoss(Objective):
 
     def forward(self, outputs: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
         per_image, per_text, labels = clip_logits(
-            outputs.image_embeds.float(), outputs.text_embeds.float(), outputs.logit_scale.float(),
-            self.local_loss, self.gather_with_grad)
-        loss = (F.cross_entropy(per_image, labels, label_smoothing=self.label_smoothing)
-                + F.cross_entropy(per_text, labels, label_smoothing=self.label_smoothing)) / 2
+            outputs.image_embeds.float(),
+            outputs.text_embeds.float(),
+            outputs.logit_scale.float(),
+            self.local_loss,
+            self.gather_with_grad,
+        )
+        loss = (
+            F.cross_entropy(per_image, labels, label_smoothing=self.label_smoothing)
+            + F.cross_entropy(per_text, labels, label_smoothing=self.label_smoothing)
+        ) / 2
         return {"loss": loss}

@@ -28,8 +28,9 @@ from .base import Objective
 from .teacher import Teacher, load_teacher, pair_logits
 
 
-def similarity_kl(student_logits: torch.Tensor, target_probs: torch.Tensor,
-                  temperature: float) -> torch.Tensor:
+def similarity_kl(
+    student_logits: torch.Tensor, target_probs: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """τ² · KL(target ‖ softmax(student/τ)), rows summed then averaged."""
     log_q = F.log_softmax(student_logits / temperature, dim=1)
     return F.kl_div(log_q, target_probs, reduction="batchmean") * temperature**2
@@ -68,6 +69,8 @@ class DistillLoss(Objective):
         scale = outputs.logit_scale.float() if self.use_logit_scale else 1.0
         student = pair_logits(images, texts, scale)
         tau = self.temperature
-        loss = (similarity_kl(student, F.softmax(teacher / tau, dim=1), tau)
-                + similarity_kl(student.T, F.softmax(teacher.T / tau, dim=1), tau)) / 2
+        loss = (
+            similarity_kl(student, F.softmax(teacher / tau, dim=1), tau)
+            + similarity_kl(student.T, F.softmax(teacher.T / tau, dim=1), tau)
+        ) / 2
         return {"loss": loss}

@@ -47,8 +47,9 @@ from .base import Objective
 from .common import gather_global
 
 
-def per_caption_nce(images: torch.Tensor, captions: torch.Tensor, mask: torch.Tensor,
-                    scale: torch.Tensor) -> torch.Tensor:
+def per_caption_nce(
+    images: torch.Tensor, captions: torch.Tensor, mask: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
     """L_itc: images [B, D], captions [B, n, D], mask [B, n]; slots with no caption are skipped."""
     terms = []
     for slot in range(captions.shape[1]):
@@ -56,18 +57,19 @@ def per_caption_nce(images: torch.Tensor, captions: torch.Tensor, mask: torch.Te
         if not valid.any():
             continue
         rows = valid.nonzero().flatten()
-        logits = scale * images @ captions[valid, slot].T                     # [B, V]
+        logits = scale * images @ captions[valid, slot].T  # [B, V]
         image_to_text = F.cross_entropy(logits[rows], torch.arange(len(rows), device=rows.device))
         text_to_image = F.cross_entropy(logits.T, rows)
         terms.append((image_to_text + text_to_image) / 2)
     return torch.stack(terms).mean()
 
 
-def group_patches(patches: torch.Tensor, captions: torch.Tensor, owners: torch.Tensor,
-                  threshold: float = 0.0) -> torch.Tensor:
+def group_patches(
+    patches: torch.Tensor, captions: torch.Tensor, owners: torch.Tensor, threshold: float = 0.0
+) -> torch.Tensor:
     """Grouped features ĝ [M, D] of captions [M, D] (normalised) over the normalised patches
     [B, N, D] of their own image ``owners`` [M]."""
-    own = patches[owners]                                                      # [M, N, D]
+    own = patches[owners]  # [M, N, D]
     similarity = torch.einsum("md,mnd->mn", captions, own)
     low = similarity.amin(dim=1, keepdim=True)
     high = similarity.amax(dim=1, keepdim=True)
@@ -75,8 +77,11 @@ def group_patches(patches: torch.Tensor, captions: torch.Tensor, owners: torch.T
     limit = 1.0 / patches.shape[1] if threshold < 0 else threshold
     weights = torch.where(scaled < limit, torch.zeros_like(scaled), scaled)
     total = weights.sum(dim=1, keepdim=True)
-    weights = torch.where(total > 0, weights / total.clamp(min=1e-12),
-                          torch.full_like(weights, 1.0 / weights.shape[1]))      # all-equal scores
+    weights = torch.where(
+        total > 0,
+        weights / total.clamp(min=1e-12),
+        torch.full_like(weights, 1.0 / weights.shape[1]),
+    )  # all-equal scores
     return F.normalize(torch.einsum("mn,mnd->md", weights, own), dim=-1)
 
 
@@ -85,9 +90,15 @@ class DreamLipLoss(Objective):
     needs_tokens = True
     extra_inputs = ("sub_captions",)
 
-    def __init__(self, itc_weight: float = 1.0, grouping_weight: float = 1.0,
-                 threshold: float = 0.0, include_caption: bool = True,
-                 max_sub_captions: int | None = None, local_scale_init: float = 1 / 0.07):
+    def __init__(
+        self,
+        itc_weight: float = 1.0,
+        grouping_weight: float = 1.0,
+        threshold: float = 0.0,
+        include_caption: bool = True,
+        max_sub_captions: int | None = None,
+        local_scale_init: float = 1 / 0.07,
+    ):
         super().__init__()
         self.itc_weight, self.grouping_weight = itc_weight, grouping_weight
         self.threshold = threshold
@@ -105,16 +116,20 @@ class DreamLipLoss(Objective):
         """Normalised caption embeddings [B, n, D] (zeros where masked) and their mask [B, n]."""
         if "sub_captions" not in batch.extras:
             raise ValueError("the dreamlip objective needs the loader extra 'sub_captions'")
-        ids = batch.extras["sub_captions"]                                     # [B, K, T]
+        ids = batch.extras["sub_captions"]  # [B, K, T]
         mask = batch.extras.get("sub_caption_mask")
-        mask = torch.ones(ids.shape[:2], dtype=torch.bool, device=ids.device) if mask is None \
+        mask = (
+            torch.ones(ids.shape[:2], dtype=torch.bool, device=ids.device)
+            if mask is None
             else mask.bool()
+        )
         if self.max_sub_captions:
             ids, mask = ids[:, : self.max_sub_captions], mask[:, : self.max_sub_captions]
         embeds = outputs.image_embeds.new_zeros(*mask.shape, outputs.image_embeds.shape[1]).float()
         if mask.any():
-            embeds = embeds.masked_scatter(mask[..., None], F.normalize(
-                self._model.encode_text(ids[mask]).float(), dim=-1))
+            embeds = embeds.masked_scatter(
+                mask[..., None], F.normalize(self._model.encode_text(ids[mask]).float(), dim=-1)
+            )
         if self.include_caption:
             caption = F.normalize(outputs.text_embeds.float(), dim=-1)[:, None]
             embeds = torch.cat([caption, embeds], dim=1)
@@ -128,18 +143,22 @@ class DreamLipLoss(Objective):
             raise ValueError("the dreamlip objective needs token features (return_tokens=True)")
         captions, mask = self.captions(outputs, batch)
         captions, mask = gather_global(captions), gather_global(mask)
-        if not mask.any():                      # nothing to contrast: a zero that keeps the graph
+        if not mask.any():  # nothing to contrast: a zero that keeps the graph
             zero = outputs.image_embeds.sum() * 0.0 + self.logit_scale_local * 0.0
             return {"loss": zero, "itc": zero.detach(), "grouping": zero.detach()}
         images = gather_global(F.normalize(outputs.image_embeds.float(), dim=-1))
         patches = gather_global(F.normalize(outputs.image_tokens.float(), dim=-1))
         itc = per_caption_nce(images, captions, mask, outputs.logit_scale.float())
         owners = torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)[mask]
-        texts = captions[mask]                                                 # [M, D]
+        texts = captions[mask]  # [M, D]
         grouped = group_patches(patches, texts, owners, self.threshold)
         logits = self.logit_scale_local.exp() * texts @ grouped.T
         targets = torch.arange(len(texts), device=texts.device)
         grouping = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
         loss = self.itc_weight * itc + self.grouping_weight * grouping
-        return {"loss": loss, "itc": itc.detach(), "grouping": grouping.detach(),
-                "local_scale": self.logit_scale_local.exp().detach()}
+        return {
+            "loss": loss,
+            "itc": itc.detach(),
+            "grouping": grouping.detach(),
+            "local_scale": self.logit_scale_local.exp().detach(),
+        }

@@ -15,8 +15,10 @@ import torch.distributed as dist
 
 def _shift(tensor: torch.Tensor, to_rank: int, from_rank: int) -> torch.Tensor:
     received = torch.empty_like(tensor)
-    ops = [dist.P2POp(dist.isend, tensor.contiguous(), to_rank),
-           dist.P2POp(dist.irecv, received, from_rank)]
+    ops = [
+        dist.P2POp(dist.isend, tensor.contiguous(), to_rank),
+        dist.P2POp(dist.irecv, received, from_rank),
+    ]
     for request in dist.batch_isend_irecv(ops):
         request.wait()
     return received

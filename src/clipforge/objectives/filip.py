@@ -34,9 +34,12 @@ from .base import Objective
 from .common import gather_global, info_nce, masked_mean, word_mask
 
 
-def filip_similarity(image_tokens: torch.Tensor, text_tokens: torch.Tensor,
-                     text_mask: torch.Tensor | None = None, chunk_size: int | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def filip_similarity(
+    image_tokens: torch.Tensor,
+    text_tokens: torch.Tensor,
+    text_mask: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Image-side and text-side late-interaction scores, each [Bi, Bt] in [−1, 1].
 
     image_tokens [Bi, N, D], text_tokens [Bt, T, D] (any scale: they are L2-normalised here),
@@ -51,19 +54,23 @@ def filip_similarity(image_tokens: torch.Tensor, text_tokens: torch.Tensor,
     step = chunk_size or image_tokens.shape[0]
     image_side, text_side = [], []
     for start in range(0, image_tokens.shape[0], step):
-        chunk = image_tokens[start:start + step]
-        similarity = torch.einsum("ind,jtd->ijnt", chunk, text_tokens)        # [b, Bt, N, T]
+        chunk = image_tokens[start : start + step]
+        similarity = torch.einsum("ind,jtd->ijnt", chunk, text_tokens)  # [b, Bt, N, T]
         padded = ~text_mask[None, :, None, :]
         best_word = similarity.masked_fill(padded, float("-inf")).amax(dim=3)  # [b, Bt, N]
         image_side.append(best_word.mean(dim=2))
-        best_patch = similarity.amax(dim=2)                                   # [b, Bt, T]
+        best_patch = similarity.amax(dim=2)  # [b, Bt, T]
         text_side.append(masked_mean(best_patch, text_mask[None], dim=2))
     return torch.cat(image_side), torch.cat(text_side)
 
 
-def filip_scores(image_tokens: torch.Tensor, text_tokens: torch.Tensor,
-                 text_mask: torch.Tensor | None = None, direction: str = "mean",
-                 chunk_size: int | None = 64) -> torch.Tensor:
+def filip_scores(
+    image_tokens: torch.Tensor,
+    text_tokens: torch.Tensor,
+    text_mask: torch.Tensor | None = None,
+    direction: str = "mean",
+    chunk_size: int | None = 64,
+) -> torch.Tensor:
     """Fine-grained image-text scores [Bi, Bt] for retrieval re-ranking.
 
     Feed the token outputs of ``model.encode_image(images, return_tokens=True)`` and
@@ -80,8 +87,7 @@ def filip_scores(image_tokens: torch.Tensor, text_tokens: torch.Tensor,
         return text_side
     if direction == "mean":
         return (image_side + text_side) / 2
-    raise ValueError(f"filip_scores direction must be 'image', 'text' or 'mean', "
-                     f"got {direction!r}")
+    raise ValueError(f"filip_scores direction must be 'image', 'text' or 'mean', got {direction!r}")
 
 
 class FilipLoss(Objective):
@@ -100,10 +106,14 @@ class FilipLoss(Objective):
         image_tokens = gather_global(outputs.image_tokens)
         text_tokens = gather_global(outputs.text_tokens)
         text_mask = word_mask(gather_global(outputs.text_token_mask))
-        image_side, text_side = filip_similarity(image_tokens, text_tokens, text_mask,
-                                                 self.chunk_size)
+        image_side, text_side = filip_similarity(
+            image_tokens, text_tokens, text_mask, self.chunk_size
+        )
         scale = outputs.logit_scale.float()
         image_to_text = info_nce(scale * image_side)
         text_to_image = info_nce(scale * text_side.T)
-        return {"loss": (image_to_text + text_to_image) / 2,
-                "image_to_text": image_to_text.detach(), "text_to_image": text_to_image.detach()}
+        return {
+            "loss": (image_to_text + text_to_image) / 2,
+            "image_to_text": image_to_text.detach(),
+            "text_to_image": text_to_image.detach(),
+        }

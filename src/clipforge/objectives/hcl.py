@@ -37,30 +37,37 @@ from .base import Objective
 from .clip import clip_logits
 
 
-def hard_negative_nce(logits: torch.Tensor, labels: torch.Tensor, logit_scale: torch.Tensor,
-                      beta: float, tau_plus: float = 0.0, detach_weights: bool = False
-                      ) -> torch.Tensor:
+def hard_negative_nce(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    logit_scale: torch.Tensor,
+    beta: float,
+    tau_plus: float = 0.0,
+    detach_weights: bool = False,
+) -> torch.Tensor:
     """Mean over rows of HCL's loss; ``logits`` [R, C] = s · cosines, positive of row r at
     ``labels[r]``; every other column is a negative."""
     rows = torch.arange(logits.shape[0], device=logits.device)
-    positive = logits[rows, labels]                                        # [R]
+    positive = logits[rows, labels]  # [R]
     negative = torch.ones_like(logits, dtype=torch.bool)
     negative[rows, labels] = False
-    count = negative.sum(dim=1).to(logits.dtype)                           # N per row
+    count = negative.sum(dim=1).to(logits.dtype)  # N per row
     cosines = logits / logit_scale
     beta_cos = beta * (cosines.detach() if detach_weights else cosines)
     beta_cos = beta_cos.masked_fill(~negative, float("-inf"))
     # log Σ_j w_j e^{l_j} = logsumexp(βc + l) − logsumexp(βc) + log N, stably
-    log_reweighted = (torch.logsumexp(beta_cos + logits, dim=1)
-                      - torch.logsumexp(beta_cos, dim=1) + count.log())
-    log_floor = count.log() - logit_scale                                  # log(N e^{−s})
+    log_reweighted = (
+        torch.logsumexp(beta_cos + logits, dim=1) - torch.logsumexp(beta_cos, dim=1) + count.log()
+    )
+    log_floor = count.log() - logit_scale  # log(N e^{−s})
     if tau_plus == 0.0:
-        log_negatives = log_reweighted               # ≥ the floor already (every l_j ≥ −s)
+        log_negatives = log_reweighted  # ≥ the floor already (every l_j ≥ −s)
     else:
         top = torch.maximum(log_reweighted, positive)
         inner = (log_reweighted - top).exp() - tau_plus * count * (positive - top).exp()
         log_negatives = torch.maximum(
-            top + inner.clamp_min(1e-30).log() - math.log(1 - tau_plus), log_floor)
+            top + inner.clamp_min(1e-30).log() - math.log(1 - tau_plus), log_floor
+        )
     return (torch.logaddexp(positive, log_negatives) - positive).mean()
 
 
@@ -75,10 +82,12 @@ class HardNegativeContrastiveLoss(Objective):
 
     def forward(self, outputs: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
         scale = outputs.logit_scale.float()
-        per_image, per_text, labels = clip_logits(outputs.image_embeds.float(),
-                                                  outputs.text_embeds.float(), scale)
+        per_image, per_text, labels = clip_logits(
+            outputs.image_embeds.float(), outputs.text_embeds.float(), scale
+        )
         image_to_text, text_to_image = (
-            hard_negative_nce(logits, labels, scale, self.beta, self.tau_plus,
-                              self.detach_weights) for logits in (per_image, per_text))
+            hard_negative_nce(logits, labels, scale, self.beta, self.tau_plus, self.detach_weights)
+            for logits in (per_image, per_text)
+        )
         loss = (image_to_text + text_to_image) / 2
         return {"loss": loss}

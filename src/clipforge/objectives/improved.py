@@ -69,16 +69,25 @@ class ImprovedClipLoss(Objective):
     name = "clip_improved"
     extra_inputs = ("image_view2", "text_view2")
 
-    def __init__(self, label_smoothing: float = 0.1, loss_avg_or_sum: str = "sum",
-                 head_hidden: int = 4096, head_layers: int = 3, head_scale_init: float = 10.0,
-                 local_loss: bool = False, gather_with_grad: bool = True):
+    def __init__(
+        self,
+        label_smoothing: float = 0.1,
+        loss_avg_or_sum: str = "sum",
+        head_hidden: int = 4096,
+        head_layers: int = 3,
+        head_scale_init: float = 10.0,
+        local_loss: bool = False,
+        gather_with_grad: bool = True,
+    ):
         super().__init__()
         if loss_avg_or_sum not in ("avg", "sum"):
-            raise ValueError(f"clip_improved loss_avg_or_sum must be 'avg' or 'sum', "
-                             f"got {loss_avg_or_sum!r}")
+            raise ValueError(
+                f"clip_improved loss_avg_or_sum must be 'avg' or 'sum', got {loss_avg_or_sum!r}"
+            )
         if head_layers < 1 or head_hidden < 1 or head_scale_init <= 0:
-            raise ValueError("clip_improved needs head_layers >= 1, head_hidden >= 1 and "
-                             "head_scale_init > 0")
+            raise ValueError(
+                "clip_improved needs head_layers >= 1, head_hidden >= 1 and head_scale_init > 0"
+            )
         self.label_smoothing, self.loss_avg_or_sum = label_smoothing, loss_avg_or_sum
         self.head_hidden, self.head_layers = head_hidden, head_layers
         self.local_loss, self.gather_with_grad = local_loss, gather_with_grad
@@ -87,21 +96,27 @@ class ImprovedClipLoss(Objective):
     def setup(self, model: CLIP) -> None:
         object.__setattr__(self, "_model", model)
         dim = model.config.embed_dim
-        self.image_head = augmented_head(projection_width(model.visual, dim), self.head_hidden,
-                                         dim, self.head_layers)
-        self.text_head = augmented_head(projection_width(model.text, dim), self.head_hidden,
-                                        dim, self.head_layers)
+        self.image_head = augmented_head(
+            projection_width(model.visual, dim), self.head_hidden, dim, self.head_layers
+        )
+        self.text_head = augmented_head(
+            projection_width(model.text, dim), self.head_hidden, dim, self.head_layers
+        )
 
     @torch.no_grad()
     def after_step(self, model: CLIP, step: int) -> None:
         self.head_logit_scale.clamp_(0.0, math.log(100))
 
-    def cross_entropies(self, images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor,
-                        smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
-        per_image, per_text, labels = clip_logits(images, texts, scale, self.local_loss,
-                                                  self.gather_with_grad)
-        return (F.cross_entropy(per_image, labels, label_smoothing=smoothing),
-                F.cross_entropy(per_text, labels, label_smoothing=smoothing))
+    def cross_entropies(
+        self, images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor, smoothing: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        per_image, per_text, labels = clip_logits(
+            images, texts, scale, self.local_loss, self.gather_with_grad
+        )
+        return (
+            F.cross_entropy(per_image, labels, label_smoothing=smoothing),
+            F.cross_entropy(per_text, labels, label_smoothing=smoothing),
+        )
 
     def augmented_embeds(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """h(Ĩ), h(T̃): the views through the backbones and the second heads, normalised."""
@@ -110,16 +125,19 @@ class ImprovedClipLoss(Objective):
             model.encode_image(batch.extras["image_view2"])
         with backbone_features(model.text) as text_feats:
             model.encode_text(batch.extras["text_view2"])
-        return (F.normalize(self.image_head(image_feats[-1].float()), dim=-1),
-                F.normalize(self.text_head(text_feats[-1].float()), dim=-1))
+        return (
+            F.normalize(self.image_head(image_feats[-1].float()), dim=-1),
+            F.normalize(self.text_head(text_feats[-1].float()), dim=-1),
+        )
 
     def forward(self, outputs: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
         if not hasattr(self, "image_head"):
             raise RuntimeError("clip_improved: setup(model) was not called before the first batch")
         images = F.normalize(outputs.image_embeds.float(), dim=-1)
         texts = F.normalize(outputs.text_embeds.float(), dim=-1)
-        global_image, global_text = self.cross_entropies(images, texts,
-                                                         outputs.logit_scale.float(), 0.0)
+        global_image, global_text = self.cross_entropies(
+            images, texts, outputs.logit_scale.float(), 0.0
+        )
         terms = {"clean": ((global_image + global_text) / 2).detach()}
         views = 0
         local_image = local_text = torch.zeros((), device=images.device)
@@ -127,7 +145,8 @@ class ImprovedClipLoss(Objective):
             views = 1
             head_images, head_texts = self.augmented_embeds(batch)
             local_image, local_text = self.cross_entropies(
-                head_images, head_texts, self.head_logit_scale.exp(), self.label_smoothing)
+                head_images, head_texts, self.head_logit_scale.exp(), self.label_smoothing
+            )
             terms["augmented"] = ((local_image + local_text) / 2).detach()
         image_side = (global_image + views * local_image) / (1 + views)
         text_side = (global_text + views * local_text) / (1 + views)

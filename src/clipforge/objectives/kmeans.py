@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 
-def spherical_kmeans(points: torch.Tensor, k: int, iterations: int = 20,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def spherical_kmeans(
+    points: torch.Tensor, k: int, iterations: int = 20, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Unit-norm centres [k, D] of unit-norm ``points`` [N, D]: k-means++ seeding, then Lloyd steps
     with cosine assignment and re-normalised means. Empty clusters are re-seeded at the point
     farthest from its centre."""
@@ -17,7 +18,7 @@ def spherical_kmeans(points: torch.Tensor, k: int, iterations: int = 20,
         raise ValueError(f"k-means needs at least k={k} points, got {count}")
     first = int(torch.randint(count, (1,), generator=generator))
     centres = [points[first]]
-    distance = (1 - points @ points[first]).clamp(min=0)                  # [N]
+    distance = (1 - points @ points[first]).clamp(min=0)  # [N]
     for _ in range(1, k):
         weights = distance if distance.sum() > 0 else torch.ones_like(distance)
         index = int(torch.multinomial(weights.cpu(), 1, generator=generator))
@@ -25,7 +26,7 @@ def spherical_kmeans(points: torch.Tensor, k: int, iterations: int = 20,
         distance = torch.minimum(distance, (1 - points @ points[index]).clamp(min=0))
     centres = torch.stack(centres)
     for _ in range(iterations):
-        similarity = points @ centres.T                                   # [N, k]
+        similarity = points @ centres.T  # [N, k]
         assignment = similarity.argmax(dim=1)
         sums = torch.zeros_like(centres).index_add_(0, assignment, points)
         sizes = torch.bincount(assignment, minlength=k)

@@ -54,8 +54,9 @@ class LexLipLoss(Objective):
     name = "lexlip"
     needs_tokens = True
 
-    def __init__(self, temperature: float = 0.05, flops_weight: float = 0.002,
-                 init_std: float = 0.002):
+    def __init__(
+        self, temperature: float = 0.05, flops_weight: float = 0.002, init_std: float = 0.002
+    ):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"lexlip temperature must be > 0, got {temperature}")
@@ -63,8 +64,7 @@ class LexLipLoss(Objective):
         self.heads: LexiconHeads | None = None
 
     def setup(self, model: CLIP) -> None:
-        heads = LexiconHeads(model.config.embed_dim, model.config.text.vocab_size,
-                             self.init_std)
+        heads = LexiconHeads(model.config.embed_dim, model.config.text.vocab_size, self.init_std)
         self.heads = heads.to(next(model.parameters()).device)
 
     def forward(self, outputs: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
@@ -73,13 +73,18 @@ class LexLipLoss(Objective):
         if outputs.image_tokens is None or outputs.text_tokens is None:
             raise ValueError("the lexlip objective needs token features (return_tokens=True)")
         image_weights = self.heads.encode_image_sparse(outputs.image_tokens.float())  # unit norm
-        text_weights = self.heads.encode_text_sparse(outputs.text_tokens.float(),
-                                                     outputs.text_token_mask)
+        text_weights = self.heads.encode_text_sparse(
+            outputs.text_tokens.float(), outputs.text_token_mask
+        )
         all_images, all_texts = gather_global(image_weights), gather_global(text_weights)
         contrastive = symmetric_info_nce(all_images @ all_texts.T / self.temperature)
         flops = flops_regulariser(image_weights) + flops_regulariser(text_weights)
-        active = ((image_weights > 0).float().sum(1).mean()
-                  + (text_weights > 0).float().sum(1).mean()) / 2
-        return {"loss": contrastive + self.flops_weight * flops,
-                "contrastive": contrastive.detach(), "flops": flops.detach(),
-                "active_words": active.detach()}
+        active = (
+            (image_weights > 0).float().sum(1).mean() + (text_weights > 0).float().sum(1).mean()
+        ) / 2
+        return {
+            "loss": contrastive + self.flops_weight * flops,
+            "contrastive": contrastive.detach(),
+            "flops": flops.detach(),
+            "active_words": active.detach(),
+        }

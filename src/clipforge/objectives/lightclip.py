@@ -44,8 +44,9 @@ from .common import gather_global, symmetric_info_nce, word_mask
 from .filip import filip_similarity
 
 
-def soft_targets(logits: torch.Tensor, smoothing: float | torch.Tensor, negative_weights: str
-                 ) -> torch.Tensor:
+def soft_targets(
+    logits: torch.Tensor, smoothing: float | torch.Tensor, negative_weights: str
+) -> torch.Tensor:
     """Targets [B, B]: 1 − ε on the diagonal, ε spread over each row's negatives."""
     batch = logits.shape[0]
     eye = torch.eye(batch, dtype=torch.bool, device=logits.device)
@@ -67,13 +68,21 @@ class LightClipLoss(Objective):
     name = "lightclip"
     needs_tokens = True
 
-    def __init__(self, smoothing_start: float = 0.0, smoothing_end: float = 0.1,
-                 ramp_steps: int = 1000, negative_weights: str = "uniform",
-                 token_weight: float = 0.5, chunk_size: int | None = None):
+    def __init__(
+        self,
+        smoothing_start: float = 0.0,
+        smoothing_end: float = 0.1,
+        ramp_steps: int = 1000,
+        negative_weights: str = "uniform",
+        token_weight: float = 0.5,
+        chunk_size: int | None = None,
+    ):
         super().__init__()
         if negative_weights not in ("uniform", "similarity"):
-            raise ValueError(f"lightclip negative_weights must be 'uniform' or 'similarity', "
-                             f"got {negative_weights!r}")
+            raise ValueError(
+                f"lightclip negative_weights must be 'uniform' or 'similarity', "
+                f"got {negative_weights!r}"
+            )
         for value in (smoothing_start, smoothing_end):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"lightclip smoothing must be in [0, 1), got {value}")
@@ -102,15 +111,20 @@ class LightClipLoss(Objective):
         texts = gather_global(outputs.text_embeds.float())
         logits = scale * images @ texts.T
         smoothing = self.smoothing()
-        instance = (soft_cross_entropy(logits, soft_targets(logits, smoothing,
-                                                            self.negative_weights))
-                    + soft_cross_entropy(logits.T, soft_targets(logits.T, smoothing,
-                                                                self.negative_weights))) / 2
-        _, text_side = filip_similarity(gather_global(outputs.image_tokens),
-                                        gather_global(outputs.text_tokens),
-                                        word_mask(gather_global(outputs.text_token_mask)),
-                                        self.chunk_size)
+        instance = (
+            soft_cross_entropy(logits, soft_targets(logits, smoothing, self.negative_weights))
+            + soft_cross_entropy(logits.T, soft_targets(logits.T, smoothing, self.negative_weights))
+        ) / 2
+        _, text_side = filip_similarity(
+            gather_global(outputs.image_tokens),
+            gather_global(outputs.text_tokens),
+            word_mask(gather_global(outputs.text_token_mask)),
+            self.chunk_size,
+        )
         token = symmetric_info_nce(scale * text_side)
-        return {"loss": instance + self.token_weight * token, "instance": instance.detach(),
-                "token": token.detach(),
-                "smoothing": smoothing.detach()}
+        return {
+            "loss": instance + self.token_weight * token,
+            "instance": instance.detach(),
+            "token": token.detach(),
+            "smoothing": smoothing.detach(),
+        }

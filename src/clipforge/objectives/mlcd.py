@@ -52,12 +52,18 @@ __all__ = ["MultiLabelClusterLoss", "key_ids", "mlcd_loss", "sample_classes", "s
 
 def key_ids(keys: list[str]) -> torch.Tensor:
     """Stable 63-bit ids [B] of record keys (a checkpoint stores tensors, not strings)."""
-    return torch.tensor([int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(),
-                                        "little") >> 1 for k in keys], dtype=torch.long)
+    return torch.tensor(
+        [
+            int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little") >> 1
+            for k in keys
+        ],
+        dtype=torch.long,
+    )
 
 
-def sample_classes(labels: torch.Tensor, num_classes: int, num_sample: int,
-                   generator: torch.Generator) -> torch.Tensor:
+def sample_classes(
+    labels: torch.Tensor, num_classes: int, num_sample: int, generator: torch.Generator
+) -> torch.Tensor:
     """PartialFC's sampling: all classes in ``labels`` plus random others, ``num_sample`` in all
     (or just the positives when they are more), sorted; [S] class ids."""
     positive = torch.unique(labels.cpu())
@@ -68,29 +74,48 @@ def sample_classes(labels: torch.Tensor, num_classes: int, num_sample: int,
     return priority.topk(num_sample).indices.sort().values
 
 
-def mlcd_loss(embeds: torch.Tensor, prototypes: torch.Tensor, labels: torch.Tensor,
-              sampled: torch.Tensor, scale: float, margin: float) -> torch.Tensor:
+def mlcd_loss(
+    embeds: torch.Tensor,
+    prototypes: torch.Tensor,
+    labels: torch.Tensor,
+    sampled: torch.Tensor,
+    scale: float,
+    margin: float,
+) -> torch.Tensor:
     """Eq. 5 averaged over rows: embeds [B, D], prototypes [k, D], labels [B, l], sampled [S]."""
     cosine = (F.normalize(embeds, dim=-1) @ F.normalize(prototypes[sampled], dim=-1).T).clamp(-1, 1)
-    positive = (sampled[None, :, None] == labels[:, None, :]).any(-1)               # [B, S]
+    positive = (sampled[None, :, None] == labels[:, None, :]).any(-1)  # [B, S]
     positive_scores = (-scale * (cosine - margin)).masked_fill(~positive, float("-inf"))
     negative_scores = (scale * cosine).masked_fill(positive, float("-inf"))
     zero = cosine.new_zeros(cosine.shape[0], 1)
-    return (torch.logsumexp(torch.cat([zero, positive_scores], 1), 1)
-            + torch.logsumexp(torch.cat([zero, negative_scores], 1), 1)).mean()
+    return (
+        torch.logsumexp(torch.cat([zero, positive_scores], 1), 1)
+        + torch.logsumexp(torch.cat([zero, negative_scores], 1), 1)
+    ).mean()
 
 
 class MultiLabelClusterLoss(Objective):
     name = "mlcd"
 
-    def __init__(self, num_clusters: int = 64, positives: int = 8, negative_ratio: float = 0.1,
-                 scale: float = 32.0, margin: float = 0.3, bank_size: int = 4096,
-                 refresh_every: int = 200, kmeans_iterations: int = 20,
-                 apply_to_text: bool = False, teacher: str | None = None, seed: int = 0):
+    def __init__(
+        self,
+        num_clusters: int = 64,
+        positives: int = 8,
+        negative_ratio: float = 0.1,
+        scale: float = 32.0,
+        margin: float = 0.3,
+        bank_size: int = 4096,
+        refresh_every: int = 200,
+        kmeans_iterations: int = 20,
+        apply_to_text: bool = False,
+        teacher: str | None = None,
+        seed: int = 0,
+    ):
         super().__init__()
         if not 1 <= positives < num_clusters:
-            raise ValueError(f"mlcd needs 1 ≤ positives < num_clusters, got {positives}, "
-                             f"{num_clusters}")
+            raise ValueError(
+                f"mlcd needs 1 ≤ positives < num_clusters, got {positives}, {num_clusters}"
+            )
         if not 0.0 < negative_ratio <= 1.0:
             raise ValueError(f"mlcd negative_ratio must be in (0, 1], got {negative_ratio}")
         if bank_size < num_clusters:
@@ -102,7 +127,7 @@ class MultiLabelClusterLoss(Objective):
         self.seed = seed
         self.teacher_path = None if teacher is None else str(teacher)
         self.min_fill = min(bank_size, 4 * num_clusters)
-        self.num_sample = max(1, int(negative_ratio * num_clusters))    # PartialFC's count
+        self.num_sample = max(1, int(negative_ratio * num_clusters))  # PartialFC's count
 
     def setup(self, model: CLIP) -> None:
         dim = model.config.embed_dim
@@ -111,8 +136,9 @@ class MultiLabelClusterLoss(Objective):
             object.__setattr__(self, "_teacher", teacher)
             object.__setattr__(self, "_student_preprocess", model.config.preprocess)
             dim = teacher.model.config.embed_dim
-        self.prototypes = nn.Parameter(torch.normal(0.0, 0.01, (self.num_clusters,
-                                                                model.config.embed_dim)))
+        self.prototypes = nn.Parameter(
+            torch.normal(0.0, 0.01, (self.num_clusters, model.config.embed_dim))
+        )
         self.register_buffer("centres", torch.zeros(self.num_clusters, dim))
         self.register_buffer("centres_ready", torch.zeros((), dtype=torch.bool))
         self.register_buffer("bank", torch.zeros(self.bank_size, dim))
@@ -120,14 +146,17 @@ class MultiLabelClusterLoss(Objective):
         self.register_buffer("bank_position", torch.zeros((), dtype=torch.long))
         self.register_buffer("bank_filled", torch.zeros((), dtype=torch.long))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
-        self.register_buffer("label_keys", torch.zeros(0, dtype=torch.long))      # sorted ids
+        self.register_buffer("label_keys", torch.zeros(0, dtype=torch.long))  # sorted ids
         self.register_buffer("label_table", torch.zeros(0, self.positives, dtype=torch.long))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for name in ("label_keys", "label_table"):        # held labels grow: take the saved size
+        for name in ("label_keys", "label_table"):  # held labels grow: take the saved size
             if prefix + name in state_dict and hasattr(self, name):
-                setattr(self, name, torch.empty_like(state_dict[prefix + name],
-                                                     device=getattr(self, name).device))
+                setattr(
+                    self,
+                    name,
+                    torch.empty_like(state_dict[prefix + name], device=getattr(self, name).device),
+                )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- clustering and held labels -------------------------------------------------------------
@@ -140,16 +169,18 @@ class MultiLabelClusterLoss(Objective):
             return F.normalize(outputs.image_embeds.detach().float(), dim=-1)
         device = outputs.image_embeds.device
         teacher.to(device)
-        images = adapt_images(batch.images, self._student_preprocess,
-                              teacher.model.config.preprocess)
+        images = adapt_images(
+            batch.images, self._student_preprocess, teacher.model.config.preprocess
+        )
         return F.normalize(teacher.model.encode_image(images.to(device)).float(), dim=-1)
 
     @torch.no_grad()
     def remember(self, embeds: torch.Tensor, keys: torch.Tensor) -> None:
-        rows = (self.bank_position + torch.arange(len(embeds), device=self.bank.device)) \
-            % self.bank_size
-        self.bank[rows] = embeds[-self.bank_size:].to(self.bank)
-        self.bank_keys[rows] = keys[-self.bank_size:].to(self.bank_keys.device)
+        rows = (
+            self.bank_position + torch.arange(len(embeds), device=self.bank.device)
+        ) % self.bank_size
+        self.bank[rows] = embeds[-self.bank_size :].to(self.bank)
+        self.bank_keys[rows] = keys[-self.bank_size :].to(self.bank_keys.device)
         self.bank_position.copy_((self.bank_position + len(rows)) % self.bank_size)
         self.bank_filled.copy_(torch.clamp(self.bank_filled + len(rows), max=self.bank_size))
 
@@ -183,14 +214,15 @@ class MultiLabelClusterLoss(Objective):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         filled = int(self.bank_filled)
         points = self.bank[:filled]
-        self.centres.copy_(spherical_kmeans(points, self.num_clusters, self.kmeans_iterations,
-                                            generator))
+        self.centres.copy_(
+            spherical_kmeans(points, self.num_clusters, self.kmeans_iterations, generator)
+        )
         self.label_keys = self.label_keys[:0]
         self.label_table = self.label_table[:0]
         self.hold(self.bank_keys[:filled], self.nearest(points))
         if self.prototypes.shape[1] == self.centres.shape[1]:
             self.prototypes.data.copy_(self.centres)
-        else:                                  # a teacher of another width: random prototypes
+        else:  # a teacher of another width: random prototypes
             self.prototypes.data.normal_(0.0, 0.01, generator=generator)
         self.centres_ready.fill_(True)
 
@@ -228,15 +260,22 @@ class MultiLabelClusterLoss(Objective):
             return {"loss": images.sum() * 0.0 + self.prototypes.sum() * 0.0}
         all_labels = self.labels_for(all_source, all_keys)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.steps_done))
-        sampled = sample_classes(all_labels, self.num_clusters, self.num_sample,
-                                 generator).to(images.device)
+        sampled = sample_classes(all_labels, self.num_clusters, self.num_sample, generator).to(
+            images.device
+        )
         start = distributed.rank() * len(images)
-        labels = all_labels[start:start + len(images)]
+        labels = all_labels[start : start + len(images)]
         loss = mlcd_loss(images, self.prototypes, labels, sampled, self.scale, self.margin)
         terms = {"image": loss.detach()}
         if self.apply_to_text:
-            text_loss = mlcd_loss(outputs.text_embeds.float(), self.prototypes, labels, sampled,
-                                  self.scale, self.margin)
+            text_loss = mlcd_loss(
+                outputs.text_embeds.float(),
+                self.prototypes,
+                labels,
+                sampled,
+                self.scale,
+                self.margin,
+            )
             terms["text"] = text_loss.detach()
             loss = (loss + text_loss) / 2
         return {"loss": loss, **terms}

@@ -52,8 +52,10 @@ SIMILARITIES = ("scaled_cosine", "dot")
 def projector_outputs(outputs: ModelOutput, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """F_I, F_T [B, D] (before the L2 norm) as float32, or a clear error when absent."""
     if outputs.image_features is None or outputs.text_features is None:
-        raise ValueError(f"the {name} objective needs the projector outputs before the L2 norm "
-                         "(ModelOutput.image_features / text_features, filled by CLIP.forward)")
+        raise ValueError(
+            f"the {name} objective needs the projector outputs before the L2 norm "
+            "(ModelOutput.image_features / text_features, filled by CLIP.forward)"
+        )
     return outputs.image_features.float(), outputs.text_features.float()
 
 
@@ -74,32 +76,41 @@ class RandomFeatureAlignment(Objective):
         text_reference = image_reference if self.shared else self.reference(texts)
         image_term = F.mse_loss(images, image_reference)
         text_term = F.mse_loss(texts, text_reference)
-        return {"loss": image_term + text_term, "image": image_term.detach(),
-                "text": text_term.detach()}
+        return {
+            "loss": image_term + text_term,
+            "image": image_term.detach(),
+            "text": text_term.detach(),
+        }
 
 
-def hybrid_targets(teacher_logits: torch.Tensor, alpha: float, temperature: float
-                   ) -> torch.Tensor:
+def hybrid_targets(teacher_logits: torch.Tensor, alpha: float, temperature: float) -> torch.Tensor:
     """α · Id + (1 − α) · softmax(teacher / τ), row-wise; [B, B]."""
-    identity = torch.eye(teacher_logits.shape[0], device=teacher_logits.device,
-                         dtype=teacher_logits.dtype)
+    identity = torch.eye(
+        teacher_logits.shape[0], device=teacher_logits.device, dtype=teacher_logits.dtype
+    )
     return alpha * identity + (1 - alpha) * F.softmax(teacher_logits / temperature, dim=1)
 
 
 class HybridContrastiveDistillation(Objective):
     name = "hycd"
-    _student_preprocess: PreprocessConfig       # set in setup(), outside the module's state
+    _student_preprocess: PreprocessConfig  # set in setup(), outside the module's state
 
-    def __init__(self, alpha: float = 0.5, temperature: float = 1.0,
-                 similarity: str = "scaled_cosine", teacher: str | None = None):
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        temperature: float = 1.0,
+        similarity: str = "scaled_cosine",
+        teacher: str | None = None,
+    ):
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"hycd alpha must be in [0, 1], got {alpha}")
         if temperature <= 0:
             raise ValueError(f"hycd temperature must be > 0, got {temperature}")
         if similarity not in SIMILARITIES:
-            raise ValueError(f"hycd similarity must be one of {', '.join(SIMILARITIES)}, "
-                             f"got {similarity!r}")
+            raise ValueError(
+                f"hycd similarity must be one of {', '.join(SIMILARITIES)}, got {similarity!r}"
+            )
         self.alpha, self.temperature, self.similarity = alpha, temperature, similarity
         self.teacher_path = teacher
 
@@ -117,20 +128,24 @@ class HybridContrastiveDistillation(Objective):
         if teacher is None:
             raise RuntimeError("hycd: setup(model) was not called before the first batch")
         dot = self.similarity == "dot"
-        return teacher.logits(batch, self._student_preprocess, device,
-                              use_logit_scale=not dot, normalize=not dot)
+        return teacher.logits(
+            batch, self._student_preprocess, device, use_logit_scale=not dot, normalize=not dot
+        )
 
     def student_logits(self, outputs: ModelOutput) -> torch.Tensor:
         if self.similarity == "dot":
             images, texts = projector_outputs(outputs, self.name)
             return pair_logits(images, texts, 1.0)
-        return pair_logits(outputs.image_embeds.float(), outputs.text_embeds.float(),
-                           outputs.logit_scale.float())
+        return pair_logits(
+            outputs.image_embeds.float(), outputs.text_embeds.float(), outputs.logit_scale.float()
+        )
 
     def forward(self, outputs: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
         student = self.student_logits(outputs)
         teacher = self.teacher_logits(batch, student.device)
         tau = self.temperature
-        loss = (similarity_kl(student, hybrid_targets(teacher, self.alpha, tau), tau)
-                + similarity_kl(student.T, hybrid_targets(teacher.T, self.alpha, tau), tau)) / 2
+        loss = (
+            similarity_kl(student, hybrid_targets(teacher, self.alpha, tau), tau)
+            + similarity_kl(student.T, hybrid_targets(teacher.T, self.alpha, tau), tau)
+        ) / 2
         return {"loss": loss}

@@ -26,9 +26,13 @@ from ..models.clip import ModelOutput
 from .base import Objective
 
 
-def sigmoid_pair_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor,
-                      logit_scale: torch.Tensor, logit_bias: torch.Tensor | float,
-                      positives: bool) -> torch.Tensor:
+def sigmoid_pair_loss(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    logit_scale: torch.Tensor,
+    logit_bias: torch.Tensor | float,
+    positives: bool,
+) -> torch.Tensor:
     """Σ over pairs of −log σ(z · logits), z = +1 on the diagonal when ``positives``, else −1."""
     logits = logit_scale * image_embeds @ text_embeds.T + logit_bias
     labels = -torch.ones_like(logits)
@@ -39,13 +43,18 @@ def sigmoid_pair_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor,
 
 class SigLipLoss(Objective):
     name = "siglip"
-    model_defaults = {"logit_scale_init": math.log(10.0), "logit_bias_init": -10.0,
-                      "logit_scale_max": None}
+    model_defaults = {
+        "logit_scale_init": math.log(10.0),
+        "logit_bias_init": -10.0,
+        "logit_scale_max": None,
+    }
 
     def forward(self, outputs: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
         if outputs.logit_bias is None:
-            raise ValueError("the siglip objective needs a model with a logit bias "
-                             "(model config logit_bias_init, e.g. -10)")
+            raise ValueError(
+                "the siglip objective needs a model with a logit bias "
+                "(model config logit_bias_init, e.g. -10)"
+            )
         images = outputs.image_embeds.float()
         texts = outputs.text_embeds.float()
         scale, bias = outputs.logit_scale.float(), outputs.logit_bias.float()
@@ -53,7 +62,9 @@ class SigLipLoss(Objective):
         world, rank = distributed.world_size(), distributed.rank()
         if world > 1:
             from .exchange import neighbour_texts
+
             for texts_from_other in neighbour_texts(texts, world, rank):
-                loss = loss + sigmoid_pair_loss(images, texts_from_other, scale, bias,
-                                                positives=False)
+                loss = loss + sigmoid_pair_loss(
+                    images, texts_from_other, scale, bias, positives=False
+                )
         return {"loss": loss / images.shape[0]}

@@ -52,7 +52,7 @@ def word_mask(text_token_mask: torch.Tensor) -> torch.Tensor:
     """[B, T] real-token mask → the words only: start-of-text and the last real token (EOT) off."""
     words = text_token_mask.clone()
     words[:, 0] = False
-    last = text_token_mask.long().cumsum(1).argmax(dim=1)          # last real position
+    last = text_token_mask.long().cumsum(1).argmax(dim=1)  # last real position
     words[torch.arange(words.shape[0], device=words.device), last] = False
     return words
 
@@ -68,17 +68,21 @@ def pool_patches(patches: torch.Tensor) -> torch.Tensor:
     return pooled.flatten(2).transpose(1, 2)
 
 
-def in_batch_local_global(local_feats: torch.Tensor, global_feats: torch.Tensor,
-                          scale: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def in_batch_local_global(
+    local_feats: torch.Tensor,
+    global_feats: torch.Tensor,
+    scale: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """G: locals [B, K, D] (normalised), globals [B, D] (normalised), mask [B, K] of real locals."""
     batch, count = local_feats.shape[:2]
     if mask is None:
         mask = torch.ones(batch, count, dtype=torch.bool, device=local_feats.device)
-    scores = scale * torch.einsum("id,jkd->ijk", global_feats, local_feats)    # [B, B, K]
-    positives = scores.diagonal(dim1=0, dim2=1).T                              # [B, K]
+    scores = scale * torch.einsum("id,jkd->ijk", global_feats, local_feats)  # [B, B, K]
+    positives = scores.diagonal(dim1=0, dim2=1).T  # [B, K]
     others = ~torch.eye(batch, dtype=torch.bool, device=scores.device)[:, :, None] & mask[None]
-    negatives = scores.masked_fill(~others, float("-inf")).flatten(1).logsumexp(1)   # [B]
-    losses = F.softplus(negatives[:, None] - positives)           # −log p(own global), [B, K]
+    negatives = scores.masked_fill(~others, float("-inf")).flatten(1).logsumexp(1)  # [B]
+    losses = F.softplus(negatives[:, None] - positives)  # −log p(own global), [B, K]
     per_sample = (losses * mask).sum(1) / mask.sum(1).clamp(min=1)
     return per_sample.mean()
 
@@ -92,14 +96,22 @@ class TripleContrastiveLoss(Objective):
     needs_tokens = True
     extra_inputs = ("image_view2", "text_view2")
 
-    def __init__(self, intra_weight: float = 1.0, local_weight: float = 1.0,
-                 momentum_encoder: bool = True, momentum: float = 0.995,
-                 queue_size: int = 65536, distill_alpha: float = 0.4,
-                 alpha_warmup_steps: int = 1000):
+    def __init__(
+        self,
+        intra_weight: float = 1.0,
+        local_weight: float = 1.0,
+        momentum_encoder: bool = True,
+        momentum: float = 0.995,
+        queue_size: int = 65536,
+        distill_alpha: float = 0.4,
+        alpha_warmup_steps: int = 1000,
+    ):
         super().__init__()
         if queue_size < 0 or not 0.0 <= momentum <= 1.0 or not 0.0 <= distill_alpha <= 1.0:
-            raise ValueError(f"tcl: need queue_size >= 0 and momentum, distill_alpha in [0, 1], "
-                             f"got {queue_size}, {momentum}, {distill_alpha}")
+            raise ValueError(
+                f"tcl: need queue_size >= 0 and momentum, distill_alpha in [0, 1], "
+                f"got {queue_size}, {momentum}, {distill_alpha}"
+            )
         if queue_size and not momentum_encoder:
             raise ValueError("tcl: a queue (queue_size > 0) needs momentum_encoder=true")
         self.intra_weight, self.local_weight = intra_weight, local_weight
@@ -132,8 +144,9 @@ class TripleContrastiveLoss(Objective):
         count = min(image_feats.shape[0], self.queue_size)
         if count == 0:
             return
-        slots = (self.queue_ptr + torch.arange(count, device=self.queue_ptr.device)) \
-            % self.queue_size
+        slots = (
+            self.queue_ptr + torch.arange(count, device=self.queue_ptr.device)
+        ) % self.queue_size
         self.image_queue[slots] = image_feats[:count].to(self.image_queue.dtype)
         self.text_queue[slots] = text_feats[:count].to(self.text_queue.dtype)
         self.queue_ptr.copy_((self.queue_ptr + count) % self.queue_size)
@@ -151,9 +164,13 @@ class TripleContrastiveLoss(Objective):
             images = batch.images
         image_global, patches = encoder.encode_image(images, return_tokens=True)
         text_global, words, mask = encoder.encode_text(texts, return_tokens=True)
-        return (F.normalize(image_global.float(), dim=-1), F.normalize(text_global.float(), dim=-1),
-                pool_patches(F.normalize(patches.float(), dim=-1)),
-                F.normalize(words.float(), dim=-1), word_mask(mask))
+        return (
+            F.normalize(image_global.float(), dim=-1),
+            F.normalize(text_global.float(), dim=-1),
+            pool_patches(F.normalize(patches.float(), dim=-1)),
+            F.normalize(words.float(), dim=-1),
+            word_mask(mask),
+        )
 
     def _alpha(self) -> float:
         warm = self.alpha_warmup_steps
@@ -170,28 +187,37 @@ class TripleContrastiveLoss(Objective):
         if self.momentum_model is not None:
             with torch.no_grad():
                 images_m, texts_m, patches_m, words_m, words_mask = self._view_features(
-                    self.momentum_model, batch, momentum=True)
+                    self.momentum_model, batch, momentum=True
+                )
                 images_m, texts_m = gather_global(images_m), gather_global(texts_m)
                 image_bank = torch.cat([images_m, self.image_queue.clone().float()])
                 text_bank = torch.cat([texts_m, self.text_queue.clone().float()])
                 hard = torch.eye(len(images_m), image_bank.shape[0], device=images.device)
                 alpha = self._alpha()
-                i2t_targets = (alpha * F.softmax(scale * images_m @ text_bank.T, 1)
-                               + (1 - alpha) * hard)
-                t2i_targets = (alpha * F.softmax(scale * texts_m @ image_bank.T, 1)
-                               + (1 - alpha) * hard)
-            cross = (soft_cross_entropy(scale * all_images @ text_bank.T, i2t_targets)
-                     + soft_cross_entropy(scale * all_texts @ image_bank.T, t2i_targets)) / 2
-            intra = (soft_cross_entropy(scale * all_images @ image_bank.T, hard)
-                     + soft_cross_entropy(scale * all_texts @ text_bank.T, hard)) / 2
+                i2t_targets = (
+                    alpha * F.softmax(scale * images_m @ text_bank.T, 1) + (1 - alpha) * hard
+                )
+                t2i_targets = (
+                    alpha * F.softmax(scale * texts_m @ image_bank.T, 1) + (1 - alpha) * hard
+                )
+            cross = (
+                soft_cross_entropy(scale * all_images @ text_bank.T, i2t_targets)
+                + soft_cross_entropy(scale * all_texts @ image_bank.T, t2i_targets)
+            ) / 2
+            intra = (
+                soft_cross_entropy(scale * all_images @ image_bank.T, hard)
+                + soft_cross_entropy(scale * all_texts @ text_bank.T, hard)
+            ) / 2
             if self.training:
                 self._enqueue(images_m, texts_m)
         else:
             hard = torch.eye(len(all_images), device=images.device)
-            cross = (soft_cross_entropy(scale * all_images @ all_texts.T, hard)
-                     + soft_cross_entropy(scale * all_texts @ all_images.T, hard)) / 2
+            cross = (
+                soft_cross_entropy(scale * all_images @ all_texts.T, hard)
+                + soft_cross_entropy(scale * all_texts @ all_images.T, hard)
+            ) / 2
             online = self._view_features(self._model, batch, momentum=False)
-            if online is None:                      # locals from this forward, IMC skipped
+            if online is None:  # locals from this forward, IMC skipped
                 intra = torch.zeros((), device=images.device)
                 patches_m = pool_patches(F.normalize(outputs.image_tokens.float(), dim=-1))
                 words_m = F.normalize(outputs.text_tokens.float(), dim=-1)
@@ -199,10 +225,18 @@ class TripleContrastiveLoss(Objective):
             else:
                 images_2, texts_2, patches_m, words_m, words_mask = online
                 images_2, texts_2 = gather_global(images_2), gather_global(texts_2)
-                intra = (soft_cross_entropy(scale * all_images @ images_2.T, hard)
-                         + soft_cross_entropy(scale * all_texts @ texts_2.T, hard)) / 2
-        local = (in_batch_local_global(patches_m, images, scale)
-                 + in_batch_local_global(words_m, texts, scale, words_mask)) / 2
+                intra = (
+                    soft_cross_entropy(scale * all_images @ images_2.T, hard)
+                    + soft_cross_entropy(scale * all_texts @ texts_2.T, hard)
+                ) / 2
+        local = (
+            in_batch_local_global(patches_m, images, scale)
+            + in_batch_local_global(words_m, texts, scale, words_mask)
+        ) / 2
         loss = cross + self.intra_weight * intra + self.local_weight * local
-        return {"loss": loss, "cross_modal": cross.detach(), "intra_modal": intra.detach(),
-                "local_global": local.detach()}
+        return {
+            "loss": loss,
+            "cross_modal": cross.detach(),
+            "intra_modal": intra.detach(),
+            "local_global": local.detach(),
+        }

@@ -29,8 +29,9 @@ from ..models.clip import CLIP
 from ..models.config import PreprocessConfig
 
 
-def pair_logits(image_embeds: torch.Tensor, text_embeds: torch.Tensor,
-                scale: torch.Tensor | float) -> torch.Tensor:
+def pair_logits(
+    image_embeds: torch.Tensor, text_embeds: torch.Tensor, scale: torch.Tensor | float
+) -> torch.Tensor:
     """Image→text logits ``scale · I Tᵀ``, [B_i, B_t]."""
     return scale * image_embeds @ text_embeds.T
 
@@ -40,15 +41,20 @@ class Teacher:
     model: CLIP
     tokenizer: Tokenizer | None
 
-    def to(self, device: torch.device) -> "Teacher":
+    def to(self, device: torch.device) -> Teacher:
         if self.model.logit_scale.device != device:
             self.model.to(device)
         return self
 
     @torch.no_grad()
-    def logits(self, batch: Batch, student_preprocess: PreprocessConfig,
-               device: torch.device, use_logit_scale: bool, normalize: bool = True
-               ) -> torch.Tensor:
+    def logits(
+        self,
+        batch: Batch,
+        student_preprocess: PreprocessConfig,
+        device: torch.device,
+        use_logit_scale: bool,
+        normalize: bool = True,
+    ) -> torch.Tensor:
         """The teacher's image→text logits for ``batch``, [B, B]: captions re-tokenised with its
         tokenizer (the batch's own ids when it has none), images adapted to its preprocessing.
         ``normalize=False`` scores the projector outputs before the L2 norm (CLIP-Refine)."""
@@ -57,8 +63,9 @@ class Teacher:
         images = adapt_images(batch.images, student_preprocess, self.model.config.preprocess)
         image_embeds = self.model.encode_image(images.to(device), normalize=normalize).float()
         text_embeds = self.model.encode_text(text.to(device), normalize=normalize).float()
-        return pair_logits(image_embeds, text_embeds,
-                           self.model.scale().float() if use_logit_scale else 1.0)
+        return pair_logits(
+            image_embeds, text_embeds, self.model.scale().float() if use_logit_scale else 1.0
+        )
 
 
 def freeze_teacher(model: CLIP) -> CLIP:
@@ -71,6 +78,7 @@ def freeze_teacher(model: CLIP) -> CLIP:
 def load_teacher(path: str | Path) -> Teacher:
     """A frozen, eval-mode teacher from any model ``clipforge.load`` accepts."""
     from ..loading import load
+
     model, _, tokenizer = load(path)
     return Teacher(freeze_teacher(model), tokenizer)
 
@@ -80,8 +88,9 @@ def frozen_copy(model: CLIP) -> CLIP:
     return freeze_teacher(copy.deepcopy(model))
 
 
-def adapt_images(images: torch.Tensor, source: PreprocessConfig, target: PreprocessConfig
-                 ) -> torch.Tensor:
+def adapt_images(
+    images: torch.Tensor, source: PreprocessConfig, target: PreprocessConfig
+) -> torch.Tensor:
     """Re-express images [B, 3, H, W] normalised for ``source`` as the ``target`` model expects."""
     same_norm = tuple(source.mean) == tuple(target.mean) and tuple(source.std) == tuple(target.std)
     same_size = images.shape[-1] == target.image_size and images.shape[-2] == target.image_size
@@ -91,8 +100,13 @@ def adapt_images(images: torch.Tensor, source: PreprocessConfig, target: Preproc
     def column(values) -> torch.Tensor:
         return torch.tensor(values, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
 
-    pixels = images * column(source.std) + column(source.mean)          # back to [0, 1]
+    pixels = images * column(source.std) + column(source.mean)  # back to [0, 1]
     if not same_size:
-        pixels = F.interpolate(pixels, size=(target.image_size, target.image_size),
-                               mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        pixels = F.interpolate(
+            pixels,
+            size=(target.image_size, target.image_size),
+            mode="bicubic",
+            align_corners=False,
+            antialias=True,
+        ).clamp(0, 1)
     return (pixels - column(target.mean)) / column(target.std)

@@ -34,10 +34,15 @@ from .base import Objective
 from .common import gather_global
 
 
-def filtered_top_k_nce(queries: torch.Tensor, keys: torch.Tensor, scale: torch.Tensor | float,
-                       top_k: int, margin: float) -> torch.Tensor:
+def filtered_top_k_nce(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    scale: torch.Tensor | float,
+    top_k: int,
+    margin: float,
+) -> torch.Tensor:
     """Mean over rows of InfoNCE against the k hardest non-false negatives; [B, D] each."""
-    cosines = queries @ keys.T                                             # [B, B]
+    cosines = queries @ keys.T  # [B, B]
     size = cosines.shape[0]
     positive = cosines.diagonal()
     eye = torch.eye(size, dtype=torch.bool, device=cosines.device)
@@ -54,8 +59,13 @@ def filtered_top_k_nce(queries: torch.Tensor, keys: torch.Tensor, scale: torch.T
 class UniMEHardNegativeLoss(Objective):
     name = "unime"
 
-    def __init__(self, temperature: float | None = 0.02, top_k: int = 8,
-                 false_negative_margin: float = 0.1, symmetric: bool = True):
+    def __init__(
+        self,
+        temperature: float | None = 0.02,
+        top_k: int = 8,
+        false_negative_margin: float = 0.1,
+        symmetric: bool = True,
+    ):
         super().__init__()
         if temperature is not None and temperature <= 0:
             raise ValueError(f"unime temperature must be > 0 (or null), got {temperature}")
@@ -67,13 +77,17 @@ class UniMEHardNegativeLoss(Objective):
     def forward(self, outputs: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
         images = gather_global(outputs.image_embeds.float())
         texts = gather_global(outputs.text_embeds.float())
-        scale = (outputs.logit_scale.float() if self.temperature is None
-                 else 1.0 / self.temperature)
-        image_to_text = filtered_top_k_nce(images, texts, scale, self.top_k,
-                                           self.false_negative_margin)
+        scale = outputs.logit_scale.float() if self.temperature is None else 1.0 / self.temperature
+        image_to_text = filtered_top_k_nce(
+            images, texts, scale, self.top_k, self.false_negative_margin
+        )
         if not self.symmetric:
             return {"loss": image_to_text}
-        text_to_image = filtered_top_k_nce(texts, images, scale, self.top_k,
-                                           self.false_negative_margin)
-        return {"loss": (image_to_text + text_to_image) / 2,
-                "image_to_text": image_to_text.detach(), "text_to_image": text_to_image.detach()}
+        text_to_image = filtered_top_k_nce(
+            texts, images, scale, self.top_k, self.false_negative_margin
+        )
+        return {
+            "loss": (image_to_text + text_to_image) / 2,
+            "image_to_text": image_to_text.detach(),
+            "text_to_image": text_to_image.detach(),
+        }

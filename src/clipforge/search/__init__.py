@@ -29,11 +29,23 @@ from .query import Query, compose
 from .searcher import Hit, Searcher
 
 
-def open_index(index_dir: str | Path, model: str | None = None, load_model: bool = True
-               ) -> Searcher:
+def open_index(
+    index_dir: str | Path, model: str | None = None, load_model: bool = True
+) -> Searcher:
     """Open an index directory (and the model that made it, unless ``load_model=False``)."""
     return Searcher.open(index_dir, model=model, load_model=load_model)
 
 
-__all__ = ["BuildConfig", "EmbedConfig", "EmbedResult", "Hit", "IndexConfig", "Query",
-           "Searcher", "build_index_dir", "compose", "embed", "open_index"]
+__all__ = [
+    "BuildConfig",
+    "EmbedConfig",
+    "EmbedResult",
+    "Hit",
+    "IndexConfig",
+    "Query",
+    "Searcher",
+    "build_index_dir",
+    "compose",
+    "embed",
+    "open_index",
+]

@@ -27,8 +27,12 @@ Result = TypeVar("Result")
 class MicroBatcher(Generic[Item, Result]):
     """Run ``process(items) -> results`` (one result per item, in order) over queued items."""
 
-    def __init__(self, process: Callable[[list[Item]], Sequence[Result]], max_batch: int = 32,
-                 name: str = "micro-batcher"):
+    def __init__(
+        self,
+        process: Callable[[list[Item]], Sequence[Result]],
+        max_batch: int = 32,
+        name: str = "micro-batcher",
+    ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.process, self.max_batch = process, max_batch
@@ -57,7 +61,7 @@ class MicroBatcher(Generic[Item, Result]):
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is None:             # close(): finish this batch, then stop
+            if item is None:  # close(): finish this batch, then stop
                 self._queue.put(None)
                 break
             batch.append(item)
@@ -82,8 +86,9 @@ class MicroBatcher(Generic[Item, Result]):
                 future.set_result(result)
 
 
-def started_pool(workers: int, name: str, initializer: Callable[[], None] | None = None
-                 ) -> ThreadPoolExecutor:
+def started_pool(
+    workers: int, name: str, initializer: Callable[[], None] | None = None
+) -> ThreadPoolExecutor:
     """A thread pool whose ``workers`` threads are already running. ``ThreadPoolExecutor``
     starts them one per ``submit``, and starting a thread waits until the OS schedules it:
     on a loaded machine that was 0.2 s of a server's event loop, at the first busy moment."""

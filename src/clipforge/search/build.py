@@ -47,9 +47,9 @@ INDEX_INFO, METADATA = "index_info.json", "metadata.parquet"
 class BuildConfig:
     embeddings: Path
     out: Path
-    modality: str = "image"                       # which vectors to index: "image" | "text"
+    modality: str = "image"  # which vectors to index: "image" | "text"
     index: IndexConfig = field(default_factory=IndexConfig)
-    image_root: Path | None = None                # override the folder images are served from
+    image_root: Path | None = None  # override the folder images are served from
 
 
 def rss_bytes() -> int:
@@ -68,8 +68,9 @@ def choose_image_root(embeddings: Path, metadata: pa.Table) -> tuple[Path | None
     paths = metadata.column("image_path").to_pylist()
     if thumbnails and sum(bool(t) for t in thumbnails) * 2 >= len(thumbnails):
         prefix = IMAGES_DIR + "/"
-        return (embeddings / IMAGES_DIR).resolve(), \
-            [t[len(prefix):] if t.startswith(prefix) else "" for t in thumbnails]
+        return (embeddings / IMAGES_DIR).resolve(), [
+            t[len(prefix) :] if t.startswith(prefix) else "" for t in thumbnails
+        ]
     return common_image_root(paths)
 
 
@@ -82,8 +83,9 @@ def given_image_root(root: Path, metadata: pa.Table) -> tuple[Path, list[str]]:
             relative.append("")
             continue
         if not Path(path).resolve().is_relative_to(root):
-            raise ValueError(f"--image-root {root} does not hold {path}; give the folder that "
-                             "holds every image")
+            raise ValueError(
+                f"--image-root {root} does not hold {path}; give the folder that holds every image"
+            )
         relative.append(str(Path(path).resolve().relative_to(root)))
     return root, relative
 
@@ -97,7 +99,7 @@ def build_index_dir(config: BuildConfig) -> dict:
     out = Path(config.out)
     metadata = embeddings.metadata()
     root, relative = choose_image_root(Path(config.embeddings), metadata)
-    if config.image_root is not None:            # checked before anything is written
+    if config.image_root is not None:  # checked before anything is written
         root, relative = given_image_root(Path(config.image_root), metadata)
     rss_before = rss_bytes()
     started = time.perf_counter()
@@ -109,10 +111,13 @@ def build_index_dir(config: BuildConfig) -> dict:
     if embeddings.has(other):
         pool = embeddings.dense(other)
         rng = np.random.default_rng(config.index.seed)
-        picked = np.sort(rng.choice(len(pool), min(len(pool), config.index.recall_queries),
-                                    replace=False))
-        queries, query_source = np.asarray(pool[picked]), f"{len(picked)} sampled {other} " \
-                                                           "embeddings (not in the index)"
+        picked = np.sort(
+            rng.choice(len(pool), min(len(pool), config.index.recall_queries), replace=False)
+        )
+        queries, query_source = (
+            np.asarray(pool[picked]),
+            f"{len(picked)} sampled {other} embeddings (not in the index)",
+        )
     index, dense_info = build_dense_index(vectors, config.index, queries)
     out.mkdir(parents=True, exist_ok=True)
     index_file = out / f"{config.modality}.index"
@@ -128,9 +133,12 @@ def build_index_dir(config: BuildConfig) -> dict:
     if embeddings.has(sparse_kind):
         sparse_index = SparseIndex(embeddings.sparse(sparse_kind))
         sparse_index.save(out / "sparse.npz")
-        sparse_info = {"file": "sparse.npz", "count": sparse_index.count,
-                       "vocab_size": sparse_index.vocab_size,
-                       "nonzeros": int(sparse_index.postings.nnz)}
+        sparse_info = {
+            "file": "sparse.npz",
+            "count": sparse_index.count,
+            "vocab_size": sparse_index.vocab_size,
+            "nonzeros": int(sparse_index.postings.nnz),
+        }
 
     info = {
         "model": embeddings.info.get("model"),
@@ -138,7 +146,9 @@ def build_index_dir(config: BuildConfig) -> dict:
         "modality": config.modality,
         "index_file": index_file.name,
         "index_type": dense_info.index_key,
-        "count": dense_info.count, "dim": dense_info.dim, "metric": dense_info.metric,
+        "count": dense_info.count,
+        "dim": dense_info.dim,
+        "metric": dense_info.metric,
         "build_seconds": round(time.perf_counter() - started, 3),
         "index_bytes": index_file.stat().st_size,
         "estimated_bytes": dense_info.estimated_bytes,
@@ -149,9 +159,11 @@ def build_index_dir(config: BuildConfig) -> dict:
         "recall_queries": query_source,
         "recall_by_param": dense_info.recall_by_param,
         "target_recall": config.index.target_recall,
-        "timings": {"train_seconds": round(dense_info.train_seconds, 3),
-                    "add_seconds": round(dense_info.add_seconds, 3),
-                    "tune_seconds": round(dense_info.tune_seconds, 3)},
+        "timings": {
+            "train_seconds": round(dense_info.train_seconds, 3),
+            "add_seconds": round(dense_info.add_seconds, 3),
+            "tune_seconds": round(dense_info.tune_seconds, 3),
+        },
         "image_root": str(root) if root is not None else None,
         "image_files": "root" if root is not None else (BY_ROW if any(relative) else None),
         "sparse": sparse_info,

@@ -25,23 +25,33 @@ from ..models import MODELS
 from .deps import require
 from .lexicon import SparseEncoder, load_lexicon_heads
 from .reader import RowTag, TaggedShard, iter_shards
-from .shards import (CONFIG_FILE, INFO_FILE, KINDS, ShardData, atomic_write_text, merge_skipped,
-                     shard_done, shard_indices, shard_path, write_shard)
+from .shards import (
+    CONFIG_FILE,
+    INFO_FILE,
+    KINDS,
+    ShardData,
+    atomic_write_text,
+    merge_skipped,
+    shard_done,
+    shard_indices,
+    shard_path,
+    write_shard,
+)
 
 MODALITIES = ("image", "text", "both")
 
 
 @dataclass
 class EmbedConfig:
-    model: str                       # run dir, checkpoint, model dir or registered name
-    data: str                        # data spec, e.g. "builtin:emoji?split=all"
+    model: str  # run dir, checkpoint, model dir or registered name
+    data: str  # data spec, e.g. "builtin:emoji?split=all"
     out: Path
-    modality: str = "both"           # "image" | "text" | "both"
-    float16: bool = False            # store shards as float16 (half the disk, ~1e-3 error)
+    modality: str = "both"  # "image" | "text" | "both"
+    float16: bool = False  # store shards as float16 (half the disk, ~1e-3 error)
     batch_size: int = 64
     workers: int = 2
-    shard_size: int = 10_000         # records per shard (before skipping bad ones)
-    thumbnails: bool = True          # write images/ thumbnails for records without an image file
+    shard_size: int = 10_000  # records per shard (before skipping bad ones)
+    thumbnails: bool = True  # write images/ thumbnails for records without an image file
     device: str = "cpu"
 
     def __post_init__(self):
@@ -55,8 +65,8 @@ class EmbedConfig:
 @dataclass
 class EmbedResult:
     out: Path
-    count: int                                   # vectors written, all shards
-    skipped: int                                 # bad records, all shards
+    count: int  # vectors written, all shards
+    skipped: int  # bad records, all shards
     computed_shards: list[int] = field(default_factory=list)
     reused_shards: list[int] = field(default_factory=list)
 
@@ -64,8 +74,9 @@ class EmbedResult:
 class EmbeddingMapper:
     """Batch → normalised embeddings (and lexical vectors when a sparse encoder is given)."""
 
-    def __init__(self, model, modality: str, sparse_encoder: SparseEncoder | None,
-                 device: str = "cpu"):
+    def __init__(
+        self, model, modality: str, sparse_encoder: SparseEncoder | None, device: str = "cpu"
+    ):
         self.model, self.modality, self.sparse_encoder = model, modality, sparse_encoder
         self.device = device
 
@@ -78,15 +89,20 @@ class EmbeddingMapper:
             embeds = result[0] if tokens else result
             out["image"] = embeds.float().cpu().numpy()
             if tokens:
-                out["sparse_image"] = self.sparse_encoder.encode_image_sparse(result[1])\
-                    .float().cpu().numpy()
+                out["sparse_image"] = (
+                    self.sparse_encoder.encode_image_sparse(result[1]).float().cpu().numpy()
+                )
         if self.modality in ("text", "both"):
             result = self.model.encode_text(text.to(self.device), return_tokens=tokens)
             embeds = result[0] if tokens else result
             out["text"] = embeds.float().cpu().numpy()
             if tokens:
-                out["sparse_text"] = self.sparse_encoder.encode_text_sparse(result[1], result[2])\
-                    .float().cpu().numpy()
+                out["sparse_text"] = (
+                    self.sparse_encoder.encode_text_sparse(result[1], result[2])
+                    .float()
+                    .cpu()
+                    .numpy()
+                )
         return out
 
 
@@ -101,16 +117,22 @@ def _check_resume(out: Path, settings: dict) -> None:
         previous = json.loads(path.read_text())
         changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
         if changed:
-            raise ValueError(f"{out}: holds embeddings made with other settings {changed} "
-                             "(old, new); use a new --out directory or delete this one")
+            raise ValueError(
+                f"{out}: holds embeddings made with other settings {changed} "
+                "(old, new); use a new --out directory or delete this one"
+            )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(settings, indent=2))
-    for stale in out.glob("*/.tmp-*"):      # left by a run killed mid-write
+    for stale in out.glob("*/.tmp-*"):  # left by a run killed mid-write
         stale.unlink()
 
 
-def embed(config: EmbedConfig, source: MapSource | StreamSource | None = None,
-          sparse_encoder: SparseEncoder | None = None, progress: bool = True) -> EmbedResult:
+def embed(
+    config: EmbedConfig,
+    source: MapSource | StreamSource | None = None,
+    sparse_encoder: SparseEncoder | None = None,
+    progress: bool = True,
+) -> EmbedResult:
     """Embed ``config.data`` (or ``source``) into ``config.out``; resumable, see module doc."""
     model, preprocess, tokenizer = load(config.model, device=config.device)
     if tokenizer is None:
@@ -124,13 +146,24 @@ def embed(config: EmbedConfig, source: MapSource | StreamSource | None = None,
         # streams are read once, in order: shard i must be the same records on every run
         source = open_source(config.data, shuffle_buffer=0, resampled=False)
     sparse = sparse_encoder is not None
-    settings = {"model": model_ref, "data": config.data, "modality": config.modality,
-                "shard_size": config.shard_size, "float16": config.float16, "sparse": sparse}
+    settings = {
+        "model": model_ref,
+        "data": config.data,
+        "modality": config.modality,
+        "shard_size": config.shard_size,
+        "float16": config.float16,
+        "sparse": sparse,
+    }
     _check_resume(config.out, settings)
     kinds = shard_kinds(config.modality, sparse)
     mapper = EmbeddingMapper(model, config.modality, sparse_encoder, config.device)
-    loader_config = LoaderConfig(batch_size=config.batch_size, workers=config.workers,
-                                 shuffle=False, drop_last=False, caption_choice="first")
+    loader_config = LoaderConfig(
+        batch_size=config.batch_size,
+        workers=config.workers,
+        shuffle=False,
+        drop_last=False,
+        caption_choice="first",
+    )
     total = len(source) if isinstance(source, MapSource) else None
     done = {i for i in shard_indices(config.out) if shard_done(config.out, i, kinds)}
     result = EmbedResult(config.out, 0, 0)
@@ -143,8 +176,9 @@ def embed(config: EmbedConfig, source: MapSource | StreamSource | None = None,
         tagged = TaggedShard(shard, config.out, config.thumbnails)
         loader = build_loader(tagged, preprocess, tokenizer, loader_config)
         data = _run_shard(loader, mapper, bar)
-        write_shard(config.out, shard.index,
-                    _as_shard(data, config.float16, kinds, model.config.embed_dim))
+        write_shard(
+            config.out, shard.index, _as_shard(data, config.float16, kinds, model.config.embed_dim)
+        )
         result.computed_shards.append(shard.index)
     bar.close()
     return _finish(config, result, model, kinds)
@@ -167,9 +201,14 @@ def _run_shard(loader, mapper: EmbeddingMapper, bar) -> dict:
 
 def _as_shard(rows: dict, float16: bool, kinds: list[str], dim: int) -> ShardData:
     tags = rows["tags"]
-    shard = ShardData([t.id for t in tags], [t.key for t in tags], rows["captions"],
-                      [t.image_path for t in tags], [t.thumbnail for t in tags],
-                      skipped=rows["skipped"])
+    shard = ShardData(
+        [t.id for t in tags],
+        [t.key for t in tags],
+        rows["captions"],
+        [t.image_path for t in tags],
+        [t.thumbnail for t in tags],
+        skipped=rows["skipped"],
+    )
     for kind in kinds:
         if kind in ("image", "text"):
             parts = rows.get(kind, [])
@@ -178,32 +217,46 @@ def _as_shard(rows: dict, float16: bool, kinds: list[str], dim: int) -> ShardDat
         elif kind.startswith("sparse_"):
             sparse = require("scipy.sparse")
             parts = rows.get(kind, [])
-            matrix = sparse.csr_matrix(np.concatenate(parts)) if parts \
+            matrix = (
+                sparse.csr_matrix(np.concatenate(parts))
+                if parts
                 else sparse.csr_matrix((0, 0), dtype=np.float32)
+            )
             setattr(shard, kind, matrix.astype(np.float32))
     return shard
 
 
 def _finish(config: EmbedConfig, result: EmbedResult, model, kinds: list[str]) -> EmbedResult:
     import pyarrow.parquet as pq
+
     indices = sorted(result.computed_shards + result.reused_shards)
-    result.count = sum(pq.ParquetFile(shard_path(config.out, "metadata", i)).metadata.num_rows
-                       for i in indices)
+    result.count = sum(
+        pq.ParquetFile(shard_path(config.out, "metadata", i)).metadata.num_rows for i in indices
+    )
     result.skipped = merge_skipped(config.out, indices)
     dims = {kind: model.config.embed_dim for kind in kinds if kind in ("image", "text")}
     for kind in kinds:
         if kind.startswith("sparse_") and indices:
             sparse = require("scipy.sparse")
-            dims[kind] = max(int(sparse.load_npz(shard_path(config.out, kind, i)).shape[1])
-                             for i in indices)
+            dims[kind] = max(
+                int(sparse.load_npz(shard_path(config.out, kind, i)).shape[1]) for i in indices
+            )
     has_thumbnails = (config.out / "images").is_dir()
-    info = {"model": json.loads((config.out / CONFIG_FILE).read_text())["model"],
-            "data": config.data, "modality": config.modality, "dims": dims,
-            "count": result.count, "skipped": result.skipped, "shards": indices,
-            "shard_size": config.shard_size, "float16": config.float16,
-            "kinds": [k for k in kinds if k in KINDS and k not in ("skipped", "metadata")],
-            "thumbnails_dir": "images" if has_thumbnails else None,
-            "embed_config": {k: str(v) if isinstance(v, Path) else v
-                             for k, v in asdict(config).items()}}
+    info = {
+        "model": json.loads((config.out / CONFIG_FILE).read_text())["model"],
+        "data": config.data,
+        "modality": config.modality,
+        "dims": dims,
+        "count": result.count,
+        "skipped": result.skipped,
+        "shards": indices,
+        "shard_size": config.shard_size,
+        "float16": config.float16,
+        "kinds": [k for k in kinds if k in KINDS and k not in ("skipped", "metadata")],
+        "thumbnails_dir": "images" if has_thumbnails else None,
+        "embed_config": {
+            k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()
+        },
+    }
     atomic_write_text(config.out / INFO_FILE, json.dumps(info, indent=2))
     return result

@@ -26,8 +26,9 @@ def min_max(scores: np.ndarray) -> np.ndarray:
     return (scores - low) / (high - low)
 
 
-def fuse(ids: np.ndarray, dense_scores: np.ndarray, sparse_scores: np.ndarray, weight: float,
-         k: int) -> tuple[np.ndarray, np.ndarray]:
+def fuse(
+    ids: np.ndarray, dense_scores: np.ndarray, sparse_scores: np.ndarray, weight: float, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Rank candidates ``ids`` by ``w·norm(dense) + (1−w)·norm(sparse)``; top ``k`` (scores, ids).
 
     Ties are broken by the lower id, so the order is deterministic.

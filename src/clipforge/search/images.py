@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"}
-BY_ROW = "by-row"      # index_info["image_files"]: rows name their own absolute files
+BY_ROW = "by-row"  # index_info["image_files"]: rows name their own absolute files
 
 
 def exposure(root: Path) -> str | None:
@@ -44,9 +44,11 @@ def check_image_root(root: Path) -> Path:
     resolved = Path(root).resolve()
     reason = exposure(resolved)
     if reason:
-        raise ValueError(f"image root {resolved} would expose the file system ({reason}); give "
-                         "`clipforge index --image-root` the folder that holds the images, or "
-                         "rebuild the index (images in several trees are then served by row)")
+        raise ValueError(
+            f"image root {resolved} would expose the file system ({reason}); give "
+            "`clipforge index --image-root` the folder that holds the images, or "
+            "rebuild the index (images in several trees are then served by row)"
+        )
     return resolved
 
 
@@ -58,10 +60,13 @@ def common_image_root(paths: list[str]) -> tuple[Path | None, list[str]]:
         return None, ["" for _ in paths]
     root = Path(os.path.commonpath([str(Path(p).parent) for p in files]))
     if exposure(root) is None:
-        return root, [os.path.relpath(p, root) if p and Path(p).is_absolute() else ""
-                      for p in paths]
-    return None, [f"{row}/{Path(p).name}" if p and Path(p).is_absolute() else ""
-                  for row, p in enumerate(paths)]
+        return root, [
+            os.path.relpath(p, root) if p and Path(p).is_absolute() else "" for p in paths
+        ]
+    return None, [
+        f"{row}/{Path(p).name}" if p and Path(p).is_absolute() else ""
+        for row, p in enumerate(paths)
+    ]
 
 
 class ImageFiles:
@@ -71,14 +76,16 @@ class ImageFiles:
     rows) plus a check of the row's own path, so no dict of a million strings is kept.
     """
 
-    def __init__(self, image_rel: pa.Array, image_paths: pa.Array | None, root: Path | None,
-                 by_row: bool):
+    def __init__(
+        self, image_rel: pa.Array, image_paths: pa.Array | None, root: Path | None, by_row: bool
+    ):
         if root is not None:
             root = check_image_root(root)
         self.root, self.by_row = root, by_row
         self._rel, self._paths = image_rel, image_paths
-        hashes = np.fromiter((hash(r) if r else 0 for r in image_rel.to_pylist()), np.int64,
-                             count=len(image_rel))
+        hashes = np.fromiter(
+            (hash(r) if r else 0 for r in image_rel.to_pylist()), np.int64, count=len(image_rel)
+        )
         self._order = np.argsort(hashes, kind="stable")
         self._sorted = hashes[self._order]
 

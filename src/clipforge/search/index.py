@@ -49,12 +49,12 @@ def parse_bytes(text: str | int) -> int:
 
 @dataclass
 class IndexConfig:
-    memory_budget: int = 2 * 1024**3     # bytes the index may take in memory
-    index_key: str | None = None         # force a FAISS factory string, e.g. "HNSW32,Flat"
-    flat_max_count: int = 50_000         # exact search up to this many vectors
-    target_recall: float = 0.95          # recall@10 the search parameter is tuned for
+    memory_budget: int = 2 * 1024**3  # bytes the index may take in memory
+    index_key: str | None = None  # force a FAISS factory string, e.g. "HNSW32,Flat"
+    flat_max_count: int = 50_000  # exact search up to this many vectors
+    target_recall: float = 0.95  # recall@10 the search parameter is tuned for
     recall_queries: int = 1000
-    train_per_list: int = 32             # k-means training vectors per inverted list
+    train_per_list: int = 32  # k-means training vectors per inverted list
     k: int = 10
     seed: int = 0
 
@@ -111,10 +111,12 @@ def choose_index_key(count: int, dim: int, config: IndexConfig) -> str:
     per_vector = (budget - nlist * dim * 4 - 256 * dim * 4) / max(count, 1) - 8
     m = pq_bytes(dim, per_vector)
     if m is None:
-        raise ValueError(f"memory budget {budget} bytes is too small for {count} vectors of "
-                         f"dimension {dim} (even 1-byte PQ codes need "
-                         f"{estimate_bytes(f'IVF{nlist},PQ1', count, dim)} bytes)")
-    return f"IVF{nlist},PQ{m}np"      # np: skip polysemous training (slow, unused here)
+        raise ValueError(
+            f"memory budget {budget} bytes is too small for {count} vectors of "
+            f"dimension {dim} (even 1-byte PQ codes need "
+            f"{estimate_bytes(f'IVF{nlist},PQ1', count, dim)} bytes)"
+        )
+    return f"IVF{nlist},PQ{m}np"  # np: skip polysemous training (slow, unused here)
 
 
 FACTORY_EXAMPLES = "e.g. Flat, IVF256,Flat, IVF256,PQ16np, HNSW32,Flat"
@@ -129,8 +131,10 @@ def make_index(index_key: str, dim: int):
     try:
         return faiss.index_factory(dim, index_key, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError:
-        raise ValueError(f"index key {index_key!r} is not a FAISS factory string for "
-                         f"{dim}-dimensional vectors ({FACTORY_EXAMPLES})") from None
+        raise ValueError(
+            f"index key {index_key!r} is not a FAISS factory string for "
+            f"{dim}-dimensional vectors ({FACTORY_EXAMPLES})"
+        ) from None
 
 
 def check_index_key(index_key: str) -> str:
@@ -138,8 +142,9 @@ def check_index_key(index_key: str) -> str:
     try:
         make_index(index_key, _ANY_DIM)
     except ValueError:
-        raise ValueError(f"index key {index_key!r} is not a FAISS factory string "
-                         f"({FACTORY_EXAMPLES})") from None
+        raise ValueError(
+            f"index key {index_key!r} is not a FAISS factory string ({FACTORY_EXAMPLES})"
+        ) from None
     return index_key
 
 
@@ -172,8 +177,7 @@ def set_search_params(index, params: dict) -> None:
         space.set_index_parameter(index, name, value)
 
 
-def build_dense_index(vectors: np.ndarray, config: IndexConfig,
-                      queries: np.ndarray | None = None):
+def build_dense_index(vectors: np.ndarray, config: IndexConfig, queries: np.ndarray | None = None):
     """Build, train, fill and tune an index over ``vectors`` [N, D] → ``(index, DenseIndexInfo)``.
 
     ``queries`` [Q, D] measure recall; without them ``recall_queries`` indexed vectors are
@@ -195,7 +199,7 @@ def build_dense_index(vectors: np.ndarray, config: IndexConfig,
     info.train_seconds = time.perf_counter() - started
     started = time.perf_counter()
     for start in range(0, count, 65_536):
-        index.add(vectors[start:start + 65_536])
+        index.add(vectors[start : start + 65_536])
     info.add_seconds = time.perf_counter() - started
     started = time.perf_counter()
     if queries is None:
@@ -207,7 +211,8 @@ def build_dense_index(vectors: np.ndarray, config: IndexConfig,
     if len(queries) and k:
         truth = exact_neighbours(vectors, queries, k)
         info.search_params, info.recall_at_10, info.recall_by_param = _tune(
-            index, key, queries, truth, config.target_recall)
+            index, key, queries, truth, config.target_recall
+        )
     info.tune_seconds = time.perf_counter() - started
     return index, info
 

@@ -34,8 +34,12 @@ def lexicon_state(model_dir: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         return {}
     from safetensors.torch import load_file
-    return {key[len(PREFIX):]: value for key, value in load_file(str(path)).items()
-            if key.startswith(PREFIX)}
+
+    return {
+        key[len(PREFIX) :]: value
+        for key, value in load_file(str(path)).items()
+        if key.startswith(PREFIX)
+    }
 
 
 def load_lexicon_heads(model_dir: str | Path, model) -> SparseEncoder | None:
@@ -44,5 +48,5 @@ def load_lexicon_heads(model_dir: str | Path, model) -> SparseEncoder | None:
     if not state:
         return None
     if all(key.startswith("heads.") for key in state):
-        state = {key[len("heads."):]: value for key, value in state.items()}
+        state = {key[len("heads.") :]: value for key, value in state.items()}
     return LexiconHeads.from_state_dict(state, model.config).eval()

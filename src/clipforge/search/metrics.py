@@ -52,37 +52,59 @@ class _RecentLatency:
 
     def collect(self):
         from prometheus_client.core import Metric
-        metric = Metric("clipforge_request_latency_seconds",
-                        "Latency quantiles over recent requests.", "summary")
+
+        metric = Metric(
+            "clipforge_request_latency_seconds",
+            "Latency quantiles over recent requests.",
+            "summary",
+        )
         with self._lock:
             routes = sorted(self._counts)
             sums, counts = dict(self._sums), dict(self._counts)
         for route in routes:
             for quantile, value in self.quantiles(route).items():
-                metric.add_sample("clipforge_request_latency_seconds",
-                                  {"route": route, "quantile": str(quantile)}, value)
-            metric.add_sample("clipforge_request_latency_seconds_sum", {"route": route},
-                              sums[route])
-            metric.add_sample("clipforge_request_latency_seconds_count", {"route": route},
-                              counts[route])
+                metric.add_sample(
+                    "clipforge_request_latency_seconds",
+                    {"route": route, "quantile": str(quantile)},
+                    value,
+                )
+            metric.add_sample(
+                "clipforge_request_latency_seconds_sum", {"route": route}, sums[route]
+            )
+            metric.add_sample(
+                "clipforge_request_latency_seconds_count", {"route": route}, counts[route]
+            )
         yield metric
 
 
 class Metrics:
     """The server's registry; ``gauges`` maps a name to (function giving the value, help)."""
 
-    def __init__(self, gauges: dict[str, tuple[Callable[[], float], str]] | None = None,
-                 window: int = 10_000):
+    def __init__(
+        self, gauges: dict[str, tuple[Callable[[], float], str]] | None = None, window: int = 10_000
+    ):
         require("prometheus_client")
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.registry = CollectorRegistry(auto_describe=True)
-        self._requests = Counter("clipforge_requests", "HTTP requests by route, method and status.",
-                                 ["route", "method", "status"], registry=self.registry)
-        self._duration = Histogram("clipforge_request_duration_seconds", "Request latency.",
-                                   ["route"], buckets=BUCKETS, registry=self.registry)
-        self.uploads_rejected = Counter("clipforge_uploads_rejected",
-                                        "Image uploads refused with 429 (all decode slots busy).",
-                                        registry=self.registry)
+        self._requests = Counter(
+            "clipforge_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "clipforge_request_duration_seconds",
+            "Request latency.",
+            ["route"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.uploads_rejected = Counter(
+            "clipforge_uploads_rejected",
+            "Image uploads refused with 429 (all decode slots busy).",
+            registry=self.registry,
+        )
         self._recent = _RecentLatency(window)
         self.registry.register(self._recent)
         for name, (value, help_text) in (gauges or {}).items():
@@ -98,4 +120,5 @@ class Metrics:
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
+
         return generate_latest(self.registry)

@@ -11,7 +11,7 @@ import time
 
 from .metrics import Metrics
 
-OPEN_PATHS = frozenset({"/healthz"})       # answered without the API key (load balancers)
+OPEN_PATHS = frozenset({"/healthz"})  # answered without the API key (load balancers)
 
 
 class MetricsMiddleware:
@@ -36,7 +36,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_note)
         finally:
             route = getattr(scope.get("route"), "path", None) or (
-                "/static" if scope["path"].startswith("/static/") else "unmatched")
+                "/static" if scope["path"].startswith("/static/") else "unmatched"
+            )
             self.metrics.observe(route, scope["method"], status, time.perf_counter() - started)
 
 
@@ -67,9 +68,21 @@ class ApiKeyMiddleware:
         if key is not None and hmac.compare_digest(key, self.api_key):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"detail": "missing or wrong API key (send X-API-Key: KEY or "
-                                     "Authorization: Bearer KEY)"}).encode()
-        await send({"type": "http.response.start", "status": 401, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", b'Bearer realm="clipforge"')]})
+        body = json.dumps(
+            {
+                "detail": "missing or wrong API key (send X-API-Key: KEY or "
+                "Authorization: Bearer KEY)"
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="clipforge"'),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

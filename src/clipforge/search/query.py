@@ -26,12 +26,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..common.vectors import l2_normalize as normalise   # the name of the formulas above
+from ..common.vectors import l2_normalize as normalise  # the name of the formulas above
 from ..data.record import to_rgb
 
 
-def compose(image_embed: np.ndarray, text_embed: np.ndarray, weight: float = 1.0,
-            neutral_text_embed: np.ndarray | None = None) -> np.ndarray:
+def compose(
+    image_embed: np.ndarray,
+    text_embed: np.ndarray,
+    weight: float = 1.0,
+    neutral_text_embed: np.ndarray | None = None,
+) -> np.ndarray:
     """The composed query (sum, or text-delta when ``neutral_text_embed`` is given) [D]."""
     direction = normalise(text_embed)
     if neutral_text_embed is not None:
@@ -45,9 +49,9 @@ class Query:
 
     text: str | None = None
     image: Image.Image | None = None
-    item_id: int | None = None             # "more like this": the indexed item's own vector
-    text_weight: float = 1.0               # λ of the composed query
-    text_delta: bool = False               # use the text-delta variant
+    item_id: int | None = None  # "more like this": the indexed item's own vector
+    text_weight: float = 1.0  # λ of the composed query
+    text_delta: bool = False  # use the text-delta variant
     neutral_text: str = "a photo"
 
     def __post_init__(self):
@@ -75,7 +79,7 @@ class QueryEncoder:
         """[B, T'] ids cut after the longest row's end-of-text token: the causal text tower pools
         at each row's own end-of-text token, so the padding after it changes nothing, and short
         queries cost T'/T of the work."""
-        ids = self.tokenizer(texts)                                      # [B, T]
+        ids = self.tokenizer(texts)  # [B, T]
         is_end = ids == self.model.config.text.eos_token_id
         ends = torch.where(is_end.any(1), is_end.int().argmax(1), ids.shape[1] - 1)
         return ids[:, : int(ends.max()) + 1]

@@ -27,16 +27,16 @@ THUMBNAIL_SIZE = 256
 
 @dataclass(frozen=True)
 class RowTag:
-    id: int              # record position in the source
+    id: int  # record position in the source
     key: str
-    image_path: str      # the image file if the record names one, else the key
-    thumbnail: str       # relative to the embedding directory, "" if none
+    image_path: str  # the image file if the record names one, else the key
+    thumbnail: str  # relative to the embedding directory, "" if none
 
     def encode(self) -> str:
         return json.dumps([self.id, self.key, self.image_path, self.thumbnail])
 
     @classmethod
-    def decode(cls, text: str) -> "RowTag":
+    def decode(cls, text: str) -> RowTag:
         return cls(*json.loads(text))
 
 
@@ -56,7 +56,7 @@ class ListSource(MapSource):
 class TaggedShard(MapSource):
     """``length`` records of ``records`` from ``offset``, keys replaced by :class:`RowTag`."""
 
-    def __init__(self, shard: "ShardSlice", out_dir: Path | None, export_thumbnails: bool):
+    def __init__(self, shard: ShardSlice, out_dir: Path | None, export_thumbnails: bool):
         self.shard = shard
         self.out_dir = out_dir
         self.export_thumbnails = export_thumbnails and out_dir is not None
@@ -96,15 +96,16 @@ class TaggedShard(MapSource):
 
 @dataclass
 class ShardSlice:
-    index: int                   # shard number
-    records: MapSource           # the whole map source, or the shard's records of a stream
-    offset: int                  # position of the shard's first record in ``records``
-    first_id: int                # position of the shard's first record in the source
+    index: int  # shard number
+    records: MapSource  # the whole map source, or the shard's records of a stream
+    offset: int  # position of the shard's first record in ``records``
+    first_id: int  # position of the shard's first record in the source
     length: int
 
 
-def iter_shards(source: MapSource | StreamSource, shard_size: int, skip: set[int] | None = None
-                ) -> Iterator[ShardSlice]:
+def iter_shards(
+    source: MapSource | StreamSource, shard_size: int, skip: set[int] | None = None
+) -> Iterator[ShardSlice]:
     """Shards in order. A stream is read past the shards in ``skip`` without keeping them."""
     skip = skip or set()
     if isinstance(source, MapSource):

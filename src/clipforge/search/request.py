@@ -14,8 +14,8 @@ import math
 from typing import Literal
 
 MAX_TEXT_CHARS, MAX_K = 1000, 100
-MAX_DEPTH = 32           # the request is flat; real clients nest 1–2 levels
-MAX_LOC_CHARS = 64       # a field name echoed in ``loc`` is cut to this
+MAX_DEPTH = 32  # the request is flat; real clients nest 1–2 levels
+MAX_LOC_CHARS = 64  # a field name echoed in ``loc`` is cut to this
 
 
 class BadRequest(ValueError):
@@ -74,8 +74,10 @@ def check_strings(value, depth: int = 0) -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise BadRequest("JSON body holds a lone surrogate (\\ud800–\\udfff), "
-                             "which is not valid Unicode text") from None
+            raise BadRequest(
+                "JSON body holds a lone surrogate (\\ud800–\\udfff), "
+                "which is not valid Unicode text"
+            ) from None
     elif isinstance(value, dict):
         for key, item in value.items():
             check_strings(key, depth + 1)
@@ -88,13 +90,12 @@ def check_strings(value, depth: int = 0) -> None:
 def parse_json_body(body: bytes) -> dict:
     """The request object of a JSON body; BadRequest (400) or TypeError (422, not an object)."""
     try:
-        raw = json.loads(body or b"{}", parse_constant=_reject_constant,
-                         parse_float=_finite_float)
+        raw = json.loads(body or b"{}", parse_constant=_reject_constant, parse_float=_finite_float)
     except BadRequest:
         raise
     except RecursionError:
         raise BadRequest(f"JSON body is nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError:        # JSONDecodeError, UnicodeDecodeError, int too long
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, int too long
         raise BadRequest("body is neither JSON nor a multipart form") from None
     check_strings(raw)
     if not isinstance(raw, dict):
@@ -104,19 +105,29 @@ def parse_json_body(body: bytes) -> dict:
 
 def clean_errors(errors: list[dict]) -> list[dict]:
     """``type``, ``loc`` (names cut to MAX_LOC_CHARS) and ``msg`` of each validation error."""
-    return [{"type": error.get("type", "invalid"),
-             "loc": [part if isinstance(part, int) else str(part)[:MAX_LOC_CHARS]
-                     for part in error.get("loc", ())],
-             "msg": str(error.get("msg", "invalid value"))} for error in errors]
+    return [
+        {
+            "type": error.get("type", "invalid"),
+            "loc": [
+                part if isinstance(part, int) else str(part)[:MAX_LOC_CHARS]
+                for part in error.get("loc", ())
+            ],
+            "msg": str(error.get("msg", "invalid value")),
+        }
+        for error in errors
+    ]
 
 
 def validate(raw: dict):
     """A :class:`SearchRequest`, or ``RequestValidationError`` with cleaned errors (422)."""
     from fastapi.exceptions import RequestValidationError
     from pydantic import ValidationError
+
     try:
         return SearchRequest.model_validate(raw)
     except ValidationError as error:
-        raise RequestValidationError(clean_errors(error.errors(
-            include_url=False, include_context=False, include_input=False))) from None
-
+        raise RequestValidationError(
+            clean_errors(
+                error.errors(include_url=False, include_context=False, include_input=False)
+            )
+        ) from None

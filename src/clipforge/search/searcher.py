@@ -39,43 +39,56 @@ class Hit:
     score: float
     key: str
     caption: str
-    image_rel: str               # path under the index's image root ("" if none)
+    image_rel: str  # path under the index's image root ("" if none)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class Searcher:
-    def __init__(self, dense_index, metadata: pa.Table, info: dict,
-                 sparse_index: SparseIndex | None = None, encoder: QueryEncoder | None = None):
+    def __init__(
+        self,
+        dense_index,
+        metadata: pa.Table,
+        info: dict,
+        sparse_index: SparseIndex | None = None,
+        encoder: QueryEncoder | None = None,
+    ):
         if metadata.num_rows != dense_index.ntotal:
-            raise ValueError(f"metadata has {metadata.num_rows} rows but the index "
-                             f"{dense_index.ntotal} vectors")
+            raise ValueError(
+                f"metadata has {metadata.num_rows} rows but the index {dense_index.ntotal} vectors"
+            )
         self.dense_index, self.info = dense_index, info
         self.sparse_index, self.encoder = sparse_index, encoder
         self._keys = metadata.column("key").combine_chunks()
         self._captions = metadata.column("caption").combine_chunks()
         names = metadata.column_names
-        self._image_rel = metadata.column("image_rel").combine_chunks() \
-            if "image_rel" in names else pa.array([""] * metadata.num_rows)
+        self._image_rel = (
+            metadata.column("image_rel").combine_chunks()
+            if "image_rel" in names
+            else pa.array([""] * metadata.num_rows)
+        )
         self._extra = [n for n in names if n not in ("key", "caption", "image_rel")]
         self._metadata = metadata
-        self._text_searches = None          # the one MicroBatcher, once enable_batching() ran
-        self._workers = None                # its thread pool for other queries
+        self._text_searches = None  # the one MicroBatcher, once enable_batching() ran
+        self._workers = None  # its thread pool for other queries
         if info.get("search_params"):
             set_search_params(dense_index, info["search_params"])
         if "IVF" in info.get("index_type", ""):
             require("faiss").extract_index_ivf(dense_index).make_direct_map()
 
     @classmethod
-    def open(cls, index_dir: str | Path, model: str | None = None, load_model: bool = True
-             ) -> "Searcher":
+    def open(
+        cls, index_dir: str | Path, model: str | None = None, load_model: bool = True
+    ) -> Searcher:
         faiss = require("faiss")
         index_dir = Path(index_dir)
         info_path = index_dir / INDEX_INFO
         if not info_path.is_file():
-            raise FileNotFoundError(f"{index_dir}: not an index directory (no {INDEX_INFO}; "
-                                    "run `clipforge index` first)")
+            raise FileNotFoundError(
+                f"{index_dir}: not an index directory (no {INDEX_INFO}; "
+                "run `clipforge index` first)"
+            )
         info = json.loads(info_path.read_text())
         dense_index = faiss.read_index(str(index_dir / info["index_file"]))
         metadata = pq.read_table(index_dir / METADATA)
@@ -100,24 +113,32 @@ class Searcher:
 
     def modes(self) -> list[str]:
         lexical = self.sparse_index is not None and (
-            self.encoder is None or self.encoder.sparse_encoder is not None)
+            self.encoder is None or self.encoder.sparse_encoder is not None
+        )
         return list(MODES) if lexical else ["dense"]
 
     def item(self, item_id: int) -> dict:
         self._check_id(item_id)
         row = {name: self._metadata.column(name)[item_id].as_py() for name in self._extra}
         if "id" in row:
-            row["record_id"] = row.pop("id")     # position in the source, not the index row
-        return {**row, "id": int(item_id), "key": self._keys[item_id].as_py(),
-                "caption": self._captions[item_id].as_py(),
-                "image_rel": self._image_rel[item_id].as_py()}
+            row["record_id"] = row.pop("id")  # position in the source, not the index row
+        return {
+            **row,
+            "id": int(item_id),
+            "key": self._keys[item_id].as_py(),
+            "caption": self._captions[item_id].as_py(),
+            "image_rel": self._image_rel[item_id].as_py(),
+        }
 
     def column(self, name: str) -> pa.Array:
         """A metadata column as one Arrow array (``image_rel`` is always there, maybe empty)."""
         if name == "image_rel":
             return self._image_rel
-        return self._metadata.column(name).combine_chunks() \
-            if name in self._metadata.column_names else pa.array([""] * self.count)
+        return (
+            self._metadata.column(name).combine_chunks()
+            if name in self._metadata.column_names
+            else pa.array([""] * self.count)
+        )
 
     def vector(self, item_id: int) -> np.ndarray:
         """The indexed vector of ``item_id`` [D] (PQ indexes give their approximation)."""
@@ -132,8 +153,9 @@ class Searcher:
         ids = [int(i) for i in ids if i >= 0]
         keys, captions = self._keys.take(ids).to_pylist(), self._captions.take(ids).to_pylist()
         rel = self._image_rel.take(ids).to_pylist()
-        return [Hit(i, float(s), k, c, r)
-                for i, s, k, c, r in zip(ids, scores, keys, captions, rel)]
+        return [
+            Hit(i, float(s), k, c, r) for i, s, k, c, r in zip(ids, scores, keys, captions, rel)
+        ]
 
     # -- search -----------------------------------------------------------------------------
 
@@ -141,8 +163,9 @@ class Searcher:
         """Batched dense search: ``vectors`` [Q, D] → scores [Q, k], ids [Q, k] (−1 = none)."""
         vectors = np.atleast_2d(vectors)
         if vectors.shape[1] != self.dim:
-            raise ValueError(f"query vectors have dimension {vectors.shape[1]}, the index "
-                             f"{self.dim}")
+            raise ValueError(
+                f"query vectors have dimension {vectors.shape[1]}, the index {self.dim}"
+            )
         return self.dense_index.search(normalized(vectors), min(k, self.count))
 
     def search_vector(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
@@ -154,8 +177,14 @@ class Searcher:
             raise ValueError("this index has no sparse (lexical) vectors; use mode dense")
         return self.hits(*self.sparse_index.search(sparse_query, k))
 
-    def search_hybrid(self, dense_query: np.ndarray, sparse_query, k: int = 10,
-                      weight: float = 0.5, candidates: int = 100) -> list[Hit]:
+    def search_hybrid(
+        self,
+        dense_query: np.ndarray,
+        sparse_query,
+        k: int = 10,
+        weight: float = 0.5,
+        candidates: int = 100,
+    ) -> list[Hit]:
         """Fused ranking (see :mod:`.hybrid`) over the union of both top-``candidates`` lists."""
         if self.sparse_index is None:
             raise ValueError("this index has no sparse (lexical) vectors; use mode dense")
@@ -191,6 +220,7 @@ class Searcher:
         if self._text_searches is not None:
             return
         from .batching import MicroBatcher, started_pool
+
         self._workers = started_pool(workers, "search")
         if self.encoder is not None:
             self._text_searches = MicroBatcher(self.search_texts, max_batch, name="text-search")
@@ -202,8 +232,9 @@ class Searcher:
             raise RuntimeError("submit_text_search needs enable_batching() first")
         return self._text_searches.submit((text, k))
 
-    def submit(self, query: Query, k: int = 10, mode: str = "dense",
-               hybrid_weight: float = 0.5) -> Future:
+    def submit(
+        self, query: Query, k: int = 10, mode: str = "dense", hybrid_weight: float = 0.5
+    ) -> Future:
         """A future of :meth:`search`'s hits, for async callers (after :meth:`enable_batching`):
         plain text searches join the text batch, every other query runs on a worker thread.
         Bad queries raise here, before anything is queued."""
@@ -214,15 +245,21 @@ class Searcher:
             return self.submit_text_search(query.text, k)
         return self._workers.submit(self._search_checked, query, k, mode, hybrid_weight)
 
-    def search(self, query: Query, k: int = 10, mode: str = "dense",
-               hybrid_weight: float = 0.5) -> list[Hit]:
+    def search(
+        self, query: Query, k: int = 10, mode: str = "dense", hybrid_weight: float = 0.5
+    ) -> list[Hit]:
         """Embed ``query`` with the index's model and search in ``mode``."""
         self._check(query, mode)
         return self._search_checked(query, k, mode, hybrid_weight)
 
     def _is_plain_text(self, query: Query, mode: str) -> bool:
-        return (self._text_searches is not None and mode == "dense" and query.text is not None
-                and query.image is None and query.item_id is None)
+        return (
+            self._text_searches is not None
+            and mode == "dense"
+            and query.text is not None
+            and query.image is None
+            and query.item_id is None
+        )
 
     def _check(self, query: Query, mode: str) -> None:
         """Every reason a query cannot run (the one validation path of every kind of query)."""
@@ -237,11 +274,11 @@ class Searcher:
 
     def _need_encoder(self) -> None:
         if self.encoder is None:
-            raise ValueError("no model loaded to embed the query (index_info.json names none; "
-                             "pass --model)")
+            raise ValueError(
+                "no model loaded to embed the query (index_info.json names none; pass --model)"
+            )
 
-    def _search_checked(self, query: Query, k: int, mode: str, hybrid_weight: float
-                        ) -> list[Hit]:
+    def _search_checked(self, query: Query, k: int, mode: str, hybrid_weight: float) -> list[Hit]:
         if self._is_plain_text(query, mode):
             return self.submit_text_search(query.text, k).result()
         dense = self._dense_query(query) if mode != "sparse" else None
@@ -288,13 +325,18 @@ def load_query_encoder(model_ref: str, info: dict) -> QueryEncoder:
     from ..loading import load, resolve_model_dir
     from ..models import MODELS
     from .lexicon import load_lexicon_heads
+
     if not Path(model_ref).exists() and model_ref not in MODELS:
-        raise FileNotFoundError(f"{model_ref}: the model this index was built with is not there "
-                                "(pass --model to use another)")
+        raise FileNotFoundError(
+            f"{model_ref}: the model this index was built with is not there "
+            "(pass --model to use another)"
+        )
     model, preprocess, tokenizer = load(model_ref)
     if model.config.embed_dim != info["dim"]:
-        raise ValueError(f"{model_ref}: model embeds in {model.config.embed_dim} dimensions, the "
-                         f"index holds {info['dim']}")
+        raise ValueError(
+            f"{model_ref}: model embeds in {model.config.embed_dim} dimensions, the "
+            f"index holds {info['dim']}"
+        )
     heads = None
     if info.get("sparse") and Path(model_ref).exists():
         heads = load_lexicon_heads(resolve_model_dir(model_ref), model)

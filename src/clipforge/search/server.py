@@ -31,33 +31,50 @@ from pathlib import Path
 from .deps import require
 
 require("fastapi")
-require("python_multipart")          # FastAPI parses forms with it
+require("python_multipart")  # FastAPI parses forms with it
 
 from fastapi import HTTPException, Request  # noqa: E402 - after the install hint above
 from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
 from starlette.requests import ClientDisconnect  # noqa: E402
 
 from .middleware import ApiKeyMiddleware, MetricsMiddleware  # noqa: E402
-from .request import (BadRequest, SearchRequest, SearchResponse, check_strings,  # noqa: E402
-                      clean_errors, parse_json_body, validate)
+from .request import (  # noqa: E402
+    BadRequest,
+    SearchRequest,
+    SearchResponse,
+    check_strings,
+    clean_errors,
+    parse_json_body,
+    validate,
+)
 from .searcher import Searcher  # noqa: E402
 from .service import QueryError, SearchService, ServerConfig  # noqa: E402
 from .uploads import UploadRejected  # noqa: E402
 
 STATIC_DIR = Path(__file__).with_name("static")
-FORM_ALLOWANCE = 64 * 1024           # multipart framing and fields beside the image
+FORM_ALLOWANCE = 64 * 1024  # multipart framing and fields beside the image
 
 __all__ = ["SearchRoutes", "ServerConfig", "SearchService", "create_app"]
 
 
 def _body_docs() -> dict:
     request_schema = SearchRequest.model_json_schema()
-    form_schema = {"type": "object", "properties": {
-        "image": {"type": "string", "format": "binary"},
-        **{k: v for k, v in request_schema["properties"].items() if k != "id"}}}
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": request_schema},
-        "multipart/form-data": {"schema": form_schema}}}}
+    form_schema = {
+        "type": "object",
+        "properties": {
+            "image": {"type": "string", "format": "binary"},
+            **{k: v for k, v in request_schema["properties"].items() if k != "id"},
+        },
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": request_schema},
+                "multipart/form-data": {"schema": form_schema},
+            },
+        }
+    }
 
 
 class SearchRoutes:
@@ -71,14 +88,25 @@ class SearchRoutes:
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import PlainTextResponse
         from fastapi.staticfiles import StaticFiles
-        app.add_api_route("/search", self.search, methods=["POST"],
-                          responses={200: {"model": SearchResponse}},
-                          openapi_extra=_body_docs(), summary="Search")
+
+        app.add_api_route(
+            "/search",
+            self.search,
+            methods=["POST"],
+            responses={200: {"model": SearchResponse}},
+            openapi_extra=_body_docs(),
+            summary="Search",
+        )
         app.add_api_route("/items/{item_id}", self.item, methods=["GET"], summary="Item")
         app.add_api_route("/images/{path:path}", self.image, methods=["GET"], summary="Image")
         app.add_api_route("/healthz", self.healthz, methods=["GET"], summary="Healthz")
-        app.add_api_route("/metrics", self.prometheus, methods=["GET"],
-                          response_class=PlainTextResponse, summary="Prometheus")
+        app.add_api_route(
+            "/metrics",
+            self.prometheus,
+            methods=["GET"],
+            response_class=PlainTextResponse,
+            summary="Prometheus",
+        )
         app.add_api_route("/", self.page, methods=["GET"], include_in_schema=False)
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
         app.add_exception_handler(RequestValidationError, self.invalid)
@@ -119,6 +147,7 @@ class SearchRoutes:
 
     def prometheus(self):
         from prometheus_client import CONTENT_TYPE_LATEST
+
         return Response(self.service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     def page(self):
@@ -135,19 +164,26 @@ class SearchRoutes:
 
     @staticmethod
     def _query(params) -> dict:
-        return {"text": params.text, "item_id": params.id, "k": params.k,
-                "mode": params.mode, "hybrid_weight": params.hybrid_weight,
-                "text_weight": params.text_weight, "text_delta": params.text_delta}
+        return {
+            "text": params.text,
+            "item_id": params.id,
+            "k": params.k,
+            "mode": params.mode,
+            "hybrid_weight": params.hybrid_weight,
+            "text_weight": params.text_weight,
+            "text_delta": params.text_delta,
+        }
 
     @staticmethod
     def _json(body: dict):
         import json
+
         # serialised by hand: FastAPI's generic encoder walks every value, json.dumps doesn't
         return Response(json.dumps(body), media_type="application/json")
 
     async def _search_form(self, request, body: bytes) -> dict:
 
-        async def replay():                  # the capped body, read once, parsed from memory
+        async def replay():  # the capped body, read once, parsed from memory
             return {"type": "http.request", "body": body, "more_body": False}
 
         form = await Request(request.scope, replay).form(max_files=1, max_fields=16)
@@ -176,20 +212,25 @@ class SearchRoutes:
                 if size > limit:
                     raise HTTPException(413, self.too_large)
                 chunks.append(chunk)
-        except ClientDisconnect:       # gone, or cut off by the request deadline (.serving)
+        except ClientDisconnect:  # gone, or cut off by the request deadline (.serving)
             raise HTTPException(400, "the client went away mid-request") from None
         return b"".join(chunks)
 
 
-def create_app(index_dir: str | Path, config: ServerConfig | None = None,
-               searcher: Searcher | None = None):
+def create_app(
+    index_dir: str | Path, config: ServerConfig | None = None, searcher: Searcher | None = None
+):
     """The app for ``index_dir`` (or an already opened ``searcher``); ``app.state.service``
     and ``app.state.searcher`` give the objects behind it."""
     from fastapi import FastAPI
+
     config = config or ServerConfig()
     service = SearchService(searcher or Searcher.open(index_dir, model=config.model), config)
-    app = FastAPI(title="clipforge search", version="1",
-                          description="Text, image and composed search over one index.")
+    app = FastAPI(
+        title="clipforge search",
+        version="1",
+        description="Text, image and composed search over one index.",
+    )
     app.state.service, app.state.searcher = service, service.searcher
     SearchRoutes(service).install(app)
     # added last = outermost: the Host check runs first, then the key, then timing
@@ -198,5 +239,6 @@ def create_app(index_dir: str | Path, config: ServerConfig | None = None,
         app.add_middleware(ApiKeyMiddleware, api_key=config.api_key)
     if config.allowed_hosts:
         from starlette.middleware.trustedhost import TrustedHostMiddleware
+
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))
     return app

@@ -33,26 +33,31 @@ from .uploads import UploadRejected, UploadSlots, decode_capped, decode_threads,
 class ServerConfig:
     """Everything ``clipforge serve`` can set; the CLI's flags default to these."""
 
-    model: str | None = None               # override the model named in index_info.json
-    host: str = "127.0.0.1"                # loopback only; anything else warns (no TLS, no auth)
+    model: str | None = None  # override the model named in index_info.json
+    host: str = "127.0.0.1"  # loopback only; anything else warns (no TLS, no auth)
     port: int = 8000
     max_upload_bytes: int = 10 * 1024 * 1024
-    max_image_pixels: int = 50_000_000     # checked from the image header, before decoding
-    uploads_in_flight: int = 2             # uploads decoded and searched at once
-    uploads_waiting: int = 16              # more wait; beyond that 429 + Retry-After
-    request_timeout: float = 30.0          # seconds a client has to send a whole request
-    api_key: str | None = None             # required on every route but /healthz when set
+    max_image_pixels: int = 50_000_000  # checked from the image header, before decoding
+    uploads_in_flight: int = 2  # uploads decoded and searched at once
+    uploads_waiting: int = 16  # more wait; beyond that 429 + Retry-After
+    request_timeout: float = 30.0  # seconds a client has to send a whole request
+    api_key: str | None = None  # required on every route but /healthz when set
     allowed_hosts: list[str] | None = None  # Host header allow-list (DNS rebinding); None: any
-    torch_threads: int | None = None       # torch.set_num_threads at startup (None: leave)
-    batch_text_queries: bool = True        # concurrent text queries share forwards
-    search_workers: int = 4                # threads for image, item, sparse and hybrid queries
-    faiss_threads: int = 1                 # OpenMP threads per FAISS search (see SearchService)
+    torch_threads: int | None = None  # torch.set_num_threads at startup (None: leave)
+    batch_text_queries: bool = True  # concurrent text queries share forwards
+    search_workers: int = 4  # threads for image, item, sparse and hybrid queries
+    faiss_threads: int = 1  # OpenMP threads per FAISS search (see SearchService)
 
     def __post_init__(self):
         if not 1 <= self.port <= 65535:
             raise ValueError(f"port must be 1–65535, got {self.port}")
-        for name in ("max_upload_bytes", "max_image_pixels", "uploads_in_flight",
-                     "search_workers", "faiss_threads"):
+        for name in (
+            "max_upload_bytes",
+            "max_image_pixels",
+            "uploads_in_flight",
+            "search_workers",
+            "faiss_threads",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.request_timeout > 0:
@@ -74,6 +79,7 @@ class SearchService:
         self.searcher, self.config = searcher, config
         if config.torch_threads:
             import torch
+
             torch.set_num_threads(config.torch_threads)
         # One query per search call gains nothing from an OpenMP team, and every handler thread
         # that calls FAISS would get its own spinning team: measured 2.5× slower per request.
@@ -83,31 +89,43 @@ class SearchService:
         root = Path(info["image_root"]) if info.get("image_root") else None
         rel = searcher.column("image_rel")
         by_row = info.get("image_files") == BY_ROW
-        self.images = ImageFiles(rel, searcher.column("image_path") if by_row else None, root,
-                                 by_row)
+        self.images = ImageFiles(
+            rel, searcher.column("image_path") if by_row else None, root, by_row
+        )
         self.uploads = UploadSlots(config.uploads_in_flight, config.uploads_waiting)
         self._decoders = decode_threads(config.uploads_in_flight)
         warm_up()
-        if searcher.encoder is not None:      # the first image forward's lazy set-up, now
+        if searcher.encoder is not None:  # the first image forward's lazy set-up, now
             searcher.encoder.image(Image.new("RGB", (8, 8)))
-        self.metrics = Metrics({
-            "clipforge_index_items": (lambda: searcher.count, "Vectors in the index."),
-            "clipforge_index_bytes": (lambda: info.get("index_bytes", 0),
-                                      "Size of the index file."),
-            "clipforge_index_dim": (lambda: searcher.dim, "Vector dimension."),
-        })
+        self.metrics = Metrics(
+            {
+                "clipforge_index_items": (lambda: searcher.count, "Vectors in the index."),
+                "clipforge_index_bytes": (
+                    lambda: info.get("index_bytes", 0),
+                    "Size of the index file.",
+                ),
+                "clipforge_index_dim": (lambda: searcher.dim, "Vector dimension."),
+            }
+        )
 
     @classmethod
-    def open(cls, index_dir: str | Path, config: ServerConfig | None = None) -> "SearchService":
+    def open(cls, index_dir: str | Path, config: ServerConfig | None = None) -> SearchService:
         config = config or ServerConfig()
         return cls(Searcher.open(index_dir, model=config.model), config)
 
     # -- queries ----------------------------------------------------------------------------
 
-    async def search(self, text: str | None = None, item_id: int | None = None,
-                     image: Image.Image | None = None, k: int = 10, mode: str = "dense",
-                     hybrid_weight: float = 0.5, text_weight: float = 1.0,
-                     text_delta: bool = False) -> dict:
+    async def search(
+        self,
+        text: str | None = None,
+        item_id: int | None = None,
+        image: Image.Image | None = None,
+        k: int = 10,
+        mode: str = "dense",
+        hybrid_weight: float = 0.5,
+        text_weight: float = 1.0,
+        text_delta: bool = False,
+    ) -> dict:
         """THE entry point of every query → the response body (``results``, ``mode``,
         ``took_ms``); QueryError for a query that cannot run."""
         if text is None and item_id is None and image is None:
@@ -115,8 +133,7 @@ class SearchService:
         started = time.perf_counter()
         try:
             query = Query(text, image, item_id, text_weight, text_delta)
-            hits = await asyncio.wrap_future(
-                self.searcher.submit(query, k, mode, hybrid_weight))
+            hits = await asyncio.wrap_future(self.searcher.submit(query, k, mode, hybrid_weight))
         except KeyError as error:
             raise QueryError(404, str(error.args[0])) from None
         except ValueError as error:
@@ -129,7 +146,8 @@ class SearchService:
         try:
             async with self.uploads.slot():
                 image = await asyncio.get_running_loop().run_in_executor(
-                    self._decoders, decode_capped, data, self.config.max_image_pixels)
+                    self._decoders, decode_capped, data, self.config.max_image_pixels
+                )
                 return await self.search(image=image, **query)
         except UploadRejected as error:
             if error.status == 429:
@@ -137,10 +155,20 @@ class SearchService:
             raise
 
     def response(self, hits: list[Hit], mode: str, started: float) -> dict:
-        return {"results": [{"id": h.id, "score": h.score, "caption": h.caption,
-                             "image_url": self.image_url(h.image_rel), "key": h.key}
-                            for h in hits],
-                "mode": mode, "took_ms": round((time.perf_counter() - started) * 1e3, 3)}
+        return {
+            "results": [
+                {
+                    "id": h.id,
+                    "score": h.score,
+                    "caption": h.caption,
+                    "image_url": self.image_url(h.image_rel),
+                    "key": h.key,
+                }
+                for h in hits
+            ],
+            "mode": mode,
+            "took_ms": round((time.perf_counter() - started) * 1e3, 3),
+        }
 
     # -- items, images, health ---------------------------------------------------------------
 
@@ -158,6 +186,12 @@ class SearchService:
 
     def health(self) -> dict:
         searcher, info = self.searcher, self.searcher.info
-        return {"status": "ok", "items": searcher.count, "dim": searcher.dim,
-                "index_type": info.get("index_type"), "modes": searcher.modes(),
-                "model_loaded": searcher.encoder is not None, "images": self.images.available}
+        return {
+            "status": "ok",
+            "items": searcher.count,
+            "dim": searcher.dim,
+            "index_type": info.get("index_type"),
+            "modes": searcher.modes(),
+            "model_loaded": searcher.encoder is not None,
+            "images": self.images.available,
+        }

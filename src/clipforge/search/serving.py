@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 
-TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                    b"content-length: 16\r\nconnection: close\r\n\r\nrequest timeout\n")
+TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 16\r\nconnection: close\r\n\r\nrequest timeout\n"
+)
 
 
 def deadline_protocol(base: type, request_timeout: float) -> type:
@@ -54,9 +56,12 @@ def deadline_protocol(base: type, request_timeout: float) -> type:
             if self.transport.is_closing():
                 return
             cycle = self.cycle
-            answering = cycle is not None and not cycle.response_complete and (
-                cycle.response_started or not cycle.more_body)
-            if answering:                 # the request is in; the app is working on it
+            answering = (
+                cycle is not None
+                and not cycle.response_complete
+                and (cycle.response_started or not cycle.more_body)
+            )
+            if answering:  # the request is in; the app is working on it
                 self._arm()
                 return
             if cycle is None or cycle.response_complete or not cycle.response_started:
@@ -67,21 +72,34 @@ def deadline_protocol(base: type, request_timeout: float) -> type:
     return DeadlineProtocol
 
 
-def uvicorn_config(app, host: str, port: int, request_timeout: float,
-                   keep_alive_timeout: float = 5.0, log_level: str = "warning"):
+def uvicorn_config(
+    app,
+    host: str,
+    port: int,
+    request_timeout: float,
+    keep_alive_timeout: float = 5.0,
+    log_level: str = "warning",
+):
     """A ``uvicorn.Config`` for ``app`` with the request deadline (module doc)."""
     from uvicorn import Config
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
-    return Config(app, host=host, port=port, log_level=log_level,
-                  http=deadline_protocol(AutoHTTPProtocol, request_timeout),
-                  timeout_keep_alive=int(max(1, keep_alive_timeout)),
-                  h11_max_incomplete_event_size=64 * 1024)    # request line + headers
+
+    return Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        http=deadline_protocol(AutoHTTPProtocol, request_timeout),
+        timeout_keep_alive=int(max(1, keep_alive_timeout)),
+        h11_max_incomplete_event_size=64 * 1024,
+    )  # request line + headers
 
 
 def run_server(app, config) -> None:
     """Serve ``app`` until interrupted, on ``config.host``:``config.port`` (a ServerConfig)."""
     from uvicorn import Server
+
     try:
         Server(uvicorn_config(app, config.host, config.port, config.request_timeout)).run()
-    except KeyboardInterrupt:        # Ctrl-C is how a foreground server is stopped
+    except KeyboardInterrupt:  # Ctrl-C is how a foreground server is stopped
         pass

@@ -41,8 +41,15 @@ KINDS = {
     "metadata": ("metadata", "metadata", ".parquet"),
     "skipped": ("skipped", "skipped", ".jsonl"),
 }
-METADATA_SCHEMA = pa.schema([("id", pa.int64()), ("key", pa.string()), ("caption", pa.string()),
-                             ("image_path", pa.string()), ("thumbnail", pa.string())])
+METADATA_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("key", pa.string()),
+        ("caption", pa.string()),
+        ("image_path", pa.string()),
+        ("thumbnail", pa.string()),
+    ]
+)
 
 
 def shard_path(directory: Path, kind: str, index: int) -> Path:
@@ -54,20 +61,23 @@ def shard_path(directory: Path, kind: str, index: int) -> Path:
 class ShardData:
     """One shard's rows; arrays are row-aligned with the metadata lists."""
 
-    ids: list[int]                              # record position in the source
+    ids: list[int]  # record position in the source
     keys: list[str]
     captions: list[str]
-    image_paths: list[str]                      # the image file if known, else the record key
-    thumbnails: list[str]                       # path under DIR/images/ ("" if none exported)
-    image: np.ndarray | None = None             # [n, D]
-    text: np.ndarray | None = None              # [n, D]
-    sparse_image: object | None = None          # scipy.sparse.csr_matrix [n, V]
+    image_paths: list[str]  # the image file if known, else the record key
+    thumbnails: list[str]  # path under DIR/images/ ("" if none exported)
+    image: np.ndarray | None = None  # [n, D]
+    text: np.ndarray | None = None  # [n, D]
+    sparse_image: object | None = None  # scipy.sparse.csr_matrix [n, V]
     sparse_text: object | None = None
-    skipped: list[tuple[str, str]] = field(default_factory=list)   # (key, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
 
     def kinds(self) -> list[str]:
-        present = [k for k in ("image", "text", "sparse_image", "sparse_text")
-                   if getattr(self, k) is not None]
+        present = [
+            k
+            for k in ("image", "text", "sparse_image", "sparse_text")
+            if getattr(self, k) is not None
+        ]
         return [*present, "skipped", "metadata"]
 
 
@@ -77,24 +87,36 @@ def write_shard(directory: Path, index: int, shard: ShardData) -> None:
     for kind in ("image", "text"):
         array = getattr(shard, kind)
         if array is not None:
+
             def save(tmp, array=array):
                 with open(tmp, "wb") as handle:
                     np.save(handle, np.ascontiguousarray(array))
+
             atomic_write(shard_path(directory, kind, index), save)
     for kind in ("sparse_image", "sparse_text"):
         matrix = getattr(shard, kind)
         if matrix is not None:
             sparse = require("scipy.sparse")
+
             def save_sparse(tmp, matrix=matrix):
                 with open(tmp, "wb") as handle:
                     sparse.save_npz(handle, sparse.csr_matrix(matrix))
+
             atomic_write(shard_path(directory, kind, index), save_sparse)
-    lines = "".join(json.dumps({"key": key, "reason": reason}) + "\n"
-                    for key, reason in shard.skipped)
+    lines = "".join(
+        json.dumps({"key": key, "reason": reason}) + "\n" for key, reason in shard.skipped
+    )
     atomic_write_text(shard_path(directory, "skipped", index), lines)
-    table = pa.table({"id": pa.array(shard.ids, pa.int64()), "key": shard.keys,
-                      "caption": shard.captions, "image_path": shard.image_paths,
-                      "thumbnail": shard.thumbnails}, schema=METADATA_SCHEMA)
+    table = pa.table(
+        {
+            "id": pa.array(shard.ids, pa.int64()),
+            "key": shard.keys,
+            "caption": shard.captions,
+            "image_path": shard.image_paths,
+            "thumbnail": shard.thumbnails,
+        },
+        schema=METADATA_SCHEMA,
+    )
     atomic_write(shard_path(directory, "metadata", index), lambda tmp: pq.write_table(table, tmp))
 
 
@@ -126,20 +148,25 @@ class EmbeddingDir:
         self.directory = Path(directory)
         info_path = self.directory / INFO_FILE
         if not info_path.is_file():
-            raise FileNotFoundError(f"{self.directory}: not an embedding directory (no {INFO_FILE}"
-                                    "; run `clipforge embed` first)")
+            raise FileNotFoundError(
+                f"{self.directory}: not an embedding directory (no {INFO_FILE}"
+                "; run `clipforge embed` first)"
+            )
         self.info = json.loads(info_path.read_text())
         self.shards: list[int] = list(self.info["shards"])
 
     def has(self, kind: str) -> bool:
-        return bool(self.shards) and all(shard_path(self.directory, kind, i).is_file()
-                                         for i in self.shards)
+        return bool(self.shards) and all(
+            shard_path(self.directory, kind, i).is_file() for i in self.shards
+        )
 
     def dense(self, kind: str) -> np.ndarray:
         """All rows of ``kind`` ("image" | "text") as one float32 array [N, D]."""
         if not self.has(kind):
-            raise FileNotFoundError(f"{self.directory}: no {kind} embeddings "
-                                    f"({KINDS[kind][0]}/ is missing or incomplete)")
+            raise FileNotFoundError(
+                f"{self.directory}: no {kind} embeddings "
+                f"({KINDS[kind][0]}/ is missing or incomplete)"
+            )
         parts = [np.load(shard_path(self.directory, kind, i), mmap_mode="r") for i in self.shards]
         dim = int(self.info["dims"][kind])
         parts = [p for p in parts if p.shape[0]] or [np.zeros((0, dim), np.float32)]

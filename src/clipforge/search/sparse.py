@@ -38,7 +38,7 @@ class SparseIndex:
 
     def __init__(self, documents):
         sparse = require("scipy.sparse")
-        self.postings = sparse.csc_matrix(documents, dtype=np.float32)   # [N, V], column = term
+        self.postings = sparse.csc_matrix(documents, dtype=np.float32)  # [N, V], column = term
         self.postings.sort_indices()
         self._rows = None
 
@@ -57,8 +57,9 @@ class SparseIndex:
             return row.indices.astype(np.int64), row.data.astype(np.float32)
         query = np.asarray(query, dtype=np.float32).ravel()
         if query.shape[0] != self.vocab_size:
-            raise ValueError(f"sparse query has {query.shape[0]} terms, index has "
-                             f"{self.vocab_size}")
+            raise ValueError(
+                f"sparse query has {query.shape[0]} terms, index has {self.vocab_size}"
+            )
         terms = np.flatnonzero(query)
         return terms, query[terms]
 
@@ -86,5 +87,5 @@ class SparseIndex:
         require("scipy.sparse").save_npz(str(path), self.postings)
 
     @classmethod
-    def load(cls, path: str | Path) -> "SparseIndex":
+    def load(cls, path: str | Path) -> SparseIndex:
         return cls(require("scipy.sparse").load_npz(str(path)))

@@ -28,8 +28,13 @@ from PIL import Image, UnidentifiedImageError
 
 from .batching import started_pool
 
-DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-                 Image.DecompressionBombError)
+DECODE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    Image.DecompressionBombError,
+)
 
 
 class UploadRejected(Exception):
@@ -44,15 +49,17 @@ def decode_capped(data: bytes, max_pixels: int) -> Image.Image:
     """The decoded image, or UploadRejected(400) — over ``max_pixels`` by its header, or not
     decodable. Called in a worker thread."""
     try:
-        picture = Image.open(io.BytesIO(data))           # header only
+        picture = Image.open(io.BytesIO(data))  # header only
         width, height = picture.size
         if width * height > max_pixels:
-            raise UploadRejected(400, f"image too large: {width}×{height} pixels "
-                                      f"(limit {max_pixels})")
+            raise UploadRejected(
+                400, f"image too large: {width}×{height} pixels (limit {max_pixels})"
+            )
         picture.load()
     except DECODE_ERRORS as error:
-        raise UploadRejected(400, f"cannot decode the uploaded image: "
-                                  f"{type(error).__name__}") from None
+        raise UploadRejected(
+            400, f"cannot decode the uploaded image: {type(error).__name__}"
+        ) from None
     return picture
 
 
@@ -84,19 +91,24 @@ class UploadSlots:
 
     def __init__(self, max_in_flight: int, max_waiting: int):
         if max_in_flight < 1 or max_waiting < 0:
-            raise ValueError(f"upload slots: max_in_flight ≥ 1 and max_waiting ≥ 0, got "
-                             f"{max_in_flight} and {max_waiting}")
+            raise ValueError(
+                f"upload slots: max_in_flight ≥ 1 and max_waiting ≥ 0, got "
+                f"{max_in_flight} and {max_waiting}"
+            )
         self.max_in_flight, self.max_waiting = max_in_flight, max_waiting
         self._semaphore: asyncio.Semaphore | None = None
         self.in_flight = self.waiting = 0
 
     @contextlib.asynccontextmanager
     async def slot(self):
-        if self._semaphore is None:          # made on the server's own event loop
+        if self._semaphore is None:  # made on the server's own event loop
             self._semaphore = asyncio.Semaphore(self.max_in_flight)
         if self.in_flight >= self.max_in_flight and self.waiting >= self.max_waiting:
-            raise UploadRejected(429, f"busy: {self.in_flight} image uploads in progress and "
-                                      f"{self.waiting} waiting; retry shortly")
+            raise UploadRejected(
+                429,
+                f"busy: {self.in_flight} image uploads in progress and "
+                f"{self.waiting} waiting; retry shortly",
+            )
         self.waiting += 1
         try:
             await self._semaphore.acquire()

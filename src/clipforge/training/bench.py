@@ -41,21 +41,41 @@ from .setup import (
 from .state import TrainState
 from .step import optimizer_step
 
-WORDS = ("red", "blue", "green", "small", "large", "round", "square", "cat", "dog", "tree",
-         "house", "car", "bird", "flower", "sun", "moon", "face", "hand", "star", "boat")
+WORDS = (
+    "red",
+    "blue",
+    "green",
+    "small",
+    "large",
+    "round",
+    "square",
+    "cat",
+    "dog",
+    "tree",
+    "house",
+    "car",
+    "bird",
+    "flower",
+    "sun",
+    "moon",
+    "face",
+    "hand",
+    "star",
+    "boat",
+)
 
 
 @dataclass
 class BenchConfig:
-    model: str | None = None              # None: the config's model, else "tiny"
+    model: str | None = None  # None: the config's model, else "tiny"
     batch_size: int = 64
     steps: int = 20
-    warmup: int = 3                       # untimed steps first (allocation, kernel choice)
+    warmup: int = 3  # untimed steps first (allocation, kernel choice)
     precision: Precision = "auto"
     objectives: tuple[str, ...] | None = None  # NAME[:WEIGHT]; None: the config's, else clip
-    threads: int | None = None            # torch intra-op threads; None: torch's default
-    config: str | None = None             # a train YAML: its model, objectives, optim, grow
-    overrides: list[str] = field(default_factory=list)   # key=value on that config
+    threads: int | None = None  # torch intra-op threads; None: torch's default
+    config: str | None = None  # a train YAML: its model, objectives, optim, grow
+    overrides: list[str] = field(default_factory=list)  # key=value on that config
 
 
 class SyntheticPairs(MapSource):
@@ -73,10 +93,14 @@ class SyntheticPairs(MapSource):
     def __getitem__(self, index: int) -> RawRecord:
         rng = random.Random(self.seed * 100_003 + index)
         pixels = np.random.default_rng(rng.getrandbits(32)).integers(
-            0, 256, (self.image_size, self.image_size, 3), dtype=np.uint8)
+            0, 256, (self.image_size, self.image_size, 3), dtype=np.uint8
+        )
         sentences = [" ".join(rng.choices(WORDS, k=rng.randint(3, 8))) + "." for _ in range(3)]
-        return RawRecord(f"synthetic-{index}", Image.fromarray(pixels),
-                         (" ".join(sentences), " ".join(rng.choices(WORDS, k=6))))
+        return RawRecord(
+            f"synthetic-{index}",
+            Image.fromarray(pixels),
+            (" ".join(sentences), " ".join(rng.choices(WORDS, k=6))),
+        )
 
 
 class CycledBatches:
@@ -100,8 +124,10 @@ def bench_config_to_train(config: BenchConfig) -> TrainConfig:
         if config.objectives is not None:
             train.objectives = [ObjectiveSpec.parse(o) for o in config.objectives]
     else:
-        data: dict = {"model": {"name": config.model or "tiny"},
-                      "objectives": list(config.objectives or ["clip"])}
+        data: dict = {
+            "model": {"name": config.model or "tiny"},
+            "objectives": list(config.objectives or ["clip"]),
+        }
         for override in config.overrides:
             apply_override(data, override)
         train = TrainConfig.from_dict(data)
@@ -122,9 +148,15 @@ def build_model(train: TrainConfig, objectives, source) -> tuple:
         return build_model_and_tokenizer(section, objectives, source)
     if section.tokenizer_vocab_size:
         model_config.text.vocab_size = section.tokenizer_vocab_size
-    tokenizer = Tokenizer.train(source.captions(), vocab_size=min(512, model_config.text.vocab_size),
-                                context_length=model_config.text.context_length)
-    model_config.text.eos_token_id, model_config.text.pad_token_id = tokenizer.eot_id, tokenizer.pad_id
+    tokenizer = Tokenizer.train(
+        source.captions(),
+        vocab_size=min(512, model_config.text.vocab_size),
+        context_length=model_config.text.context_length,
+    )
+    model_config.text.eos_token_id, model_config.text.pad_token_id = (
+        tokenizer.eot_id,
+        tokenizer.pad_id,
+    )
     return create_model(model_config), tokenizer
 
 
@@ -132,8 +164,10 @@ def bench_train(config: BenchConfig) -> dict:
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.steps < 1 or config.warmup < 0 or config.batch_size < 1:
-        raise ValueError(f"bench needs --steps ≥ 1, --warmup ≥ 0 and --batch-size ≥ 1 "
-                         f"(got {config.steps}, {config.warmup}, {config.batch_size})")
+        raise ValueError(
+            f"bench needs --steps ≥ 1, --warmup ≥ 0 and --batch-size ≥ 1 "
+            f"(got {config.steps}, {config.warmup}, {config.batch_size})"
+        )
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train = bench_config_to_train(config)
@@ -144,7 +178,7 @@ def bench_train(config: BenchConfig) -> dict:
     size = 2 * config.batch_size * micro_batches
     source = SyntheticPairs(size, image_size=64)
     model, tokenizer = build_model(train, objectives, source)
-    source.image_size = model.config.vision.image_size      # what the crop needs, no more
+    source.image_size = model.config.vision.image_size  # what the crop needs, no more
     model.to(device).train()
     if train.model.grad_checkpointing:
         model.set_grad_checkpointing(True)
@@ -179,18 +213,33 @@ def bench_train(config: BenchConfig) -> dict:
     samples = config.batch_size * micro_batches
     vision, text_config = model.config.vision, model.config.text
     return {
-        "model": train.model.name, "objectives": list(objectives), "device": str(device),
-        "threads": torch.get_num_threads(), "embed_dim": model.config.embed_dim,
-        "vision": {"image_size": vision.image_size, "patch_size": vision.patch_size,
-                   "width": vision.width, "layers": vision.layers, "heads": vision.heads},
-        "text": {"context_length": text_config.context_length, "width": text_config.width,
-                 "layers": text_config.layers, "heads": text_config.heads,
-                 "vocab_size": text_config.vocab_size},
+        "model": train.model.name,
+        "objectives": list(objectives),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "embed_dim": model.config.embed_dim,
+        "vision": {
+            "image_size": vision.image_size,
+            "patch_size": vision.patch_size,
+            "width": vision.width,
+            "layers": vision.layers,
+            "heads": vision.heads,
+        },
+        "text": {
+            "context_length": text_config.context_length,
+            "width": text_config.width,
+            "layers": text_config.layers,
+            "heads": text_config.heads,
+            "vocab_size": text_config.vocab_size,
+        },
         "parameters": sum(p.numel() for p in model.parameters()),
-        "batch_size": config.batch_size, "accumulation": micro_batches,
-        "precision": precision, "steps": config.steps,
+        "batch_size": config.batch_size,
+        "accumulation": micro_batches,
+        "precision": precision,
+        "steps": config.steps,
         "samples_per_s": round(samples / median, 2),
         "step_ms_median": round(1000 * median, 2),
-        "step_ms_min": round(1000 * min(times), 2), "step_ms_max": round(1000 * max(times), 2),
+        "step_ms_min": round(1000 * min(times), 2),
+        "step_ms_max": round(1000 * max(times), 2),
         "machine": machine_info(precision),
     }

@@ -22,8 +22,8 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
-RECENT_STEPS = 20          # step times the estimate looks at
-FORWARD_SHARE = 1 / 3      # an eval forward costs ~1/3 of a training step (fwd + 2× bwd)
+RECENT_STEPS = 20  # step times the estimate looks at
+FORWARD_SHARE = 1 / 3  # an eval forward costs ~1/3 of a training step (fwd + 2× bwd)
 
 
 @dataclass
@@ -32,11 +32,11 @@ class BudgetPlanner:
 
     seconds: float
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_STEPS))
-    seen: int = 0            # steps observed in this process (the first is a warm-up outlier)
+    seen: int = 0  # steps observed in this process (the first is a warm-up outlier)
 
     def observe(self, step_seconds: float) -> None:
         if self.seen == 1:
-            self.recent.clear()          # the warm-up step was only a stand-in until now
+            self.recent.clear()  # the warm-up step was only a stand-in until now
         self.recent.append(step_seconds)
         self.seen += 1
 

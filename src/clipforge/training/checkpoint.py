@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from ..common.files import atomic_write
 from ..data.tokenizer import Tokenizer
 from ..models.clip import CLIP
 from ..models.io import CONFIG_FILE, WEIGHTS_FILE, is_model_dir, save_model_dir, save_safetensors
@@ -31,8 +30,11 @@ STATE_FILE, OBJECTIVES_FILE = "training_state.pt", "objectives.safetensors"
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -47,9 +49,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_objectives(directory: Path, objectives: dict[str, torch.nn.Module]) -> None:
-    tensors = {f"{name}.{key}": value.detach().contiguous().cpu()
-               for name, module in objectives.items()
-               for key, value in module.state_dict().items()}
+    tensors = {
+        f"{name}.{key}": value.detach().contiguous().cpu()
+        for name, module in objectives.items()
+        for key, value in module.state_dict().items()
+    }
     if tensors:
         save_safetensors(tensors, directory / OBJECTIVES_FILE)
 
@@ -61,14 +65,20 @@ def load_objectives(directory: Path, objectives: dict[str, torch.nn.Module]) -> 
     tensors = load_file(str(path))
     for name, module in objectives.items():
         prefix = f"{name}."
-        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         if state:
             module.load_state_dict(state)
 
 
-def save_checkpoint(out: Path, step: int, model: CLIP, tokenizer: Tokenizer | None,
-                    objectives: dict[str, torch.nn.Module], training_state: dict[str, Any],
-                    keep: int = 2) -> Path:
+def save_checkpoint(
+    out: Path,
+    step: int,
+    model: CLIP,
+    tokenizer: Tokenizer | None,
+    objectives: dict[str, torch.nn.Module],
+    training_state: dict[str, Any],
+    keep: int = 2,
+) -> Path:
     checkpoints = out / "checkpoints"
     final = checkpoints / f"step-{step:08d}"
     tmp = checkpoints / f".tmp-step-{step:08d}"
@@ -85,8 +95,11 @@ def save_checkpoint(out: Path, step: int, model: CLIP, tokenizer: Tokenizer | No
 
 
 def latest_checkpoint(out: Path) -> Path | None:
-    candidates = [c for c in sorted((out / "checkpoints").glob("step-*"))
-                  if is_model_dir(c) and (c / STATE_FILE).exists()]
+    candidates = [
+        c
+        for c in sorted((out / "checkpoints").glob("step-*"))
+        if is_model_dir(c) and (c / STATE_FILE).exists()
+    ]
     return candidates[-1] if candidates else None
 
 
@@ -122,8 +135,10 @@ def _safetensors_whole(path: Path) -> bool:
             if header_length > size - 8:
                 return False
             header = json.loads(handle.read(header_length))
-        end = max((entry["data_offsets"][1] for key, entry in header.items()
-                   if key != "__metadata__"), default=0)
+        end = max(
+            (entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
+            default=0,
+        )
     except (struct.error, ValueError, KeyError, TypeError, IndexError):
         return False
     return size == 8 + header_length + end

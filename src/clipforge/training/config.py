@@ -17,7 +17,7 @@ from ..common.precision import PRECISIONS, Precision
 from ..common.yaml_files import load_yaml_mapping, yaml_problem
 from .validate import check_choice, check_number, check_pair, to_float
 
-if TYPE_CHECKING:          # both import torch; --help must not
+if TYPE_CHECKING:  # both import torch; --help must not
     from ..evaluation.scheduled import EvalSpec
     from ..models.grow import GrowStage
 
@@ -31,17 +31,19 @@ class ObjectiveSpec:
     params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, value: "str | dict | ObjectiveSpec") -> "ObjectiveSpec":
+    def parse(cls, value: str | dict | ObjectiveSpec) -> ObjectiveSpec:
         """``"filip:0.5"`` or ``{"name": "filip", "weight": 0.5, "temperature": 0.07}``."""
         if isinstance(value, ObjectiveSpec):
             return value
         if isinstance(value, str):
             name, _, weight = value.partition(":")
-            return cls(name=name, weight=to_float(f"objective {name} weight", weight)
-                       if weight else 1.0)
+            return cls(
+                name=name, weight=to_float(f"objective {name} weight", weight) if weight else 1.0
+            )
         if not isinstance(value, dict) or "name" not in value:
-            raise ValueError(f"an objective is 'NAME[:WEIGHT]' or a mapping with a name, "
-                             f"got {value!r}")
+            raise ValueError(
+                f"an objective is 'NAME[:WEIGHT]' or a mapping with a name, got {value!r}"
+            )
         value = dict(value)
         name = value.pop("name")
         weight = to_float(f"objective {name} weight", value.pop("weight", 1.0))
@@ -52,14 +54,14 @@ class ObjectiveSpec:
 
 @dataclass
 class ModelSection:
-    name: str = "tiny"                      # registered size (clipforge list models) or a
-                                            # model/run directory to continue from
-    overrides: dict[str, Any] = field(default_factory=dict)   # ModelConfig fields, dotted ok,
-                                            # e.g. {vision.layers: 4, projection: mlp}
+    name: str = "tiny"  # registered size (clipforge list models) or a
+    # model/run directory to continue from
+    overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields, dotted ok,
+    # e.g. {vision.layers: 4, projection: mlp}
     tokenizer_vocab_size: int | None = None  # BPE trained on the captions; null: the model's
-    grad_checkpointing: bool = False         # recompute activations in backward
+    grad_checkpointing: bool = False  # recompute activations in backward
     freeze: list[str] = field(default_factory=list)  # parameter-name prefixes (visual,
-                                            # text.encoder); each must match
+    # text.encoder); each must match
 
     def __post_init__(self) -> None:
         self.validate()
@@ -67,23 +69,24 @@ class ModelSection:
     def validate(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"model.name must be a model size or directory, got {self.name!r}")
-        check_number("model.tokenizer_vocab_size", self.tokenizer_vocab_size, int, minimum=1,
-                     optional=True)
+        check_number(
+            "model.tokenizer_vocab_size", self.tokenizer_vocab_size, int, minimum=1, optional=True
+        )
 
 
 @dataclass
 class DataSection:
-    train: str = "builtin:emoji"             # data spec (--data)
-    val: str | None = "auto"                 # data spec evaluated during and after training;
-                                             # auto: a built-in set's val split, else 5 %
-                                             # (at most 1,000) of the training data held out;
-                                             # null: none (--val none)
-    batch_size: int = 64                     # per process
-    workers: int = 2                         # data-loading processes per process
+    train: str = "builtin:emoji"  # data spec (--data)
+    val: str | None = "auto"  # data spec evaluated during and after training;
+    # auto: a built-in set's val split, else 5 %
+    # (at most 1,000) of the training data held out;
+    # null: none (--val none)
+    batch_size: int = 64  # per process
+    workers: int = 2  # data-loading processes per process
     crop_scale: tuple[float, float] = (0.8, 1.0)  # random-resized-crop area range
-    epoch_samples: int | None = None         # streams: samples per epoch (default: the shards'
-                                             # sizes.json / img2dataset stats, if any)
-    strict: bool = False                     # stop at the first bad record instead of skipping
+    epoch_samples: int | None = None  # streams: samples per epoch (default: the shards'
+    # sizes.json / img2dataset stats, if any)
+    strict: bool = False  # stop at the first bad record instead of skipping
 
     def __post_init__(self) -> None:
         self.validate()
@@ -101,16 +104,16 @@ class DataSection:
 
 @dataclass
 class OptimSection:
-    lr: float = 5e-4                         # AdamW peak learning rate
-    weight_decay: float = 0.2                # not on norms, biases, embeddings, logit scale
+    lr: float = 5e-4  # AdamW peak learning rate
+    weight_decay: float = 0.2  # not on norms, biases, embeddings, logit scale
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW
-    eps: float = 1e-6                        # AdamW
-    warmup_fraction: float = 0.05            # of total steps, linear, then cosine
-    min_lr_fraction: float = 0.0             # cosine floor, as a fraction of lr
-    grad_clip: float | None = 1.0            # global gradient norm; null: off
-    accumulation: int = 1                    # micro-batches per optimizer step
-    gradcache_chunk: int | None = None       # GradCache: embed the batch in chunks of this many
-                                             # samples; exact gradients (clip/siglip only)
+    eps: float = 1e-6  # AdamW
+    warmup_fraction: float = 0.05  # of total steps, linear, then cosine
+    min_lr_fraction: float = 0.0  # cosine floor, as a fraction of lr
+    grad_clip: float | None = 1.0  # global gradient norm; null: off
+    accumulation: int = 1  # micro-batches per optimizer step
+    gradcache_chunk: int | None = None  # GradCache: embed the batch in chunks of this many
+    # samples; exact gradients (clip/siglip only)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -120,39 +123,37 @@ class OptimSection:
         check_number("optim.weight_decay", self.weight_decay, float, minimum=0.0)
         check_pair("optim.betas", self.betas, low=0.0, high=1.0, ordered=False)
         check_number("optim.eps", self.eps, float, minimum=0.0, exclusive=True)
-        check_number("optim.warmup_fraction", self.warmup_fraction, float, minimum=0.0,
-                     maximum=1.0)
-        check_number("optim.min_lr_fraction", self.min_lr_fraction, float, minimum=0.0,
-                     maximum=1.0)
-        check_number("optim.grad_clip", self.grad_clip, float, minimum=0.0, exclusive=True,
-                     optional=True)
+        check_number("optim.warmup_fraction", self.warmup_fraction, float, minimum=0.0, maximum=1.0)
+        check_number("optim.min_lr_fraction", self.min_lr_fraction, float, minimum=0.0, maximum=1.0)
+        check_number(
+            "optim.grad_clip", self.grad_clip, float, minimum=0.0, exclusive=True, optional=True
+        )
         check_number("optim.accumulation", self.accumulation, int, minimum=1)
-        check_number("optim.gradcache_chunk", self.gradcache_chunk, int, minimum=1,
-                     optional=True)
+        check_number("optim.gradcache_chunk", self.gradcache_chunk, int, minimum=1, optional=True)
 
 
 @dataclass
 class RunSection:
-    out: str = "runs/default"                # run directory
-    epochs: float | None = None              # exactly one of epochs / steps / time_budget
-                                             # (none given: 1 epoch)
-    steps: int | None = None                 # optimizer steps
-    time_budget: float | None = None         # minutes of training; the schedule is planned
-                                             # from measured step times to fit it
-    seed: int = 0                            # seeds the model, data order and augmentations
-    precision: Precision = "auto"            # auto: bf16 autocast where the hardware runs it
-                                             # fast (CUDA, AVX-512-BF16/AMX CPUs), else fp32
-                                             # ($CLIPFORGE_PRECISION=fp32|bf16 replaces
-                                             # what auto picks)
-    log_every: int = 10                      # steps between metrics.jsonl lines
-    eval_every: int | None = None            # steps; null: at the end only
-    save_every: int | None = None            # steps; null: at the end only
-    keep_checkpoints: int = 2                # newest complete checkpoints kept
-    resume: bool = False                     # continue the run in out from its newest intact
-                                             # checkpoint with its saved config.yaml; only the
-                                             # run length (extends) and logging may differ
-    overwrite: bool = False                  # replace an earlier run in out (only a run)
-    progress: bool = True                    # progress bar
+    out: str = "runs/default"  # run directory
+    epochs: float | None = None  # exactly one of epochs / steps / time_budget
+    # (none given: 1 epoch)
+    steps: int | None = None  # optimizer steps
+    time_budget: float | None = None  # minutes of training; the schedule is planned
+    # from measured step times to fit it
+    seed: int = 0  # seeds the model, data order and augmentations
+    precision: Precision = "auto"  # auto: bf16 autocast where the hardware runs it
+    # fast (CUDA, AVX-512-BF16/AMX CPUs), else fp32
+    # ($CLIPFORGE_PRECISION=fp32|bf16 replaces
+    # what auto picks)
+    log_every: int = 10  # steps between metrics.jsonl lines
+    eval_every: int | None = None  # steps; null: at the end only
+    save_every: int | None = None  # steps; null: at the end only
+    keep_checkpoints: int = 2  # newest complete checkpoints kept
+    resume: bool = False  # continue the run in out from its newest intact
+    # checkpoint with its saved config.yaml; only the
+    # run length (extends) and logging may differ
+    overwrite: bool = False  # replace an earlier run in out (only a run)
+    progress: bool = True  # progress bar
 
     def __post_init__(self) -> None:
         self.validate()
@@ -160,11 +161,11 @@ class RunSection:
     def validate(self) -> None:
         if not isinstance(self.out, str) or not self.out:
             raise ValueError(f"run.out must be a directory path, got {self.out!r}")
-        check_number("run.epochs", self.epochs, float, minimum=0.0, exclusive=True,
-                     optional=True)
+        check_number("run.epochs", self.epochs, float, minimum=0.0, exclusive=True, optional=True)
         check_number("run.steps", self.steps, int, minimum=1, optional=True)
-        check_number("run.time_budget", self.time_budget, float, minimum=0.0, exclusive=True,
-                     optional=True)
+        check_number(
+            "run.time_budget", self.time_budget, float, minimum=0.0, exclusive=True, optional=True
+        )
         check_number("run.seed", self.seed, int)
         check_choice("run.precision", self.precision, PRECISIONS)
         check_number("run.log_every", self.log_every, int, minimum=1)
@@ -172,8 +173,9 @@ class RunSection:
         check_number("run.save_every", self.save_every, int, minimum=1, optional=True)
         check_number("run.keep_checkpoints", self.keep_checkpoints, int, minimum=0)
         if self.resume and self.overwrite:
-            raise ValueError("give --resume (continue the run in --out) or --overwrite "
-                             "(replace it), not both")
+            raise ValueError(
+                "give --resume (continue the run in --out) or --overwrite (replace it), not both"
+            )
 
 
 @dataclass
@@ -186,12 +188,12 @@ class TrainConfig:
     run: RunSection = field(default_factory=RunSection)
     grow: list[GrowStage] = field(default_factory=list)  # GrowCLIP stages (models/grow.py)
     evals: list[EvalSpec] = field(default_factory=list)  # evaluators run during training
-                                                         # (evaluation/scheduled.py)
+    # (evaluation/scheduled.py)
 
     # -- building ----------------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         data = dict(data or {})
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
@@ -202,7 +204,8 @@ class TrainConfig:
         objectives = data.get("objectives", ["clip"])
         if not isinstance(objectives, list) or not objectives:
             raise ValueError(f"objectives must be a non-empty list, got {objectives!r}")
-        from ..models.grow import GrowStage         # lazy: imports torch
+        from ..models.grow import GrowStage  # lazy: imports torch
+
         run = _section(RunSection, data.get("run", {}), "run")
         return cls(
             model=_section(ModelSection, model, "model"),
@@ -215,7 +218,7 @@ class TrainConfig:
         )
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: list[str] = ()) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path, overrides: list[str] = ()) -> TrainConfig:
         """Read ``path`` (its ``base:`` files merged under it) and apply ``key=value`` overrides."""
         data = load_yaml_mapping(path)
         for override in overrides:
@@ -235,19 +238,24 @@ class TrainConfig:
 
 def _evals(entries: list[Any], run: RunSection) -> list[EvalSpec]:
     """``evals:`` entries, checked; ``every`` must fall on the trainer's evaluation steps."""
-    from ..evaluation.scheduled import EvalSpec     # lazy: imports torch
+    from ..evaluation.scheduled import EvalSpec  # lazy: imports torch
+
     if not isinstance(entries, list):
         raise ValueError("evals: expected a list of {name, data, every, options}")
     specs = [EvalSpec.parse(entry, f"evals[{i}]") for i, entry in enumerate(entries)]
     for i, spec in enumerate(specs):
         if spec.every is not None and (not run.eval_every or spec.every % run.eval_every):
-            raise ValueError(f"evals[{i}].every={spec.every}: must be a multiple of "
-                             f"run.eval_every ({run.eval_every}), the steps the trainer "
-                             "evaluates at")
+            raise ValueError(
+                f"evals[{i}].every={spec.every}: must be a multiple of "
+                f"run.eval_every ({run.eval_every}), the steps the trainer "
+                "evaluates at"
+            )
     labels = [spec.key for spec in specs]
     if len(set(labels)) < len(labels):
-        raise ValueError(f"evals: two entries with the label {max(labels, key=labels.count)!r}; "
-                         "give one a distinct label")
+        raise ValueError(
+            f"evals: two entries with the label {max(labels, key=labels.count)!r}; "
+            "give one a distinct label"
+        )
     return specs
 
 
@@ -257,8 +265,9 @@ def _section(section_cls, values: dict[str, Any], name: str):
     fields = {f.name: f for f in dataclasses.fields(section_cls)}
     unknown = set(values) - set(fields)
     if unknown:
-        raise ValueError(f"unknown keys in config section {name!r}: {sorted(unknown)}; "
-                         f"known: {sorted(fields)}")
+        raise ValueError(
+            f"unknown keys in config section {name!r}: {sorted(unknown)}; known: {sorted(fields)}"
+        )
     converted = {}
     for key, value in values.items():
         default = fields[key].default

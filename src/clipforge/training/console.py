@@ -31,8 +31,14 @@ class Progress:
 
     def __init__(self, enabled: bool, total: int | None, initial: int, name: str):
         self.enabled, self.total = enabled, total
-        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
-                        desc=f"train {name}", disable=not (enabled and is_terminal()))
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            unit="step",
+            dynamic_ncols=True,
+            desc=f"train {name}",
+            disable=not (enabled and is_terminal()),
+        )
 
     def set_total(self, total: int | None) -> None:
         self.total = self.bar.total = total
@@ -46,8 +52,10 @@ class Progress:
             self.bar.set_postfix(loss=f"{row['loss']:.3f}", sps=f"{row['samples_per_s']:.0f}")
         elif self.enabled:
             total = "?" if self.total is None else self.total
-            say(f"step {row['step']}/{total}  loss {row['loss']:.4f}  lr {row['lr']:.3g}  "
-                f"{row['samples_per_s']:.0f} samples/s")
+            say(
+                f"step {row['step']}/{total}  loss {row['loss']:.4f}  lr {row['lr']:.3g}  "
+                f"{row['samples_per_s']:.0f} samples/s"
+            )
 
     def close(self) -> None:
         self.bar.close()

@@ -43,13 +43,14 @@ def check_gradcache(objectives: dict[str, Objective], chunk: int | None) -> None
     if chunk is None:
         return
     if chunk < 1:
-        raise ValueError(f"optim.gradcache_chunk must be a positive number of samples, "
-                         f"got {chunk}")
+        raise ValueError(f"optim.gradcache_chunk must be a positive number of samples, got {chunk}")
     unfit = [name for name, o in objectives.items() if o.needs_tokens or o.extra_inputs]
     if unfit:
-        raise ValueError(f"optim.gradcache_chunk works only with objectives on pooled embeddings "
-                         f"(e.g. clip, siglip); {', '.join(unfit)} need token features or extra "
-                         f"model inputs — use optim.accumulation or model.grad_checkpointing")
+        raise ValueError(
+            f"optim.gradcache_chunk works only with objectives on pooled embeddings "
+            f"(e.g. clip, siglip); {', '.join(unfit)} need token features or extra "
+            f"model inputs — use optim.accumulation or model.grad_checkpointing"
+        )
 
 
 def _rng_state(device: torch.device) -> tuple:
@@ -63,8 +64,9 @@ def _set_rng_state(state: tuple, device: torch.device) -> None:
         torch.cuda.set_rng_state(state[1], device)
 
 
-def gradcache_step(module: TrainModule, batch: Batch, chunk: int, precision: str = "fp32",
-                   loss_scale: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def gradcache_step(
+    module: TrainModule, batch: Batch, chunk: int, precision: str = "fp32", loss_scale: float = 1.0
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Forward + backward of ``module`` on ``batch`` in chunks of ``chunk`` samples.
 
     Leaves in ``.grad`` (accumulated, times ``loss_scale``) exactly the gradients of
@@ -74,32 +76,40 @@ def gradcache_step(module: TrainModule, batch: Batch, chunk: int, precision: str
     device = batch.images.device
     pieces = range(0, len(batch), chunk)
     states = []
-    with torch.no_grad():                                        # 1. embed, keep embeddings
+    with torch.no_grad():  # 1. embed, keep embeddings
         image_parts, text_parts = [], []
         for start in pieces:
             states.append(_rng_state(device))
             with autocast(precision, device):
-                image_parts.append(model.encode_image(batch.images[start:start + chunk],
-                                                      normalize=False).float())
-                text_parts.append(model.encode_text(batch.text[start:start + chunk],
-                                                    normalize=False).float())
+                image_parts.append(
+                    model.encode_image(batch.images[start : start + chunk], normalize=False).float()
+                )
+                text_parts.append(
+                    model.encode_text(batch.text[start : start + chunk], normalize=False).float()
+                )
     after_first_pass = _rng_state(device)
-    images = torch.cat(image_parts).requires_grad_(True)         # [B, D] before the L2 norm
+    images = torch.cat(image_parts).requires_grad_(True)  # [B, D] before the L2 norm
     texts = torch.cat(text_parts).requires_grad_(True)
 
-    outputs = ModelOutput(F.normalize(images, dim=-1), F.normalize(texts, dim=-1),  # 2. loss
-                          model.scale(), model.logit_bias,
-                          image_features=images, text_features=texts)
+    outputs = ModelOutput(
+        F.normalize(images, dim=-1),
+        F.normalize(texts, dim=-1),  # 2. loss
+        model.scale(),
+        model.logit_bias,
+        image_features=images,
+        text_features=texts,
+    )
     loss, terms = module.weighted_loss(outputs, batch)
     (loss * loss_scale).backward()
 
-    for index, start in enumerate(pieces):                       # 3. re-embed with grad
+    for index, start in enumerate(pieces):  # 3. re-embed with grad
         _set_rng_state(states[index], device)
         end = start + chunk
         with autocast(precision, device):
             image_chunk = model.encode_image(batch.images[start:end], normalize=False).float()
             text_chunk = model.encode_text(batch.text[start:end], normalize=False).float()
-        torch.autograd.backward([image_chunk, text_chunk],
-                                [images.grad[start:end], texts.grad[start:end]])
+        torch.autograd.backward(
+            [image_chunk, text_chunk], [images.grad[start:end], texts.grad[start:end]]
+        )
     _set_rng_state(after_first_pass, device)
     return loss.detach(), terms

@@ -25,8 +25,9 @@ def build_objectives(specs: list[ObjectiveSpec]) -> dict[str, Objective]:
         try:
             objectives[spec.name] = cls(**spec.params)
         except TypeError as error:
-            raise ValueError(f"objective {spec.name!r}: bad parameters {spec.params}: {error}") \
-                from None
+            raise ValueError(
+                f"objective {spec.name!r}: bad parameters {spec.params}: {error}"
+            ) from None
     return objectives
 
 
@@ -43,8 +44,9 @@ class TrainModule(nn.Module):
         outputs = self.model(batch.images, batch.text, return_tokens=self.needs_tokens)
         return self.weighted_loss(outputs, batch)
 
-    def weighted_loss(self, outputs: ModelOutput, batch: Batch
-                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def weighted_loss(
+        self, outputs: ModelOutput, batch: Batch
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The objectives on given model outputs (GradCache feeds cached embeddings here)."""
         total = torch.zeros((), device=batch.images.device)
         terms: dict[str, torch.Tensor] = {}

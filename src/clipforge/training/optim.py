@@ -14,24 +14,32 @@ from .config import OptimSection
 
 def no_decay(name: str, parameter: nn.Parameter) -> bool:
     """Norms, biases, embeddings, the logit scale/bias: no weight decay (as in CLIP/OpenCLIP)."""
-    return (parameter.ndim < 2 or "embedding" in name or "logit_" in name
-            or name.endswith(".bias") or ".ln" in name or "norm" in name)
+    return (
+        parameter.ndim < 2
+        or "embedding" in name
+        or "logit_" in name
+        or name.endswith(".bias")
+        or ".ln" in name
+        or "norm" in name
+    )
 
 
-def build_optimizer(named_parameters: Iterable[tuple[str, nn.Parameter]],
-                    config: OptimSection, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(
+    named_parameters: Iterable[tuple[str, nn.Parameter]], config: OptimSection, device: torch.device
+) -> torch.optim.AdamW:
     decay, keep = [], []
     for name, parameter in named_parameters:
         if parameter.requires_grad:
             (keep if no_decay(name, parameter) else decay).append(parameter)
     if not decay and not keep:
         raise ValueError("nothing to train: every parameter is frozen")
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": keep, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": keep, "weight_decay": 0.0},
+    ]
     # fused AdamW runs one kernel per step instead of a loop over tensors (CPU and CUDA).
     fused = device.type in ("cpu", "cuda")
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps,
-                             fused=fused)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, fused=fused)
 
 
 @dataclass
@@ -57,7 +65,7 @@ class WarmupCosine:
         warmup = self.warmup_steps
         if step < warmup:
             return self.base_lr * (step + 1) / warmup
-        decay_steps = self.total_steps - 1 - warmup      # 0: the step after warm-up is the last
+        decay_steps = self.total_steps - 1 - warmup  # 0: the step after warm-up is the last
         progress = min(1.0, (step - warmup) / decay_steps) if decay_steps > 0 else 1.0
         floor = self.base_lr * self.min_lr_fraction
         return floor + (self.base_lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))

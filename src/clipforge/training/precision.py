@@ -24,7 +24,14 @@ from ..machine import cpu_has_fast_bf16
 
 ENV_VAR = "CLIPFORGE_PRECISION"
 
-__all__ = ["ENV_VAR", "PRECISIONS", "Precision", "autocast", "cpu_has_fast_bf16", "resolve_precision"]
+__all__ = [
+    "ENV_VAR",
+    "PRECISIONS",
+    "Precision",
+    "autocast",
+    "cpu_has_fast_bf16",
+    "resolve_precision",
+]
 
 
 def resolve_precision(precision: Precision | str, device: torch.device) -> str:

@@ -17,9 +17,11 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-GAP_LINE = ("modality_gap = ‖mean image embedding − mean text embedding‖ on the validation set "
-            "(0 to 2; lower: images and captions share one region of the space; "
-            "`clipforge refine` narrows it)")
+GAP_LINE = (
+    "modality_gap = ‖mean image embedding − mean text embedding‖ on the validation set "
+    "(0 to 2; lower: images and captions share one region of the space; "
+    "`clipforge refine` narrows it)"
+)
 
 
 def chance_level(metric: str, sizes: dict[str, int | None]) -> float | None:
@@ -41,20 +43,24 @@ def chance_level(metric: str, sizes: dict[str, int | None]) -> float | None:
 
 
 def format_summary(summary: dict[str, Any], out: Path) -> str:
-    lines = [f"run: {out}",
-             (f"steps {summary['steps']}  samples {summary['samples_seen']}  "
-             f"train time {summary['train_seconds']:.0f} s  precision {summary['precision']}  "
-             f"skipped records {summary['skipped_records']['count']}")]
-    metrics = {k: v for k, v in (summary.get("eval") or {}).items()
-               if isinstance(v, (int, float))}
+    lines = [
+        f"run: {out}",
+        (
+            f"steps {summary['steps']}  samples {summary['samples_seen']}  "
+            f"train time {summary['train_seconds']:.0f} s  precision {summary['precision']}  "
+            f"skipped records {summary['skipped_records']['count']}"
+        ),
+    ]
+    metrics = {k: v for k, v in (summary.get("eval") or {}).items() if isinstance(v, (int, float))}
     if metrics:
         sizes = summary.get("eval_sizes") or {}
         width = max(len(k) for k in metrics)
         lines.append("held-out evaluation".ljust(width) + "      value     chance")
         for key, value in metrics.items():
             chance = chance_level(key, sizes)
-            shown = _shown(key, value) + "  " + (_shown(key, chance) if chance is not None
-                                                 else " " * 9)
+            shown = (
+                _shown(key, value) + "  " + (_shown(key, chance) if chance is not None else " " * 9)
+            )
             lines.append(f"{key.ljust(width)}  {shown}".rstrip())
         if "modality_gap" in metrics:
             lines.append(GAP_LINE)
@@ -72,10 +78,14 @@ def next_steps(out: Path, summary: dict[str, Any]) -> list[str]:
     if val:
         lines.append(f"  clipforge eval retrieval --model {quoted(run)} --data {quoted(val)}")
     lines += [
-        (f"  clipforge embed --model {quoted(run)} --data {quoted(train)} "
-        f"--out {quoted(run + '/embeddings')}"),
-        (f"  clipforge index --embeddings {quoted(run + '/embeddings')} "
-        f"--out {quoted(run + '/index')}"),
+        (
+            f"  clipforge embed --model {quoted(run)} --data {quoted(train)} "
+            f"--out {quoted(run + '/embeddings')}"
+        ),
+        (
+            f"  clipforge index --embeddings {quoted(run + '/embeddings')} "
+            f"--out {quoted(run + '/index')}"
+        ),
         f"  clipforge serve --index {quoted(run + '/index')}",
     ]
     return lines

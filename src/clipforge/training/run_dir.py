@@ -23,22 +23,46 @@ from typing import Any
 
 import yaml
 
-from .checkpoint import checkpoint_problem
 from ..common.yaml_files import load_yaml_mapping
+from .checkpoint import checkpoint_problem
 from .config import TrainConfig
 
 CONFIG_FILE = "config.yaml"
 # Every name a training run (or ``refine``) writes into its directory.
-RUN_FILES = frozenset({
-    CONFIG_FILE, "checkpoints", "metrics.jsonl", "metrics.json", "eval.jsonl", "loss_curve.png",
-    "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-    "objectives.safetensors", "refine.json"})
-RUN_MARKERS = (CONFIG_FILE, "checkpoints", "metrics.jsonl")   # at least one: it is a run
+RUN_FILES = frozenset(
+    {
+        CONFIG_FILE,
+        "checkpoints",
+        "metrics.jsonl",
+        "metrics.json",
+        "eval.jsonl",
+        "loss_curve.png",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "objectives.safetensors",
+        "refine.json",
+    }
+)
+RUN_MARKERS = (CONFIG_FILE, "checkpoints", "metrics.jsonl")  # at least one: it is a run
 LENGTH_KEYS = ("run.steps", "run.epochs", "run.time_budget")
 # May differ on resume: where the run is and how it is watched, not what it computes.
-FREE_KEYS = frozenset({"run.out", "run.resume", "run.overwrite", "run.progress", "run.log_every",
-                       "run.save_every", "run.eval_every", "run.keep_checkpoints",
-                       "data.workers", "data.strict", *LENGTH_KEYS})
+FREE_KEYS = frozenset(
+    {
+        "run.out",
+        "run.resume",
+        "run.overwrite",
+        "run.progress",
+        "run.log_every",
+        "run.save_every",
+        "run.eval_every",
+        "run.keep_checkpoints",
+        "data.workers",
+        "data.strict",
+        *LENGTH_KEYS,
+    }
+)
 
 
 @dataclass
@@ -51,8 +75,11 @@ class Resume:
 
 def foreign_entries(out: Path) -> list[str]:
     """Names in ``out`` that no clipforge run writes (temporary ``*.tmp`` files are a run's)."""
-    return sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()
-                  if p.name not in RUN_FILES and not p.name.endswith((".tmp", ".tmp.png")))
+    return sorted(
+        p.name + ("/" if p.is_dir() else "")
+        for p in out.iterdir()
+        if p.name not in RUN_FILES and not p.name.endswith((".tmp", ".tmp.png"))
+    )
 
 
 def check_out_dir(config: TrainConfig, announce: bool = True) -> Resume | None:
@@ -72,13 +99,17 @@ def check_out_dir(config: TrainConfig, announce: bool = True) -> Resume | None:
     if run.overwrite:
         if foreign or not is_run:
             listed = ", ".join(foreign[:5]) + (" …" if len(foreign) > 5 else "")
-            raise ValueError(f"--overwrite replaces only a clipforge run, and {out} holds other "
-                             f"files ({listed}); choose another --out or move them")
+            raise ValueError(
+                f"--overwrite replaces only a clipforge run, and {out} holds other "
+                f"files ({listed}); choose another --out or move them"
+            )
         return None
     present = ", ".join(sorted(p.name for p in out.iterdir())[:5])
     if is_run and not foreign:
-        raise ValueError(f"--out {out} already holds a run ({present}); pass --resume to "
-                         f"continue it or --overwrite to replace it")
+        raise ValueError(
+            f"--out {out} already holds a run ({present}); pass --resume to "
+            f"continue it or --overwrite to replace it"
+        )
     raise ValueError(f"--out {out} is not empty ({present}); choose an empty or new directory")
 
 
@@ -87,7 +118,7 @@ def start_run_dir(config: TrainConfig, resume: Resume | None) -> Path:
     later ``--resume`` continues with. Called once everything has been checked."""
     out = Path(config.run.out)
     if resume is None and out.is_dir():
-        if foreign_entries(out):       # checked before; re-checked as this deletes files
+        if foreign_entries(out):  # checked before; re-checked as this deletes files
             raise ValueError(f"{out}: refusing to clear a folder holding other files")
         for entry in out.iterdir():
             if entry.is_dir():
@@ -138,8 +169,10 @@ def extended_total(total_steps: int | None, done: int) -> int | None:
     """The new step count of a run whose length changed on resume (None: a time budget
     re-plans it); shorter than what is already trained is an error."""
     if total_steps is not None and total_steps < done:
-        raise ValueError(f"the run already trained {done} steps; the new length gives only "
-                         f"{total_steps}: give a longer --steps, --epochs or --time-budget")
+        raise ValueError(
+            f"the run already trained {done} steps; the new length gives only "
+            f"{total_steps}: give a longer --steps, --epochs or --time-budget"
+        )
     return total_steps
 
 
@@ -148,31 +181,49 @@ def _check_resume(config: TrainConfig, out: Path, announce: bool) -> Resume:
         raise ValueError(f"--resume: {out} does not exist; drop --resume to start a new run")
     checkpoint = newest_intact_checkpoint(out, announce)
     if checkpoint is None:
-        raise ValueError(f"--resume: {out} has no complete checkpoint (checkpoints/step-*); "
-                         f"use --overwrite to start a new run there")
+        raise ValueError(
+            f"--resume: {out} has no complete checkpoint (checkpoints/step-*); "
+            f"use --overwrite to start a new run there"
+        )
     saved = saved_config(out)
     if saved is None:
         if announce:
-            print(f"note: {out} has no {CONFIG_FILE} (made by an older clipforge); resuming with "
-                  f"the configuration given", file=sys.stderr)
+            print(
+                f"note: {out} has no {CONFIG_FILE} (made by an older clipforge); resuming with "
+                f"the configuration given",
+                file=sys.stderr,
+            )
         return Resume(checkpoint)
     before = _flatten(TrainConfig.from_dict(saved).to_dict())
     after = _flatten(config.to_dict())
-    differ = [key for key in sorted(set(before) | set(after))
-              if before.get(key) != after.get(key) and key not in FREE_KEYS]
+    differ = [
+        key
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key) and key not in FREE_KEYS
+    ]
     if differ:
-        listed = "; ".join(f"{key} (saved {before.get(key)!r}, given {after.get(key)!r})"
-                           for key in differ)
-        raise ValueError(f"--resume continues the run as saved in {out / CONFIG_FILE}, but "
-                         f"these differ: {listed}; drop them (or start a new run)")
+        listed = "; ".join(
+            f"{key} (saved {before.get(key)!r}, given {after.get(key)!r})" for key in differ
+        )
+        raise ValueError(
+            f"--resume continues the run as saved in {out / CONFIG_FILE}, but "
+            f"these differ: {listed}; drop them (or start a new run)"
+        )
     changed = [key for key in LENGTH_KEYS if before.get(key) != after.get(key)]
     if changed and announce:
-        given = ", ".join(f"{key.split('.')[1]}={after[key]}" for key in LENGTH_KEYS
-                          if after.get(key) is not None)
-        was = ", ".join(f"{key.split('.')[1]}={before[key]}" for key in LENGTH_KEYS
-                        if before.get(key) is not None)
-        print(f"resume: the run length changes from {was} to {given}; the learning-rate "
-              f"schedule is re-planned over the new length", file=sys.stderr)
+        given = ", ".join(
+            f"{key.split('.')[1]}={after[key]}" for key in LENGTH_KEYS if after.get(key) is not None
+        )
+        was = ", ".join(
+            f"{key.split('.')[1]}={before[key]}"
+            for key in LENGTH_KEYS
+            if before.get(key) is not None
+        )
+        print(
+            f"resume: the run length changes from {was} to {given}; the learning-rate "
+            f"schedule is re-planned over the new length",
+            file=sys.stderr,
+        )
     return Resume(checkpoint, extends=bool(changed))
 
 
@@ -184,8 +235,11 @@ def newest_intact_checkpoint(out: Path, announce: bool = True) -> Path | None:
         problem = checkpoint_problem(candidate)
         if problem is None:
             if damaged and announce:
-                print(f"resume: skipping damaged checkpoint(s) {'; '.join(damaged)}; resuming "
-                      f"from {candidate.name}", file=sys.stderr)
+                print(
+                    f"resume: skipping damaged checkpoint(s) {'; '.join(damaged)}; resuming "
+                    f"from {candidate.name}",
+                    file=sys.stderr,
+                )
             return candidate
         damaged.append(f"{candidate.name} ({problem})")
     if damaged and announce:

@@ -20,8 +20,11 @@ class MetricsLog:
         if resume_step is None:
             path.write_text("")
         elif path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+            ]
             path.write_text("".join(line + "\n" for line in kept))
 
     def write(self, row: dict[str, Any]) -> None:
@@ -41,6 +44,7 @@ def write_summary(path: Path, summary: dict[str, Any]) -> None:
 def plot_loss_curve(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
     """Training loss (and learning rate on a second axis) against step."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -52,8 +56,13 @@ def plot_loss_curve(rows: list[dict[str, Any]], path: Path, title: str = "") -> 
     axis.set_ylabel("loss", color="tab:blue")
     axis.grid(alpha=0.3)
     lr_axis = axis.twinx()
-    lr_axis.plot([r["step"] for r in rows if "lr" in r], [r["lr"] for r in rows if "lr" in r],
-                 color="tab:orange", alpha=0.6, label="lr")
+    lr_axis.plot(
+        [r["step"] for r in rows if "lr" in r],
+        [r["lr"] for r in rows if "lr" in r],
+        color="tab:orange",
+        alpha=0.6,
+        label="lr",
+    )
     lr_axis.set_ylabel("learning rate", color="tab:orange")
     axis.set_title(title or "clipforge training")
     figure.tight_layout()

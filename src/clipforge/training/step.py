@@ -27,11 +27,17 @@ class BatchSupply(Protocol):
     def next(self) -> Batch: ...
 
 
-def optimizer_step(trained: torch.nn.Module, module: TrainModule,
-                   optimizer: torch.optim.Optimizer, batches: BatchSupply, optim: OptimSection,
-                   precision: str, device: torch.device, state: TrainState,
-                   stop_at_bad_record_of: str | None = None
-                   ) -> tuple[float, dict[str, float], int]:
+def optimizer_step(
+    trained: torch.nn.Module,
+    module: TrainModule,
+    optimizer: torch.optim.Optimizer,
+    batches: BatchSupply,
+    optim: OptimSection,
+    precision: str,
+    device: torch.device,
+    state: TrainState,
+    stop_at_bad_record_of: str | None = None,
+) -> tuple[float, dict[str, float], int]:
     """Run ``optim.accumulation`` micro-batches and one optimizer update.
 
     ``trained`` is ``module`` or its DDP wrapper. Returns (mean loss, mean of each named term,
@@ -47,9 +53,10 @@ def optimizer_step(trained: torch.nn.Module, module: TrainModule,
         if len(batch) == 0:
             continue
         batch = batch.to(device)
-        if optim.gradcache_chunk:      # big contrastive batch, activations of a chunk at a time
-            loss, terms = gradcache_step(module, batch, optim.gradcache_chunk, precision,
-                                         loss_scale=1 / accumulation)
+        if optim.gradcache_chunk:  # big contrastive batch, activations of a chunk at a time
+            loss, terms = gradcache_step(
+                module, batch, optim.gradcache_chunk, precision, loss_scale=1 / accumulation
+            )
         else:
             with autocast(precision, device):
                 loss, terms = trained(batch)
@@ -58,11 +65,11 @@ def optimizer_step(trained: torch.nn.Module, module: TrainModule,
         samples += len(batch)
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value.item() / accumulation
-    if optim.gradcache_chunk:          # it bypasses DDP's hooks: reduce here
+    if optim.gradcache_chunk:  # it bypasses DDP's hooks: reduce here
         distributed.average_gradients(list(module.parameters()))
     if optim.grad_clip:
         torch.nn.utils.clip_grad_norm_(module.parameters(), optim.grad_clip)
     optimizer.step()
-    module.model.clamp_logit_scale()    # in place to [0, ln 100]: a capped scale keeps its gradient
+    module.model.clamp_logit_scale()  # in place to [0, ln 100]: a capped scale keeps its gradient
     optimizer.zero_grad(set_to_none=True)
     return total_loss, {k: round(v, 5) for k, v in sums.items()}, samples

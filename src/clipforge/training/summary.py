@@ -18,26 +18,44 @@ def source_size(source) -> int | None:
     return getattr(source, "num_samples", None)
 
 
-def run_header(config: TrainConfig, model, source, per_epoch: int | None, state: TrainState,
-               precision: str, resume_from: Path | None) -> str:
+def run_header(
+    config: TrainConfig,
+    model,
+    source,
+    per_epoch: int | None,
+    state: TrainState,
+    precision: str,
+    resume_from: Path | None,
+) -> str:
     """Data, samples, model, planned steps and budget, before the first step."""
     data, run = config.data, config.run
     parameters = sum(p.numel() for p in model.parameters())
-    batch = f"batch {data.batch_size}" + (f" × {config.optim.accumulation} micro-batches"
-                                         if config.optim.accumulation > 1 else "")
+    batch = f"batch {data.batch_size}" + (
+        f" × {config.optim.accumulation} micro-batches" if config.optim.accumulation > 1 else ""
+    )
     if run.time_budget:
-        plan = (f"time budget {run.time_budget:g} min of training: steps planned from the "
-                f"measured step time, re-planned every step")
+        plan = (
+            f"time budget {run.time_budget:g} min of training: steps planned from the "
+            f"measured step time, re-planned every step"
+        )
     else:
-        plan = f"{run.steps} steps" if run.steps is not None else \
-            f"{run.epochs:g} epochs = {count(state.total_steps)} steps"
-    objectives = " + ".join(f"{s.name}" + (f"×{s.weight:g}" if s.weight != 1 else "")
-                            for s in config.objectives)
+        plan = (
+            f"{run.steps} steps"
+            if run.steps is not None
+            else f"{run.epochs:g} epochs = {count(state.total_steps)} steps"
+        )
+    objectives = " + ".join(
+        f"{s.name}" + (f"×{s.weight:g}" if s.weight != 1 else "") for s in config.objectives
+    )
     lines = [
-        (f"train {model.config.name} ({parameters / 1e6:.2f} M parameters, {precision}) "
-        f"with {objectives}"),
-        (f"data {data.train}: {count(source_size(source))} samples, {batch}, "
-        f"{count(per_epoch)} steps per epoch; validation: {data.val or 'none'}"),
+        (
+            f"train {model.config.name} ({parameters / 1e6:.2f} M parameters, {precision}) "
+            f"with {objectives}"
+        ),
+        (
+            f"data {data.train}: {count(source_size(source))} samples, {batch}, "
+            f"{count(per_epoch)} steps per epoch; validation: {data.val or 'none'}"
+        ),
         f"plan: {plan}; out {run.out}",
     ]
     if resume_from is not None:
@@ -45,17 +63,27 @@ def run_header(config: TrainConfig, model, source, per_epoch: int | None, state:
     return "\n[clipforge] ".join(lines)
 
 
-def budget_line(minutes: float, planned: int, planner: BudgetPlanner, state: TrainState,
-                samples_per_step: int, val_source) -> str:
+def budget_line(
+    minutes: float,
+    planned: int,
+    planner: BudgetPlanner,
+    state: TrainState,
+    samples_per_step: int,
+    val_source,
+) -> str:
     """How a time budget is spent: "planned N steps; final eval ~S s"."""
     step_seconds = planner.step_estimate() or 0.0
-    eval_seconds = estimate_eval_seconds(source_size(val_source) if val_source else None,
-                                         step_seconds / max(1, samples_per_step))
-    final_eval = (f"final eval ~{eval_seconds:.0f} s" if eval_seconds is not None
-                  else "no final eval")
-    return (f"time budget {minutes:g} min: planned {planned} step{'s' * (planned != 1)} at {step_seconds:.3g} s/step "
-            f"(re-planned as the speed changes); {final_eval}; evals and checkpoints are not "
-            f"counted in the budget")
+    eval_seconds = estimate_eval_seconds(
+        source_size(val_source) if val_source else None, step_seconds / max(1, samples_per_step)
+    )
+    final_eval = (
+        f"final eval ~{eval_seconds:.0f} s" if eval_seconds is not None else "no final eval"
+    )
+    return (
+        f"time budget {minutes:g} min: planned {planned} step{'s' * (planned != 1)} at {step_seconds:.3g} s/step "
+        f"(re-planned as the speed changes); {final_eval}; evals and checkpoints are not "
+        f"counted in the budget"
+    )
 
 
 def open_val_source(config: TrainConfig):
@@ -67,5 +95,8 @@ def eval_sizes(source) -> dict[str, int | None]:
     if not isinstance(source, MapSource):
         return {}
     classes = source.class_names()
-    return {"images": len(source), "texts": sum(1 for _ in source.captions()),
-            "classes": len(classes) if classes else None}
+    return {
+        "images": len(source),
+        "texts": sum(1 for _ in source.captions()),
+        "classes": len(classes) if classes else None,
+    }

@@ -33,14 +33,19 @@ from .module import TrainModule, build_objectives
 from .optim import WarmupCosine, build_optimizer
 from .precision import resolve_precision
 from .run_log import MetricsLog, plot_loss_curve, write_summary
-from .setup import (build_model_and_tokenizer, build_train_loader, check_model_section, freeze,
-                    open_train_and_val)
+from .setup import (
+    build_model_and_tokenizer,
+    build_train_loader,
+    check_model_section,
+    freeze,
+    open_train_and_val,
+)
 from .state import TrainState
 from .step import optimizer_step
 from .summary import budget_line, eval_sizes, run_header
 
-PROVISIONAL_STEPS = 1000      # a time budget's schedule length until the first step is timed
-step_clock = time.perf_counter    # times the steps a budget counts (a test can replace it)
+PROVISIONAL_STEPS = 1000  # a time budget's schedule length until the first step is timed
+step_clock = time.perf_counter  # times the steps a budget counts (a test can replace it)
 
 
 @dataclass
@@ -56,13 +61,14 @@ class _Batches:
     An epoch ends when the loader does, or after ``epoch_batches`` (streams: an epoch is a
     number of samples, so an endless resampled stream still has epochs)."""
 
-    def __init__(self, loader, epoch: int = 0, batch_in_epoch: int = 0,
-                 epoch_batches: int | None = None):
+    def __init__(
+        self, loader, epoch: int = 0, batch_in_epoch: int = 0, epoch_batches: int | None = None
+    ):
         self.loader, self.epoch, self.batch_in_epoch = loader, epoch, batch_in_epoch
         self.epoch_batches = epoch_batches
         already_consumed = set_loader_epoch(loader, epoch, batch_in_epoch * loader.batch_size)
         self.iterator = iter(loader)
-        for _ in range(already_consumed):       # a stream resumes at a round of workers
+        for _ in range(already_consumed):  # a stream resumes at a round of workers
             next(self.iterator)
 
     def next(self):
@@ -75,17 +81,20 @@ class _Batches:
                 return batch
             except StopIteration:
                 if self.batch_in_epoch == 0:
-                    raise ValueError(f"the training data gives no batch of "
-                                     f"{self.loader.batch_size} (fewer samples than one batch "
-                                     f"per rank?); lower --batch-size") from None
+                    raise ValueError(
+                        f"the training data gives no batch of "
+                        f"{self.loader.batch_size} (fewer samples than one batch "
+                        f"per rank?); lower --batch-size"
+                    ) from None
                 self.epoch += 1
                 self.batch_in_epoch = 0
                 set_loader_epoch(self.loader, self.epoch, 0)
                 self.iterator = iter(self.loader)
 
 
-def steps_per_epoch(source, batch_size: int, world: int,
-                    epoch_samples: int | None = None) -> int | None:
+def steps_per_epoch(
+    source, batch_size: int, world: int, epoch_samples: int | None = None
+) -> int | None:
     """Steps per epoch: from the source's size, or for a stream from ``epoch_samples`` / the
     sample count its shards declare (None when unknown: then only --steps/--time-budget)."""
     if isinstance(source, MapSource):
@@ -94,8 +103,11 @@ def steps_per_epoch(source, batch_size: int, world: int,
     return max(1, samples // world // batch_size) if samples else None
 
 
-def train(config: TrainConfig, train_source: MapSource | StreamSource | None = None,
-          val_source: MapSource | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    train_source: MapSource | StreamSource | None = None,
+    val_source: MapSource | None = None,
+) -> TrainResult:
     """Run training as ``config`` says; ``train_source``/``val_source`` replace the data specs
     (for sources built in code rather than named by a spec string)."""
     device = distributed.init_from_env()
@@ -104,7 +116,7 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
     run = config.run
     out = Path(run.out)
     config.validate()
-    resume = run_dir.check_out_dir(config, announce=main_process)   # nothing written yet
+    resume = run_dir.check_out_dir(config, announce=main_process)  # nothing written yet
     resume_from = resume.checkpoint if resume else None
     torch.manual_seed(run.seed)
 
@@ -112,16 +124,18 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
     check_model_section(config.model, objectives)
     check_gradcache(objectives, config.optim.gradcache_chunk)
     validate_grow_schedule(config.grow)
-    source, val_source, val_note = open_train_and_val(config.data, run.seed, train_source,
-                                                      val_source)
+    source, val_source, val_note = open_train_and_val(
+        config.data, run.seed, train_source, val_source
+    )
     if main_process:
         print(val_note, flush=True)
     model_section = config.model
-    if resume_from is not None:   # the checkpoint holds the model as it was (incl. growth)
+    if resume_from is not None:  # the checkpoint holds the model as it was (incl. growth)
         model_section = type(config.model)(**{**config.model.__dict__, "name": str(resume_from)})
     if main_process:
-        console.say(f"building the model and tokenizer ({model_section.name}) for "
-                    f"{config.data.train}")
+        console.say(
+            f"building the model and tokenizer ({model_section.name}) for {config.data.train}"
+        )
     model, tokenizer = build_model_and_tokenizer(model_section, objectives, source)
     model.to(device).train()
     if config.model.grad_checkpointing:
@@ -138,11 +152,13 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
         trained = DistributedDataParallel(module, find_unused_parameters=True)
     optimizer = build_optimizer(module.named_parameters(), config.optim, device)
     precision = resolve_precision(run.precision, device)
-    loader = build_train_loader(source, config.data, model, tokenizer, objectives, run.seed,
-                                rank, world)
+    loader = build_train_loader(
+        source, config.data, model, tokenizer, objectives, run.seed, rank, world
+    )
 
-    per_epoch = steps_per_epoch(source, config.data.batch_size * config.optim.accumulation, world,
-                                config.data.epoch_samples)
+    per_epoch = steps_per_epoch(
+        source, config.data.batch_size * config.optim.accumulation, world, config.data.epoch_samples
+    )
     state = TrainState(total_steps=plan_total_steps(run, per_epoch))
     if resume_from is not None:
         saved = ckpt.load_training_state(resume_from)
@@ -150,47 +166,65 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
         ckpt.set_rng_state(saved["rng"])
         state = TrainState.from_dict({**state.to_dict(), **saved})
         if resume and resume.extends:
-            state.total_steps = run_dir.extended_total(plan_total_steps(run, per_epoch),
-                                                       state.step)
+            state.total_steps = run_dir.extended_total(plan_total_steps(run, per_epoch), state.step)
     planner = BudgetPlanner(run.time_budget * 60) if run.time_budget else None
-    schedule = WarmupCosine(config.optim.lr, state.total_steps or PROVISIONAL_STEPS,
-                            config.optim.warmup_fraction, config.optim.min_lr_fraction)
+    schedule = WarmupCosine(
+        config.optim.lr,
+        state.total_steps or PROVISIONAL_STEPS,
+        config.optim.warmup_fraction,
+        config.optim.min_lr_fraction,
+    )
     if main_process:
         console.say(run_header(config, model, source, per_epoch, state, precision, resume_from))
-    batches = _Batches(loader, state.epoch, state.batch_in_epoch,
-                       None if isinstance(source, MapSource) or per_epoch is None
-                       else per_epoch * config.optim.accumulation)
-    distributed.barrier()       # every rank has checked --out before rank 0 writes there
+    batches = _Batches(
+        loader,
+        state.epoch,
+        state.batch_in_epoch,
+        None
+        if isinstance(source, MapSource) or per_epoch is None
+        else per_epoch * config.optim.accumulation,
+    )
+    distributed.barrier()  # every rank has checked --out before rank 0 writes there
     if main_process:
         run_dir.start_run_dir(config, resume)
-    log = MetricsLog(out / "metrics.jsonl", state.step if resume_from else None) \
-        if main_process else None
+    log = (
+        MetricsLog(out / "metrics.jsonl", state.step if resume_from else None)
+        if main_process
+        else None
+    )
 
-    progress = console.Progress(run.progress and main_process, state.total_steps, state.step,
-                                model.config.name)
+    progress = console.Progress(
+        run.progress and main_process, state.total_steps, state.step, model.config.name
+    )
     step_times: list[float] = []
-    side_seconds = {"eval": 0.0, "checkpoint": 0.0}     # outside the time budget
+    side_seconds = {"eval": 0.0, "checkpoint": 0.0}  # outside the time budget
     window_samples, window_start = 0, time.perf_counter()
     evals: dict[str, Any] = {}
-    lr: float | None = None          # of the last step this process ran
-    announced = False                # the budget's plan was said
+    lr: float | None = None  # of the last step this process ran
+    announced = False  # the budget's plan was said
     while True:
         if planner is not None:
             planned = planner.plan(state.step, state.train_seconds)
             if planned is not None:
                 if main_process and not announced and (planner.seen > 1 or planned <= state.step):
-                    announced = True          # from the first estimate past the warm-up step
-                    console.say(budget_line(planner.seconds / 60, planned, planner, state,
-                                            config.data.batch_size * config.optim.accumulation
-                                            * world, val_source))
+                    announced = True  # from the first estimate past the warm-up step
+                    console.say(
+                        budget_line(
+                            planner.seconds / 60,
+                            planned,
+                            planner,
+                            state,
+                            config.data.batch_size * config.optim.accumulation * world,
+                            val_source,
+                        )
+                    )
                 state.total_steps = planned
                 progress.set_total(planned)
         if state.total_steps is not None and state.step >= state.total_steps:
             break
         schedule.total_steps = state.total_steps or PROVISIONAL_STEPS
         started = step_clock()
-        if config.grow and apply_grow_schedule(model, config.grow, state.step,
-                                               state.total_steps):
+        if config.grow and apply_grow_schedule(model, config.grow, state.step, state.total_steps):
             # GrowCLIP: the model grew in place; new parameters need a new optimizer.
             freeze(model, config.model.freeze)
             optimizer = build_optimizer(module.named_parameters(), config.optim, device)
@@ -198,16 +232,24 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
                 trained = DistributedDataParallel(module, find_unused_parameters=True)
         lr = schedule.apply(optimizer, state.step)
         loss_value, terms, samples = optimizer_step(
-            trained, module, optimizer, batches, config.optim, precision, device, state,
-            stop_at_bad_record_of=config.data.train if config.data.strict else None)
-        loss_value = distributed.mean_over_ranks(loss_value)   # each rank holds its share
+            trained,
+            module,
+            optimizer,
+            batches,
+            config.optim,
+            precision,
+            device,
+            state,
+            stop_at_bad_record_of=config.data.train if config.data.strict else None,
+        )
+        loss_value = distributed.mean_over_ranks(loss_value)  # each rank holds its share
         step = state.step = state.step + 1
         for objective in objectives.values():
             objective.after_step(model, step)
         state.epoch, state.batch_in_epoch = batches.epoch, batches.batch_in_epoch
         state.samples += samples * world
         elapsed = step_clock() - started
-        if planner is not None:      # every rank must plan the same number of steps
+        if planner is not None:  # every rank must plan the same number of steps
             elapsed = distributed.mean_over_ranks(elapsed)
         state.train_seconds += elapsed
         step_times.append(elapsed)
@@ -222,9 +264,16 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
             now = time.perf_counter()
             speed = window_samples / max(now - window_start, 1e-9)
             window_samples, window_start = 0, now
-            row = {"step": step, "epoch": state.epoch, "loss": loss_value, "lr": lr,
-                   "samples_per_s": round(speed, 2), "logit_scale": model.scale().item(),
-                   "skipped": state.skipped, **terms}
+            row = {
+                "step": step,
+                "epoch": state.epoch,
+                "loss": loss_value,
+                "lr": lr,
+                "samples_per_s": round(speed, 2),
+                "logit_scale": model.scale().item(),
+                "skipped": state.skipped,
+                **terms,
+            }
             progress.logged(row)
             if log:
                 log.write(row)
@@ -234,15 +283,17 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
             side_seconds["eval"] += time.perf_counter() - side_started
         if run.save_every and step % run.save_every == 0:
             side_started = time.perf_counter()
-            _save(out, step, module, tokenizer, optimizer, state, run.keep_checkpoints,
-                  main_process)
+            _save(
+                out, step, module, tokenizer, optimizer, state, run.keep_checkpoints, main_process
+            )
             side_seconds["checkpoint"] += time.perf_counter() - side_started
     progress.close()
     if planner is not None and main_process:
-        console.say(f"time budget: {state.step} steps in {state.train_seconds:.1f} s of training "
-                    f"(budget {planner.seconds:.0f} s), last lr {lr or 0:.3g}")
-    _save(out, state.step, module, tokenizer, optimizer, state, run.keep_checkpoints,
-          main_process)
+        console.say(
+            f"time budget: {state.step} steps in {state.train_seconds:.1f} s of training "
+            f"(budget {planner.seconds:.0f} s), last lr {lr or 0:.3g}"
+        )
+    _save(out, state.step, module, tokenizer, optimizer, state, run.keep_checkpoints, main_process)
     if main_process:
         save_model_dir(out, model, tokenizer)
         ckpt.save_objectives(out, dict(module.objectives.items()))
@@ -251,17 +302,26 @@ def train(config: TrainConfig, train_source: MapSource | StreamSource | None = N
             if not ticked:
                 console.say("final evaluation")
             side_started = time.perf_counter()
-            evals = evaluate_during_training(model, tokenizer, config, state.step, out,
-                                             val_source, final=True, done=evals if ticked else {})
+            evals = evaluate_during_training(
+                model,
+                tokenizer,
+                config,
+                state.step,
+                out,
+                val_source,
+                final=True,
+                done=evals if ticked else {},
+            )
             side_seconds["eval"] += time.perf_counter() - side_started
         summary = build_summary(config, state, precision, frozen, evals, step_times)
         summary["lr_final"] = lr
         summary["outside_budget_seconds"] = {k: round(v, 2) for k, v in side_seconds.items()}
-        if evals and val_source is not None:   # for the end-of-run table's chance column
+        if evals and val_source is not None:  # for the end-of-run table's chance column
             summary["eval_sizes"] = eval_sizes(val_source)
         write_summary(out / "metrics.json", summary)
-        plot_loss_curve(log.rows(), out / "loss_curve.png", f"{model.config.name} on "
-                        f"{config.data.train}")
+        plot_loss_curve(
+            log.rows(), out / "loss_curve.png", f"{model.config.name} on {config.data.train}"
+        )
     else:
         summary = {}
     distributed.barrier()
@@ -277,41 +337,68 @@ def plan_total_steps(run, per_epoch: int | None) -> int | None:
         return int(run.steps)
     if run.epochs is not None:
         if per_epoch is None:
-            raise ValueError("--epochs needs a data source of known size; for WebDataset "
-                             "shards give data.epoch_samples=N (or a sizes.json), or use --steps")
+            raise ValueError(
+                "--epochs needs a data source of known size; for WebDataset "
+                "shards give data.epoch_samples=N (or a sizes.json), or use --steps"
+            )
         return max(1, round(run.epochs * per_epoch))
     return None
 
 
-def _save(out, step, module, tokenizer, optimizer, state: TrainState, keep, main_process
-          ) -> None:
+def _save(out, step, module, tokenizer, optimizer, state: TrainState, keep, main_process) -> None:
     if main_process:
         training_state = {**state.to_dict(), "optimizer": optimizer.state_dict()}
-        ckpt.save_checkpoint(out, step, module.model, tokenizer, dict(module.objectives.items()),
-                             training_state, keep)
+        ckpt.save_checkpoint(
+            out,
+            step,
+            module.model,
+            tokenizer,
+            dict(module.objectives.items()),
+            training_state,
+            keep,
+        )
     distributed.barrier()
 
 
-def evaluate_during_training(model, tokenizer, config: TrainConfig, step: int, out: Path,
-                             val_source: MapSource | None = None, final: bool = False,
-                             done: dict[str, Any] | None = None) -> dict[str, Any]:
+def evaluate_during_training(
+    model,
+    tokenizer,
+    config: TrainConfig,
+    step: int,
+    out: Path,
+    val_source: MapSource | None = None,
+    final: bool = False,
+    done: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Zero-shot + retrieval on the validation source, and the ``evals:`` entries due at
     ``step`` (all of them when ``final``); appended to ``eval.jsonl``. ``done``: metrics this
     run already computed at ``step`` (the last step fell on ``eval_every``), not recomputed."""
+    import json
+
     from ..evaluation import EncodeConfig, evaluate, run_scheduled
     from ..evaluation.scheduled import SEPARATOR
-    import json
+
     done = dict(done or {})
     was_training = model.training
     model.eval()
     preprocess = eval_transform(model.config.preprocess)
     metrics: dict[str, Any] = {}
     if val_source is not None and not any(SEPARATOR not in k for k in done):
-        metrics.update(evaluate(model, preprocess, tokenizer, val_source,
-                                workers=config.data.workers))
-    metrics.update(run_scheduled(model, preprocess, tokenizer, config.evals, step, final,
-                                 EncodeConfig(workers=config.data.workers, progress=False),
-                                 {key.split(SEPARATOR)[0] for key in done if SEPARATOR in key}))
+        metrics.update(
+            evaluate(model, preprocess, tokenizer, val_source, workers=config.data.workers)
+        )
+    metrics.update(
+        run_scheduled(
+            model,
+            preprocess,
+            tokenizer,
+            config.evals,
+            step,
+            final,
+            EncodeConfig(workers=config.data.workers, progress=False),
+            {key.split(SEPARATOR)[0] for key in done if SEPARATOR in key},
+        )
+    )
     model.train(was_training)
     if metrics:
         with (out / "eval.jsonl").open("a") as handle:
@@ -319,15 +406,23 @@ def evaluate_during_training(model, tokenizer, config: TrainConfig, step: int, o
     return {**done, **metrics}
 
 
-def build_summary(config, state: TrainState, precision, frozen, evals, step_times
-                  ) -> dict[str, Any]:
+def build_summary(
+    config, state: TrainState, precision, frozen, evals, step_times
+) -> dict[str, Any]:
     measured = step_times[1:] or step_times
     return {
-        "steps": state.step, "epochs": state.epoch, "samples_seen": state.samples,
-        "train_seconds": round(state.train_seconds, 2), "precision": precision,
+        "steps": state.step,
+        "epochs": state.epoch,
+        "samples_seen": state.samples,
+        "train_seconds": round(state.train_seconds, 2),
+        "precision": precision,
         "step_ms_median": round(1000 * statistics.median(measured), 2) if measured else None,
         "frozen_parameters": frozen,
-        "skipped_records": {"count": state.skipped, "per_epoch": state.skipped_per_epoch,
-                            "examples": state.skipped_examples},
-        "eval": evals, "config": config.to_dict(),
+        "skipped_records": {
+            "count": state.skipped,
+            "per_epoch": state.skipped_per_epoch,
+            "examples": state.skipped_examples,
+        },
+        "eval": evals,
+        "config": config.to_dict(),
     }

@@ -11,9 +11,15 @@ import math
 from typing import Any
 
 
-def check_number(key: str, value: Any, kind: type, minimum: float | None = None,
-                 maximum: float | None = None, exclusive: bool = False,
-                 optional: bool = False) -> None:
+def check_number(
+    key: str,
+    value: Any,
+    kind: type,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive: bool = False,
+    optional: bool = False,
+) -> None:
     """``value`` is an ``int`` (``kind=int``) or a real number (``kind=float``, ints allowed)
     within ``[minimum, maximum]`` (``(minimum, …`` with ``exclusive``); None only if optional."""
     if value is None and optional:
@@ -38,8 +44,11 @@ def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
 
 def check_pair(key: str, value: Any, low: float, high: float, ordered: bool = True) -> None:
     """Two numbers in ``[low, high]``, the first not above the second when ``ordered``."""
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)):
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)
+    ):
         raise ValueError(f"{key} must be two numbers, got {value!r}")
     if not all(low <= v <= high for v in value) or (ordered and value[0] > value[1]):
         order = ", the first not above the second" if ordered else ""

@@ -18,9 +18,12 @@ from ...registry import Registry
 from .emoji import EmojiSource
 from .openclipart import OpenClipartSource
 
-BUILTIN_SETS: Registry = Registry("built-in data set", {
-    "emoji": EmojiSource,
-    "openclipart": OpenClipartSource,
-})
+BUILTIN_SETS: Registry = Registry(
+    "built-in data set",
+    {
+        "emoji": EmojiSource,
+        "openclipart": OpenClipartSource,
+    },
+)
 
 __all__ = ["BUILTIN_SETS", "EmojiSource", "OpenClipartSource"]

@@ -51,25 +51,31 @@ class EmojiSource(MapSource):
         check_split(split, "emoji")
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"emoji data not found: {path}; rebuild it with "
-                                    "`python scripts/prepare_builtin.py emoji`")
+            raise FileNotFoundError(
+                f"emoji data not found: {path}; rebuild it with "
+                "`python scripts/prepare_builtin.py emoji`"
+            )
         table = pq.read_table(path)
-        metadata = {key.decode(): value.decode()
-                    for key, value in (table.schema.metadata or {}).items()}
+        metadata = {
+            key.decode(): value.decode() for key, value in (table.schema.metadata or {}).items()
+        }
         if metadata.get("clipforge.format") != ASSET_FORMAT:
-            raise ValueError(f"{path} is not a {ASSET_FORMAT} file "
-                             f"(format {metadata.get('clipforge.format')!r})")
+            raise ValueError(
+                f"{path} is not a {ASSET_FORMAT} file (format {metadata.get('clipforge.format')!r})"
+            )
         if split != "all":
             table = table.filter(table.column("split").to_numpy(zero_copy_only=False) == split)
         self.split = split
         self._class_names: list[str] = json.loads(metadata["clipforge.class_names"])
-        label_of = {subgroup: index for index, subgroup
-                    in enumerate(json.loads(metadata["clipforge.subgroups"]))}
+        label_of = {
+            subgroup: index
+            for index, subgroup in enumerate(json.loads(metadata["clipforge.subgroups"]))
+        }
         self._keys: list[str] = table.column("key").to_pylist()
         self._captions = [tuple(c) for c in table.column("captions").to_pylist()]
         self._columns = {name: table.column(name).to_pylist() for name in _METADATA_COLUMNS}
         self._labels = [label_of[subgroup] for subgroup in self._columns["subgroup"]]
-        self._images = table.column("image").combine_chunks()     # binary, decoded per record
+        self._images = table.column("image").combine_chunks()  # binary, decoded per record
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -82,8 +88,9 @@ class EmojiSource(MapSource):
         metadata["codepoints"] = self._keys[index]
         metadata["label"] = self._labels[index]
         metadata["class_name"] = self._class_names[self._labels[index]]
-        return RawRecord(self._keys[index], self._images[index].as_py(), self._captions[index],
-                         metadata)
+        return RawRecord(
+            self._keys[index], self._images[index].as_py(), self._captions[index], metadata
+        )
 
     def captions(self) -> Iterator[str]:
         for captions in self._captions:

@@ -44,7 +44,7 @@ from .splits import check_split, choose_val_units
 
 OPENCLIPART_ROOT = Path("/usr/share/openclipart/png")
 DEBIAN_PACKAGE = "openclipart-png"
-INDEX_VERSION = "1"           # bump when titles, captions or the split rule change
+INDEX_VERSION = "1"  # bump when titles, captions or the split rule change
 MAX_PIXELS = 16_000_000
 MIN_SIDE = 16
 
@@ -63,7 +63,8 @@ def find_images(root: Path = OPENCLIPART_ROOT) -> Path:
     raise FileNotFoundError(
         f"openclipart images not found at {root}; run `{PREPARE_COMMAND}` first (it installs "
         f"the Debian/Ubuntu package {DEBIAN_PACKAGE}, about 160 MB, as root), or "
-        f"`sudo apt-get install {DEBIAN_PACKAGE}` yourself")
+        f"`sudo apt-get install {DEBIAN_PACKAGE}` yourself"
+    )
 
 
 def install_debian_package(root: Path = OPENCLIPART_ROOT, install: bool = True) -> Path:
@@ -71,26 +72,32 @@ def install_debian_package(root: Path = OPENCLIPART_ROOT, install: bool = True) 
     missing and we are root; only :func:`prepare` calls this, on the user's command."""
     if root.is_dir():
         return root
-    can_install = install and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which(
-        "apt-get")
+    can_install = (
+        install and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")
+    )
     if can_install and root == OPENCLIPART_ROOT:
         command = ["apt-get", "install", "-y", DEBIAN_PACKAGE]
         print(f"{root} is missing; running: {' '.join(command)}", flush=True)
-        result = subprocess.run(command, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                                check=False)
+        result = subprocess.run(
+            command, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, check=False
+        )
         if result.returncode == 0 and root.is_dir():
             return root
     raise FileNotFoundError(
         f"openclipart images not found at {root}; install the Debian/Ubuntu package "
-        f"{DEBIAN_PACKAGE} (about 160 MB): `sudo apt-get install {DEBIAN_PACKAGE}`")
+        f"{DEBIAN_PACKAGE} (about 160 MB): `sudo apt-get install {DEBIAN_PACKAGE}`"
+    )
 
 
 def list_files(root: Path) -> list[str]:
     """Every ``.png`` path under ``root``, relative, sorted (links included)."""
     found = []
     for folder, _, names in os.walk(root):
-        found += [os.path.relpath(os.path.join(folder, name), root)
-                  for name in names if name.lower().endswith(".png")]
+        found += [
+            os.path.relpath(os.path.join(folder, name), root)
+            for name in names
+            if name.lower().endswith(".png")
+        ]
     return sorted(found)
 
 
@@ -100,7 +107,7 @@ def build_index(root: Path, paths: list[str]) -> pa.Table:
     resolved_root = os.path.realpath(root)
     for path in paths:
         real = path
-        if (root / path).is_symlink():        # a second folder for a drawing filed elsewhere
+        if (root / path).is_symlink():  # a second folder for a drawing filed elsewhere
             real = os.path.relpath(os.path.realpath(root / path), resolved_root)
         if real.startswith("..") or not (root / real).is_file():
             continue
@@ -108,28 +115,34 @@ def build_index(root: Path, paths: list[str]) -> pa.Table:
         if path != real and os.path.dirname(path) not in folders_of[real]:
             folders_of[real].append(os.path.dirname(path))
     sizes = {key: _image_size(root / key) for key in folders_of}
-    keys = [key for key, (width, height) in sizes.items()
-            if min(width, height) >= MIN_SIDE and width * height <= MAX_PIXELS]
+    keys = [
+        key
+        for key, (width, height) in sizes.items()
+        if min(width, height) >= MIN_SIDE and width * height <= MAX_PIXELS
+    ]
     authors = learn_authors(Path(key).stem for key in folders_of)
     val = choose_val_units((key, os.path.dirname(key)) for key in keys)
     titles = [title_from_stem(Path(key).stem, authors) for key in keys]
-    return pa.table({
-        "key": keys,
-        "category": [key.split("/")[0] for key in keys],
-        "folders": [folders_of[key] for key in keys],
-        "title": titles,
-        "captions": [list(clipart_captions(title, folders_of[key]))
-                     for key, title in zip(keys, titles)],
-        "width": [sizes[key][0] for key in keys],
-        "height": [sizes[key][1] for key in keys],
-        "split": ["val" if key in val else "train" for key in keys],
-    })
+    return pa.table(
+        {
+            "key": keys,
+            "category": [key.split("/")[0] for key in keys],
+            "folders": [folders_of[key] for key in keys],
+            "title": titles,
+            "captions": [
+                list(clipart_captions(title, folders_of[key])) for key, title in zip(keys, titles)
+            ],
+            "width": [sizes[key][0] for key in keys],
+            "height": [sizes[key][1] for key in keys],
+            "split": ["val" if key in val else "train" for key in keys],
+        }
+    )
 
 
 def _image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the header; (0, 0) when unreadable or a decompression bomb."""
     try:
-        with open_image(path, str(path)) as image:    # reads the header only
+        with open_image(path, str(path)) as image:  # reads the header only
             return image.size
     except BadRecordError:
         return (0, 0)
@@ -138,8 +151,7 @@ def _image_size(path: Path) -> tuple[int, int]:
 def load_index(root: Path) -> pa.Table:
     """The index from the cache when it matches the files on disk, else built and cached."""
     paths = list_files(root)
-    fingerprint = hashlib.sha256("\n".join([str(root), INDEX_VERSION, *paths]).encode()
-                                 ).hexdigest()
+    fingerprint = hashlib.sha256("\n".join([str(root), INDEX_VERSION, *paths]).encode()).hexdigest()
     cached = cache_dir() / f"openclipart-index-v{INDEX_VERSION}.parquet"
     if cached.exists():
         try:
@@ -147,16 +159,15 @@ def load_index(root: Path) -> pa.Table:
             if (table.schema.metadata or {}).get(b"clipforge.fingerprint") == fingerprint.encode():
                 return table
         except (OSError, pa.ArrowInvalid):
-            pass                              # unreadable cache: rebuild it
-    table = build_index(root, paths).replace_schema_metadata(
-        {"clipforge.fingerprint": fingerprint})
+            pass  # unreadable cache: rebuild it
+    table = build_index(root, paths).replace_schema_metadata({"clipforge.fingerprint": fingerprint})
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(f".{os.getpid()}.tmp")
         pq.write_table(table, partial)
         partial.replace(cached)
     except OSError:
-        pass                                  # a read-only home only costs the rebuild
+        pass  # a read-only home only costs the rebuild
     return table
 
 
@@ -165,8 +176,9 @@ class OpenClipartSource(MapSource):
 
     name = "openclipart"
 
-    def __init__(self, split: str = "train", root: str | Path = OPENCLIPART_ROOT,
-                 max_side: int = 256):
+    def __init__(
+        self, split: str = "train", root: str | Path = OPENCLIPART_ROOT, max_side: int = 256
+    ):
         check_split(split, "openclipart")
         self.root = find_images(Path(root))
         self.split, self.max_side = split, max_side
@@ -174,7 +186,7 @@ class OpenClipartSource(MapSource):
         self._class_names = sorted(set(table.column("category").to_pylist()))
         if split != "all":
             table = table.filter(table.column("split").to_numpy(zero_copy_only=False) == split)
-        self.rows: list[dict] = table.to_pylist()       # the listing, without images
+        self.rows: list[dict] = table.to_pylist()  # the listing, without images
         label_of = {name: index for index, name in enumerate(self._class_names)}
         for row in self.rows:
             row["label"] = label_of[row["category"]]
@@ -186,8 +198,9 @@ class OpenClipartSource(MapSource):
     def __getitem__(self, index: int) -> RawRecord:
         row = self.rows[index]
         metadata = {name: value for name, value in row.items() if name not in ("key", "captions")}
-        return RawRecord(row["key"], self._small_image(self.root / row["key"]),
-                         tuple(row["captions"]), metadata)
+        return RawRecord(
+            row["key"], self._small_image(self.root / row["key"]), tuple(row["captions"]), metadata
+        )
 
     def _small_image(self, path: Path) -> Image.Image | Path:
         """The drawing at most ``max_side`` px; the path itself when it will not open, so that
@@ -214,5 +227,7 @@ class OpenClipartSource(MapSource):
         folder = install_debian_package(Path(root), install)
         every = cls("all", folder)
         val = sum(row["split"] == "val" for row in every.rows)
-        return (f"builtin:openclipart is ready: {len(every)} drawings ({val} in val) in "
-                f"{len(every.class_names())} classes from {folder}; index cached in {cache_dir()}")
+        return (
+            f"builtin:openclipart is ready: {len(every)} drawings ({val} in val) in "
+            f"{len(every.class_names())} classes from {folder}; index cached in {cache_dir()}"
+        )

@@ -22,9 +22,9 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 
-UPSTREAM_NAME_LENGTH = 24        # titles + authors were cut to this many characters
+UPSTREAM_NAME_LENGTH = 24  # titles + authors were cut to this many characters
 SINGLE_NAME_AUTHORS = frozenset({"mateya", "mimooh", "peterm", "ganson", "nurbldoff"})
-_SUFFIX = re.compile(r"_(\d{1,2}[a-z]?)?$")     # "_01", "_03a", or a bare trailing "_"
+_SUFFIX = re.compile(r"_(\d{1,2}[a-z]?)?$")  # "_01", "_03a", or a bare trailing "_"
 
 
 def name_tokens(stem: str) -> tuple[list[str], bool]:
@@ -39,7 +39,7 @@ def learn_authors(stems: Iterable[str], min_titles: int = 3) -> list[str]:
     Candidates are the last two words of numbered names. A spelling that no other extends is an
     author when it or its cuts ("jon_phil", "jon_phillip") follow at least ``min_titles``
     different words — a series like "hotel_icon_room_service" follows only one."""
-    before: dict[str, set[str]] = defaultdict(set)     # spelling → words seen just before it
+    before: dict[str, set[str]] = defaultdict(set)  # spelling → words seen just before it
     for stem in stems:
         tokens, _ = name_tokens(stem)
         if _SUFFIX.search(stem) and len(tokens) >= 3:
@@ -47,8 +47,9 @@ def learn_authors(stems: Iterable[str], min_titles: int = 3) -> list[str]:
     authors = []
     for spelling in before:
         first = spelling.split("_")[0]
-        cuts = [other for other in before
-                if spelling.startswith(other) and other.split("_")[0] == first]
+        cuts = [
+            other for other in before if spelling.startswith(other) and other.split("_")[0] == first
+        ]
         extended = any(other != spelling and other.startswith(spelling) for other in before)
         if not extended and len(set().union(*(before[cut] for cut in cuts))) >= min_titles:
             authors.append(spelling)
@@ -59,9 +60,10 @@ def _is_author(tail: str, authors: list[str], cut_short: bool) -> bool:
     if tail.split("_")[0] in SINGLE_NAME_AUTHORS and "_" not in tail:
         return True
     for author in authors:
-        if tail.startswith(author) or (author.startswith(tail)
-                                       and (tail.split("_")[0] == author.split("_")[0]
-                                            or cut_short and len(tail) >= 2)):
+        if tail.startswith(author) or (
+            author.startswith(tail)
+            and (tail.split("_")[0] == author.split("_")[0] or cut_short and len(tail) >= 2)
+        ):
             return True
     return False
 
@@ -72,17 +74,17 @@ def title_from_stem(stem: str, authors: list[str]) -> str:
     for start in range(len(tokens)):
         tail = "_".join(tokens[start:])
         if start == 0 and not any(tail.startswith(f"{author}_") for author in authors):
-            continue                            # a name that is only an author has no title
+            continue  # a name that is only an author has no title
         if _is_author(tail, authors, cut_short):
             tokens = tokens[:start]
             break
     words = " ".join(tokens).replace("-", " ")
-    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", words)          # CamelCase → Camel Case
-    words = _STAR_POLYGON.sub(r"\1-pointed star", words)       # 1,566 generated stars
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", words)  # CamelCase → Camel Case
+    words = _STAR_POLYGON.sub(r"\1-pointed star", words)  # 1,566 generated stars
     return " ".join(words.lower().split())
 
 
-_STAR_POLYGON = re.compile(r"^star (\d+)pt\d+step$")          # "star_90pt23step" = {90/23}
+_STAR_POLYGON = re.compile(r"^star (\d+)pt\d+step$")  # "star_90pt23step" = {90/23}
 
 
 def readable_category(folder: str) -> str:
@@ -96,7 +98,11 @@ def clipart_captions(title: str, folders: list[str]) -> tuple[str, ...]:
     top = place.split(" / ")[0]
     if not title:
         return (f"a drawing from the {place} clip art collection", f"clip art, {place}")
-    captions = [f"a drawing of {title}, {place}", f"{title}, {place}",
-                f"clip art of {title} ({top})", f"a drawing of {title}"]
+    captions = [
+        f"a drawing of {title}, {place}",
+        f"{title}, {place}",
+        f"clip art of {title} ({top})",
+        f"a drawing of {title}",
+    ]
     captions += [f"{title}, {readable_category(other)}" for other in folders[1:]]
     return tuple(captions)

@@ -24,12 +24,13 @@ SPLIT_SALT = "clipforge-split-v1"
 
 def stable_fraction(name: str, salt: str = SPLIT_SALT) -> float:
     """A number in [0, 1) fixed by ``name`` alone: the first 8 bytes of ``sha256(salt:name)``."""
-    digest = hashlib.sha256(f"{salt}:{name}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+    digest = hashlib.sha256(f"{salt}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def choose_val_units(items: Iterable[tuple[str, str]], val_fraction: float = 0.15,
-                     min_items_for_val: int = 3) -> set[str]:
+def choose_val_units(
+    items: Iterable[tuple[str, str]], val_fraction: float = 0.15, min_items_for_val: int = 3
+) -> set[str]:
     """The units that go to ``val``, from ``(unit, stratum)`` pairs, one pair per item."""
     unit_sizes: dict[str, int] = defaultdict(int)
     strata: dict[str, list[str]] = defaultdict(list)
@@ -55,6 +56,7 @@ def choose_val_units(items: Iterable[tuple[str, str]], val_fraction: float = 0.1
 
 def check_split(split: str, set_name: str) -> str:
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r} for builtin:{set_name}; "
-                         f"choose one of {', '.join(SPLITS)}")
+        raise ValueError(
+            f"unknown split {split!r} for builtin:{set_name}; choose one of {', '.join(SPLITS)}"
+        )
     return split

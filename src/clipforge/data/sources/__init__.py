@@ -10,16 +10,19 @@ from .folder import FolderSource
 from .table import TableSource
 from .webdataset import WebDatasetSource
 
-DATA_SOURCES: Registry = Registry("data source", {
-    "builtin": open_builtin,
-    "folder": FolderSource,
-    "classfolder": ClassFolderSource,
-    "table": TableSource,
-    "csv": TableSource,
-    "tsv": TableSource,
-    "parquet": TableSource,
-    "wds": WebDatasetSource,
-})
+DATA_SOURCES: Registry = Registry(
+    "data source",
+    {
+        "builtin": open_builtin,
+        "folder": FolderSource,
+        "classfolder": ClassFolderSource,
+        "table": TableSource,
+        "csv": TableSource,
+        "tsv": TableSource,
+        "parquet": TableSource,
+        "wds": WebDatasetSource,
+    },
+)
 
 
 def open_source(spec: str, **options) -> MapSource | StreamSource:
@@ -29,5 +32,11 @@ def open_source(spec: str, **options) -> MapSource | StreamSource:
     return factory(parsed.location, SourceOptions.from_query(parsed.query, **options))
 
 
-__all__ = ["DATA_SOURCES", "MapSource", "SourceOptions", "SourceSpec", "StreamSource",
-           "open_source"]
+__all__ = [
+    "DATA_SOURCES",
+    "MapSource",
+    "SourceOptions",
+    "SourceSpec",
+    "StreamSource",
+    "open_source",
+]

@@ -28,17 +28,17 @@ from ..record import RawRecord
 class SourceOptions:
     """Options shared by sources; each source reads the ones that apply to it."""
 
-    split: str = "train"                 # built-in sets: "train" | "val" | "all"
-    image_column: str = "image"          # tables: path (relative to the table's folder) or bytes
+    split: str = "train"  # built-in sets: "train" | "val" | "all"
+    image_column: str = "image"  # tables: path (relative to the table's folder) or bytes
     caption_column: str = "caption"
-    extra_caption_columns: tuple[str, ...] = ()   # e.g. a synthetic-caption column (ALIP)
-    separator: str | None = None         # tables: override the delimiter guessed from the suffix
-    shuffle_buffer: int = 1000           # wds: samples held for shuffling (0 = off)
-    resampled: bool = False              # wds: draw shards with replacement, endless
+    extra_caption_columns: tuple[str, ...] = ()  # e.g. a synthetic-caption column (ALIP)
+    separator: str | None = None  # tables: override the delimiter guessed from the suffix
+    shuffle_buffer: int = 1000  # wds: samples held for shuffling (0 = off)
+    resampled: bool = False  # wds: draw shards with replacement, endless
     seed: int = 0
 
     @classmethod
-    def from_query(cls, query: dict[str, str], **overrides) -> "SourceOptions":
+    def from_query(cls, query: dict[str, str], **overrides) -> SourceOptions:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         values: dict = {}
         for key, raw in {**query, **overrides}.items():
@@ -63,7 +63,7 @@ class SourceSpec:
     query: dict
 
     @classmethod
-    def parse(cls, spec: str, kinds: Collection[str]) -> "SourceSpec":
+    def parse(cls, spec: str, kinds: Collection[str]) -> SourceSpec:
         """Split ``KIND:LOCATION?query``; ``kinds`` are the registered source names (a prefix
         that is not one, like ``C:`` on Windows, is part of the location)."""
         if not spec:
@@ -86,7 +86,8 @@ def _guess_kind(location: str, kinds: Collection[str]) -> str:
         return "folder"
     raise ValueError(
         f"cannot tell what kind of data {location!r} is; write it as KIND:LOCATION with KIND in "
-        f"{', '.join(sorted(kinds))}")
+        f"{', '.join(sorted(kinds))}"
+    )
 
 
 class MapSource(ABC):

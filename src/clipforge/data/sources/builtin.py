@@ -8,6 +8,7 @@ from .base import MapSource, SourceOptions
 def open_builtin(location: str, options: SourceOptions) -> MapSource:
     """Open ``builtin:emoji``, ``builtin:openclipart?split=val`` …; ``location`` is the name."""
     from ..builtin import BUILTIN_SETS
+
     name = location.strip().strip("/")
     if name not in BUILTIN_SETS:
         known = ", ".join(f"builtin:{known}" for known in BUILTIN_SETS.names())

@@ -31,8 +31,11 @@ def _visible(path: Path, root: Path) -> bool:
 
 
 def _images(class_dir: Path) -> list[Path]:
-    return sorted(p for p in class_dir.rglob("*")
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and _visible(p, class_dir))
+    return sorted(
+        p
+        for p in class_dir.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and _visible(p, class_dir)
+    )
 
 
 class ClassFolderSource(MapSource):
@@ -42,24 +45,34 @@ class ClassFolderSource(MapSource):
         self.root = Path(location)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: no such image folder")
-        class_dirs = sorted(d for d in self.root.iterdir()
-                            if d.is_dir() and not d.name.startswith("."))
+        class_dirs = sorted(
+            d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")
+        )
         if not class_dirs:
-            raise ValueError(f"{self.root}: no class sub-folders (expected one folder per class, "
-                             f"named after the class, holding its images)")
+            raise ValueError(
+                f"{self.root}: no class sub-folders (expected one folder per class, "
+                f"named after the class, holding its images)"
+            )
         images_of = {d.name: _images(d) for d in class_dirs}
         self.empty_classes = [name for name, images in images_of.items() if not images]
         self.folder_names = [name for name, images in images_of.items() if images]
         if not self.folder_names:
-            raise ValueError(f"{self.root}: the class sub-folders hold no images "
-                             f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise ValueError(
+                f"{self.root}: the class sub-folders hold no images "
+                f"({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
         if self.empty_classes:
-            warnings.warn(f"{self.root}: {len(self.empty_classes)} class folder(s) hold no "
-                          f"image and are left out of the classes: "
-                          f"{', '.join(self.empty_classes)}", stacklevel=2)
+            warnings.warn(
+                f"{self.root}: {len(self.empty_classes)} class folder(s) hold no "
+                f"image and are left out of the classes: "
+                f"{', '.join(self.empty_classes)}",
+                stacklevel=2,
+            )
         self.items: list[tuple[Path, int]] = [
-            (path, label) for label, name in enumerate(self.folder_names)
-            for path in images_of[name]]
+            (path, label)
+            for label, name in enumerate(self.folder_names)
+            for path in images_of[name]
+        ]
         self._class_names = [name.replace("_", " ") for name in self.folder_names]
 
     def __len__(self) -> int:
@@ -68,8 +81,9 @@ class ClassFolderSource(MapSource):
     def __getitem__(self, index: int) -> RawRecord:
         path, label = self.items[index]
         class_name = self._class_names[label]
-        return RawRecord(path.relative_to(self.root).as_posix(), path, (class_name,),
-                         {"label": label})
+        return RawRecord(
+            path.relative_to(self.root).as_posix(), path, (class_name,), {"label": label}
+        )
 
     def captions(self):
         for _, label in self.items:

@@ -64,13 +64,13 @@ class FolderSource(MapSource):
             raise FileNotFoundError(f"{self.root}: no such image-caption folder")
         self.paths, captioned = _list_images(self.root)
         if not self.paths:
-            raise ValueError(f"{self.root}: no images found "
-                             f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise ValueError(f"{self.root}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
         if captioned == 0:
             raise ValueError(
                 f"{self.root}: {len(self.paths)} images but no caption files (a .txt of the "
                 f"same name next to each image); for one sub-folder per class use "
-                f"classfolder:{self.root}")
+                f"classfolder:{self.root}"
+            )
 
     def __len__(self) -> int:
         return len(self.paths)

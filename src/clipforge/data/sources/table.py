@@ -67,11 +67,15 @@ def read_table(path: Path, separator: str | None = None) -> tuple[pa.Table, dict
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such table file")
     if path.suffix.lower() in PARQUET_SUFFIXES:
-        import pyarrow.parquet as pa_parquet      # 0.2 s to import; only when needed
+        import pyarrow.parquet as pa_parquet  # 0.2 s to import; only when needed
+
         return pa_parquet.read_table(path), {}
     delimiter = _delimiter(path, separator)
-    parse = (pa_csv.ParseOptions(delimiter="\t", quote_char=False) if delimiter == "\t"
-             else pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True))
+    parse = (
+        pa_csv.ParseOptions(delimiter="\t", quote_char=False)
+        if delimiter == "\t"
+        else pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+    )
     try:
         # every column as text: captions like "1984" and ids like "007" stay as written
         # read as bytes, then decode: one bad byte must not reject the other rows
@@ -79,8 +83,9 @@ def read_table(path: Path, separator: str | None = None) -> tuple[pa.Table, dict
         convert = pa_csv.ConvertOptions(column_types={name: pa.binary() for name in header})
         raw = pa_csv.read_csv(path, parse_options=parse, convert_options=convert)
     except (pa.ArrowInvalid, StopIteration) as error:
-        raise ValueError(f"{path}: cannot read as delimited text "
-                         f"(delimiter {delimiter!r}): {error}") from None
+        raise ValueError(
+            f"{path}: cannot read as delimited text (delimiter {delimiter!r}): {error}"
+        ) from None
     return decode_text_columns(raw)
 
 
@@ -94,15 +99,18 @@ def decode_text_columns(raw: pa.Table) -> tuple[pa.Table, dict[int, str]]:
         try:
             columns.append(column.cast(pa.string()))
             continue
-        except pa.ArrowInvalid:                   # rare: find the bad cells in Python
+        except pa.ArrowInvalid:  # rare: find the bad cells in Python
             pass
         values = []
         for row, cell in enumerate(column.to_pylist()):
             try:
                 values.append(None if cell is None else cell.decode("utf-8"))
             except UnicodeDecodeError as error:
-                bad_rows.setdefault(row, f"row {row}: column {name!r} is not valid UTF-8 "
-                                         f"({error.reason} at byte {error.start})")
+                bad_rows.setdefault(
+                    row,
+                    f"row {row}: column {name!r} is not valid UTF-8 "
+                    f"({error.reason} at byte {error.start})",
+                )
                 values.append(cell.decode("utf-8", errors="replace"))
         columns.append(pa.array(values, pa.string()))
     return pa.table(columns, names=raw.column_names), bad_rows
@@ -132,28 +140,33 @@ class TableSource(MapSource):
         if table.num_rows == 0:
             raise ValueError(f"{self.path}: the table has no rows")
         present = table.column_names
-        wanted = [("image_column", options.image_column),
-                  ("caption_column", options.caption_column)]
+        wanted = [
+            ("image_column", options.image_column),
+            ("caption_column", options.caption_column),
+        ]
         wanted += [("extra_caption_columns", name) for name in options.extra_caption_columns]
         for option, column in wanted:
             if column not in present:
-                raise ValueError(f"{self.path}: no column {column!r} (the {option}); "
-                                 f"its columns are {present}")
+                raise ValueError(
+                    f"{self.path}: no column {column!r} (the {option}); its columns are {present}"
+                )
         image_column = table.column(options.image_column)
         if pa.types.is_string(image_column.type) or pa.types.is_large_string(image_column.type):
             first = next((v for v in image_column.slice(0, 100).to_pylist() if v), "")
             if "://" in first:
                 raise ValueError(
                     f"{self.path}: column {options.image_column!r} holds URLs ({first}); "
-                    f"download the images first (e.g. img2dataset) and point at the result")
+                    f"download the images first (e.g. img2dataset) and point at the result"
+                )
         self.image = ArrowColumn(image_column)
         self.caption_columns = [options.caption_column, *options.extra_caption_columns]
         self.captions_by_column = [ArrowColumn(table.column(c)) for c in self.caption_columns]
         key_column = next((c for c in KEY_COLUMNS if c in present), None)
         self.keys = ArrowColumn(table.column(key_column)) if key_column else None
         skip = {options.image_column, options.caption_column, key_column}
-        self.metadata_columns = {name: ArrowColumn(table.column(name))
-                                 for name in present if name not in skip}
+        self.metadata_columns = {
+            name: ArrowColumn(table.column(name)) for name in present if name not in skip
+        }
         self.rows = table.num_rows
 
     def __len__(self) -> int:
@@ -173,10 +186,10 @@ class TableSource(MapSource):
         return RawRecord(key, self._image_ref(self.image[index]), tuple(captions), metadata)
 
     def _image_ref(self, value: Any) -> bytes | Path:
-        if isinstance(value, dict):                     # Hugging Face Image: {bytes, path}
+        if isinstance(value, dict):  # Hugging Face Image: {bytes, path}
             value = value.get("bytes") or value.get("path")
         if value is None:
-            return b""                                  # decode_image reports the record bad
+            return b""  # decode_image reports the record bad
         if isinstance(value, (bytes, bytearray)):
             return bytes(value)
         path = Path(str(value)).expanduser()

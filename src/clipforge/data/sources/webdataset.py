@@ -60,8 +60,11 @@ def list_shards(location: str) -> list[str]:
     location = location.strip()
     as_path = Path(location).expanduser()
     if as_path.is_dir():
-        shards = sorted(str(p) for p in as_path.iterdir()
-                        if p.name.lower().endswith(SHARD_SUFFIXES) and not p.name.startswith("."))
+        shards = sorted(
+            str(p)
+            for p in as_path.iterdir()
+            if p.name.lower().endswith(SHARD_SUFFIXES) and not p.name.startswith(".")
+        )
         if not shards:
             raise ValueError(f"{as_path}: no .tar shards in this folder")
         return shards
@@ -69,17 +72,20 @@ def list_shards(location: str) -> list[str]:
         if not as_path.is_file():
             raise FileNotFoundError(f"{as_path}: no such shard list file")
         lines = [line.strip() for line in as_path.read_text().splitlines()]
-        shards = [_resolve(line, as_path.parent) for line in lines
-                  if line and not line.startswith("#")]
+        shards = [
+            _resolve(line, as_path.parent) for line in lines if line and not line.startswith("#")
+        ]
         if not shards:
             raise ValueError(f"{as_path}: the shard list is empty")
         return shards
-    shards = [str(Path(url).expanduser()) if _is_local(url) else url
-              for url in expand_urls(location)]
+    shards = [
+        str(Path(url).expanduser()) if _is_local(url) else url for url in expand_urls(location)
+    ]
     local = [s for s in shards if _is_local(s)]
     if local and not any(Path(s).is_file() for s in local):
-        raise FileNotFoundError(f"{location}: none of its {len(shards)} shards exist "
-                                f"(first: {shards[0]})")
+        raise FileNotFoundError(
+            f"{location}: none of its {len(shards)} shards exist (first: {shards[0]})"
+        )
     return shards
 
 
@@ -122,7 +128,7 @@ class _ShardErrorLog:
     A shard is counted once however many errors it raises.
     """
 
-    def __init__(self, source: "WebDatasetSource"):
+    def __init__(self, source: WebDatasetSource):
         self.source = source
         self.current = ""
         self.pending: list[tuple[str, str]] = []
@@ -139,15 +145,13 @@ class _ShardErrorLog:
             self.broken.add(self.current)
             self.pending.append((self.current, message))
             self.source.shard_errors += 1
-            warnings.warn(f"skipping the rest of shard {self.current}: {message}",
-                          stacklevel=2)
-        return True     # go on with the next file / shard
+            warnings.warn(f"skipping the rest of shard {self.current}: {message}", stacklevel=2)
+        return True  # go on with the next file / shard
 
     def drain(self) -> Iterator[RawRecord]:
         while self.pending:
             url, message = self.pending.pop(0)
-            yield RawRecord(SHARD_ERROR_PREFIX + url, b"", (),
-                            {"shard_error": message, "url": url})
+            yield RawRecord(SHARD_ERROR_PREFIX + url, b"", (), {"shard_error": message, "url": url})
 
 
 def sample_to_record(sample: dict) -> RawRecord:
@@ -168,8 +172,13 @@ def sample_to_record(sample: dict) -> RawRecord:
 class WebDatasetSource(StreamSource):
     name = "wds"
 
-    def __init__(self, location: str, options: SourceOptions | None = None,
-                 rank: int | None = None, world_size: int | None = None):
+    def __init__(
+        self,
+        location: str,
+        options: SourceOptions | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
         """``rank``/``world_size`` override :mod:`clipforge.distributed` (tests, custom
         launchers); by default they are read when iteration starts."""
         self.location = location
@@ -181,8 +190,11 @@ class WebDatasetSource(StreamSource):
         self.num_samples = count_samples(self.shards)
         missing = [s for s in self.shards if _is_local(s) and not Path(s).is_file()]
         if missing:
-            warnings.warn(f"{location}: {len(missing)} of {len(self.shards)} shards are missing "
-                          f"(first: {missing[0]}); they will be skipped", stacklevel=2)
+            warnings.warn(
+                f"{location}: {len(missing)} of {len(self.shards)} shards are missing "
+                f"(first: {missing[0]}); they will be skipped",
+                stacklevel=2,
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -190,8 +202,11 @@ class WebDatasetSource(StreamSource):
     def reader_slot(self) -> tuple[int, int]:
         """(this reader's slot, number of slots) over ranks × DataLoader workers."""
         rank = distributed.rank() if self.rank_override is None else self.rank_override
-        world = (distributed.world_size() if self.world_size_override is None
-                 else self.world_size_override)
+        world = (
+            distributed.world_size()
+            if self.world_size_override is None
+            else self.world_size_override
+        )
         worker = get_worker_info()
         worker_id, workers = (worker.id, worker.num_workers) if worker else (0, 1)
         return rank * workers + worker_id, world * workers
@@ -207,13 +222,21 @@ class WebDatasetSource(StreamSource):
         slot, slots = self.reader_slot()
         seed = (self.options.seed * 1_000_003 + self.epoch) * 1_000_003 + slot
         if self.options.resampled:
-            shard_list = wds.ResampledShards(self.shards, nshards=sys.maxsize, seed=seed,
-                                             worker_seed=lambda: 0, deterministic=True)
+            shard_list = wds.ResampledShards(
+                self.shards,
+                nshards=sys.maxsize,
+                seed=seed,
+                worker_seed=lambda: 0,
+                deterministic=True,
+            )
         else:
             mine = self.shards_for(slot, slots)
             if not mine:
-                warnings.warn(f"{self.location}: {len(self.shards)} shards for {slots} readers "
-                              f"(ranks × workers); reader {slot} gets none", stacklevel=2)
+                warnings.warn(
+                    f"{self.location}: {len(self.shards)} shards for {slots} readers "
+                    f"(ranks × workers); reader {slot} gets none",
+                    stacklevel=2,
+                )
                 return
             shard_list = wds.SimpleShardList(mine)
         log = _ShardErrorLog(self)
@@ -231,8 +254,10 @@ class WebDatasetSource(StreamSource):
         """The first ``limit`` captions, shards in listed order, unshuffled, whatever the rank
         or worker. Images are not decoded; an unreadable shard is passed over silently (training
         reports it)."""
-        pipeline = wds.DataPipeline(wds.SimpleShardList(self.shards),
-                                    wds.tarfile_to_samples(handler=wds.ignore_and_continue))
+        pipeline = wds.DataPipeline(
+            wds.SimpleShardList(self.shards),
+            wds.tarfile_to_samples(handler=wds.ignore_and_continue),
+        )
         count = 0
         for sample in pipeline:
             for caption in sample_to_record(sample).captions:
