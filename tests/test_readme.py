@@ -37,6 +37,7 @@ NOT_RUN = {
     "clipforge convert --from-hf path/to/hf_clip_dir": "the reader's Hugging Face model",
     "clipforge refine": "slow: one epoch",
     "clipforge serve": "slow: serves until Ctrl-C",
+    "clipforge bench train": "slow: times real training steps (tests/test_bench.py covers it)",
 }
 STAND_IN_FOR_DEMO = (
     "clipforge train --model tiny --steps 2 --batch-size 8 --val none "
