@@ -13,6 +13,8 @@ from clipforge.data.batch import Batch
 from clipforge.models.clip import ModelOutput
 from clipforge.objectives.dreamlip import DreamLipLoss
 
+from tiny_clip import real_batch, tiny_model
+
 B, K, N, D = 3, 2, 4, 5
 
 
@@ -162,3 +164,16 @@ def test_needs_its_extras():
     _, _, subs, _, batch, outputs = case()
     with pytest.raises(ValueError, match="sub_captions"):
         objective_for(subs)(outputs, Batch(batch.images, batch.text, batch.keys))
+
+
+# -- on a real (tiny) model ------------------------------------------------------------------
+
+
+def test_dreamlip_ignores_masked_sub_captions():
+    model, batch = tiny_model(), real_batch()
+    objective = DreamLipLoss()
+    objective.setup(model)
+    outputs = model(batch.images, batch.text, return_tokens=True)
+    before = objective(outputs, batch)["loss"].item()
+    batch.extras["sub_captions"][:, 2] = 7  # slot 2 is masked everywhere
+    assert objective(outputs, batch)["loss"].item() == pytest.approx(before, rel=1e-6)

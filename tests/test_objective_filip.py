@@ -16,7 +16,9 @@ import torch
 from clipforge.models.clip import ModelOutput
 from clipforge.objectives import OBJECTIVES
 from clipforge.objectives.common import word_mask
-from clipforge.objectives.filip import filip_scores, filip_similarity
+from clipforge.objectives.filip import FilipLoss, filip_scores, filip_similarity
+
+from reference_math import ce, t
 
 SCALE = 3.0
 # two images of 2 patches, two captions laid out as the towers make them:
@@ -53,10 +55,6 @@ def scores(words):
         for i in range(2)
     ]
     return image_side, text_side
-
-
-def ce(logits, target):
-    return -logits[target] + math.log(sum(math.exp(v) for v in logits))
 
 
 def filip_reference(words):
@@ -166,3 +164,47 @@ def test_the_towers_mask_and_word_mask_leave_exactly_the_caption_tokens():
     is_caption = ~torch.isin(ids, torch.tensor(sorted(specials)))
     assert words.sum(dim=1).tolist() == is_caption.sum(dim=1).tolist()
     assert words.sum(dim=1).min() >= 1
+
+
+# -- a 2 × 2 case by hand, one padded word ---------------------------------------------------
+
+FILIP_IMAGES = [[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 0.0]]]  # [B=2, N=2, D=2]
+FILIP_TEXTS = [[[1.0, 0.0], [0.6, 0.8]], [[0.0, 1.0], [1.0, 0.0]]]  # [B=2, T=2, D=2]
+FILIP_MASK = [[True, True], [True, False]]  # text 1: one pad
+
+
+def filip_outputs(texts=FILIP_TEXTS, scale=2.0):
+    return ModelOutput(
+        t([[1.0, 0.0], [0.0, 1.0]]),
+        t([[1.0, 0.0], [0.0, 1.0]]),
+        t(scale),
+        image_tokens=t(FILIP_IMAGES),
+        text_tokens=t(texts),
+        text_token_mask=torch.tensor(FILIP_MASK),
+    )
+
+
+def test_filip_scores_and_loss_by_hand():
+    # image side S^I[i,j] = mean over patches of max over real words; text side the converse
+    image_side = [[(1 + 0.8) / 2, (0 + 1) / 2], [(1 + 1) / 2, (0 + 0) / 2]]
+    text_side = [[(1 + 0.8) / 2, 1.0], [(1 + 0.6) / 2, 0.0]]
+    s_i, s_t = filip_similarity(t(FILIP_IMAGES), t(FILIP_TEXTS), torch.tensor(FILIP_MASK))
+    assert torch.allclose(s_i, t(image_side)) and torch.allclose(s_t, t(text_side))
+    image_to_text = (
+        ce([2 * v for v in image_side[0]], 0) + ce([2 * v for v in image_side[1]], 1)
+    ) / 2
+    text_to_image = (
+        ce([2 * text_side[0][0], 2 * text_side[1][0]], 0)
+        + ce([2 * text_side[0][1], 2 * text_side[1][1]], 1)
+    ) / 2
+    loss = FilipLoss()(filip_outputs(), None)["loss"].item()
+    assert loss == pytest.approx((image_to_text + text_to_image) / 2, rel=1e-6)
+
+
+def test_filip_ignores_padding_tokens():
+    changed = [FILIP_TEXTS[0], [[0.0, 1.0], [0.3, -0.7]]]  # only the pad moves
+    assert FilipLoss()(filip_outputs(changed), None)["loss"].item() == pytest.approx(
+        FilipLoss()(filip_outputs(), None)["loss"].item(), rel=1e-6
+    )
+    unmasked, _ = filip_similarity(t(FILIP_IMAGES), t(FILIP_TEXTS), None)
+    assert unmasked[0, 1].item() == pytest.approx(1.0)  # the pad [1,0] would match patch 0

@@ -23,6 +23,8 @@ from clipforge.objectives import OBJECTIVES
 from clipforge.objectives.lexlip import LexLipLoss
 from clipforge.search.sparse import SparseIndex
 
+from tiny_clip import tiny_model
+
 B, N, T, D, V = 3, 4, 5, 6, 8
 
 
@@ -155,3 +157,25 @@ def test_search_imports_the_heads_from_models_not_from_the_objective():
     modules = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     assert "models.lexicon" in modules and not any("objectives" in m for m in modules)
     assert LexLipLoss().temperature == 0.05 and math.isclose(LexLipLoss().flops_weight, 0.002)
+
+
+# -- the heads saved with a run --------------------------------------------------------------
+
+
+def test_lexicon_heads_round_trip_through_the_run_directory(tmp_path):
+    from clipforge.search.lexicon import load_lexicon_heads
+    from clipforge.training.checkpoint import save_objectives
+
+    model = tiny_model()
+    objective = LexLipLoss()
+    objective.setup(model)
+    assert objective.heads.image_proj.weight.shape == (50, 32)  # vocab × embed_dim
+    assert all(key.startswith("heads.") for key in objective.state_dict())
+    save_objectives(tmp_path, {"lexlip": objective})
+    heads = load_lexicon_heads(tmp_path, model)
+    tokens = torch.randn(3, 4, 32)
+    assert torch.equal(
+        heads.encode_image_sparse(tokens), objective.heads.encode_image_sparse(tokens)
+    )
+    rebuilt = LexiconHeads.from_state_dict(objective.heads.state_dict())
+    assert (rebuilt.embed_dim, rebuilt.vocab_size) == (32, 50)

@@ -5,12 +5,14 @@ the α-blended teacher softmax against the student log-softmax, times T²), ``kd
 and text→image, dot products of the *unnormalised* ``image_features`` / ``text_features`` that
 ``model/mod_clip.py`` returns from ``backbone.encode_*``), and ``RandRegUpdater`` (one
 ``Normal(0, 1)`` sample of the features' size shared by both modalities, ``F.mse_loss`` each);
-defaults from ``config/01_post-pre-training/clip-refine.yaml`` (α 0.5, T 1, lr 1e-6).
+defaults from ``config/01_post-pre-training/clip-refine.yaml`` (α 0.5, T 1, lr 1e-6). Below
+those, the modality gap by hand and a whole refine run that writes it before and after.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -20,11 +22,12 @@ import torch.nn.functional as F
 from clipforge.data.batch import Batch
 from clipforge.data.tokenizer import Tokenizer
 from clipforge.models import create_model, model_config
+from clipforge.models.io import save_model_dir
 from clipforge.objectives import OBJECTIVES
-from clipforge.training.refine import RefineConfig, train_config
+from clipforge.training.refine import RefineConfig, modality_gap, refine, train_config
 from clipforge.training.setup import set_dotted
 
-from synthetic import micro_model_overrides
+from synthetic import ShapesSource, micro_model_overrides
 
 CAPTIONS = ["a red circle", "a blue square", "a green triangle", "a red square"]
 
@@ -194,3 +197,37 @@ def test_refine_defaults_to_the_papers_learning_rate():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert parser.parse_args(["--model", "m", "--data", "d", "--out", "o"]).lr is None
+
+
+# -- the modality gap and a whole refine run -------------------------------------------------
+
+
+def test_modality_gap_by_hand():
+    images = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # mean (0.5, 0.5)
+    texts = torch.tensor([[-1.0, 0.0], [0.6, 0.8], [0.0, -1.0]])  # mean (−0.4/3, −0.2/3)
+    expected = math.hypot(0.5 + 0.4 / 3, 0.5 + 0.2 / 3)
+    assert modality_gap(images, texts) == pytest.approx(expected, rel=1e-6)
+    assert modality_gap(images, images) == 0.0
+
+
+def test_refine_end_to_end_writes_gaps(tmp_path, tokenizer):
+    import json
+
+    model = micro_model(tokenizer)  # vocabulary, end and pad ids from the tokenizer
+    save_model_dir(tmp_path / "start", model, tokenizer)
+    config = RefineConfig(
+        model=str(tmp_path / "start"),
+        data="unused",
+        out=str(tmp_path / "out"),
+        lr=3e-3,
+        epochs=1,
+        batch_size=8,
+        workers=0,
+        evaluate=False,
+        progress=False,
+    )
+    report = refine(config, ShapesSource(24), ShapesSource(8, seed=1))
+    saved = json.loads((tmp_path / "out" / "refine.json").read_text())
+    assert saved["gap_before"] == pytest.approx(report["gap_before"])
+    assert report["steps"] == 3 and report["before"]["images"] == 8
+    assert report["gap_before"] > 0 and report["gap_after"] != report["gap_before"]
