@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..data.batch import Batch
 from ..models.clip import CLIP, ModelOutput
+from ..models.config import PreprocessConfig
 from .base import Objective
 from .teacher import Teacher, load_teacher, pair_logits
 
@@ -38,6 +39,10 @@ def similarity_kl(
 
 class DistillLoss(Objective):
     name = "distill"
+
+    # set in setup() without registering the teacher as a submodule (see .teacher)
+    _teacher: Teacher
+    _student_preprocess: PreprocessConfig
 
     def __init__(self, teacher: str, temperature: float = 1.0, use_logit_scale: bool = True):
         super().__init__()
@@ -56,7 +61,7 @@ class DistillLoss(Objective):
 
     @torch.no_grad()
     def teacher_logits(self, batch: Batch, device: torch.device) -> torch.Tensor:
-        teacher: Teacher = getattr(self, "_teacher", None)
+        teacher: Teacher | None = getattr(self, "_teacher", None)
         if teacher is None:
             raise RuntimeError("distill: setup(model) was not called before the first batch")
         if len(batch.captions) != len(batch):

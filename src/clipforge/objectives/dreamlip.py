@@ -90,6 +90,8 @@ class DreamLipLoss(Objective):
     needs_tokens = True
     extra_inputs = ("sub_captions",)
 
+    _model: CLIP  # set in setup(), not registered as a submodule
+
     def __init__(
         self,
         itc_weight: float = 1.0,

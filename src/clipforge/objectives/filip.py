@@ -16,7 +16,8 @@ with the model's learnable temperature s. Words are the caption's tokens without
 without the start- and end-of-text tokens (:func:`.common.word_mask`): those two are not words
 (the end token's feature is the pooled sentence embedding, which patches would otherwise match
 instead of words). Across ranks, tokens are all-gathered so the scores cover the
-global batch. No code was released with the paper; this follows its equations (Sec. 3.1.1). The paper also drops a random subset of patches/tokens to save memory; here, use
+global batch. No code was released with the paper; this follows its equations (Sec. 3.1.1).
+The paper also drops a random subset of patches/tokens to save memory; here, use
 ``chunk_size`` to bound the [chunk, B, N, T] similarity tensor instead.
 
 :func:`filip_scores` exposes the same scores for retrieval re-ranking: score the top-k
@@ -105,6 +106,7 @@ class FilipLoss(Objective):
             raise ValueError("the filip objective needs token features (return_tokens=True)")
         image_tokens = gather_global(outputs.image_tokens)
         text_tokens = gather_global(outputs.text_tokens)
+        assert outputs.text_token_mask is not None  # CLIP sets it with text_tokens
         text_mask = word_mask(gather_global(outputs.text_token_mask))
         image_side, text_side = filip_similarity(
             image_tokens, text_tokens, text_mask, self.chunk_size

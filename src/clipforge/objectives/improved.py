@@ -26,7 +26,9 @@ BatchNorm uses per-rank statistics (the code uses SyncBatchNorm). Without the ex
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -48,14 +50,20 @@ def augmented_head(in_dim: int, hidden: int, out_dim: int, layers: int = 3) -> n
     return nn.Sequential(*blocks, nn.Linear(width, out_dim))
 
 
-def projection_width(tower: nn.Module, fallback: int) -> int:
+class ProjectedTower(Protocol):
+    """A model tower whose ``proj`` maps its pooled backbone features to the embedding."""
+
+    proj: nn.Module
+
+
+def projection_width(tower: ProjectedTower, fallback: int) -> int:
     """Input width of a tower's projection (its backbone feature size)."""
     linear = next((m for m in tower.proj.modules() if isinstance(m, nn.Linear)), None)
     return fallback if linear is None else linear.in_features
 
 
 @contextmanager
-def backbone_features(tower: nn.Module):
+def backbone_features(tower: ProjectedTower) -> Iterator[list[torch.Tensor]]:
     """Collects the inputs of ``tower.proj`` — the pooled backbone features [B, W] — while open."""
     captured: list[torch.Tensor] = []
     handle = tower.proj.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
@@ -68,6 +76,8 @@ def backbone_features(tower: nn.Module):
 class ImprovedClipLoss(Objective):
     name = "clip_improved"
     extra_inputs = ("image_view2", "text_view2")
+
+    _model: CLIP  # set in setup(), not registered as a submodule
 
     def __init__(
         self,

@@ -17,14 +17,14 @@ def spherical_kmeans(
     if count < k:
         raise ValueError(f"k-means needs at least k={k} points, got {count}")
     first = int(torch.randint(count, (1,), generator=generator))
-    centres = [points[first]]
+    seeds = [points[first]]
     distance = (1 - points @ points[first]).clamp(min=0)  # [N]
     for _ in range(1, k):
         weights = distance if distance.sum() > 0 else torch.ones_like(distance)
         index = int(torch.multinomial(weights.cpu(), 1, generator=generator))
-        centres.append(points[index])
+        seeds.append(points[index])
         distance = torch.minimum(distance, (1 - points @ points[index]).clamp(min=0))
-    centres = torch.stack(centres)
+    centres = torch.stack(seeds)
     for _ in range(iterations):
         similarity = points @ centres.T  # [N, k]
         assignment = similarity.argmax(dim=1)

@@ -68,6 +68,8 @@ class LightClipLoss(Objective):
     name = "lightclip"
     needs_tokens = True
 
+    step: torch.Tensor  # buffer: the last optimizer step (drives the ε ramp)
+
     def __init__(
         self,
         smoothing_start: float = 0.0,
@@ -115,6 +117,7 @@ class LightClipLoss(Objective):
             soft_cross_entropy(logits, soft_targets(logits, smoothing, self.negative_weights))
             + soft_cross_entropy(logits.T, soft_targets(logits.T, smoothing, self.negative_weights))
         ) / 2
+        assert outputs.text_token_mask is not None  # CLIP sets it with text_tokens
         _, text_side = filip_similarity(
             gather_global(outputs.image_tokens),
             gather_global(outputs.text_tokens),

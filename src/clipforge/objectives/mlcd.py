@@ -43,9 +43,10 @@ from torch import nn
 from .. import distributed
 from ..data.batch import Batch
 from ..models.clip import CLIP, ModelOutput
+from ..models.config import PreprocessConfig
 from .base import Objective
 from .kmeans import spherical_kmeans
-from .teacher import adapt_images, load_teacher
+from .teacher import Teacher, adapt_images, load_teacher
 
 __all__ = ["MultiLabelClusterLoss", "key_ids", "mlcd_loss", "sample_classes", "spherical_kmeans"]
 
@@ -96,6 +97,20 @@ def mlcd_loss(
 
 class MultiLabelClusterLoss(Objective):
     name = "mlcd"
+
+    # Buffers made in setup() and the unregistered teacher (declared so the type checker sees
+    # tensors, not nn.Module.__getattr__'s Tensor | Module).
+    centres: torch.Tensor
+    centres_ready: torch.Tensor
+    bank: torch.Tensor
+    bank_keys: torch.Tensor
+    bank_position: torch.Tensor
+    bank_filled: torch.Tensor
+    steps_done: torch.Tensor
+    label_keys: torch.Tensor
+    label_table: torch.Tensor
+    _teacher: Teacher
+    _student_preprocess: PreprocessConfig
 
     def __init__(
         self,
@@ -164,7 +179,7 @@ class MultiLabelClusterLoss(Objective):
     @torch.no_grad()
     def label_source(self, outputs: ModelOutput, batch: Batch) -> torch.Tensor:
         """Normalised embeddings [B, D'] to cluster and label: the teacher's, or the model's."""
-        teacher = getattr(self, "_teacher", None)
+        teacher: Teacher | None = getattr(self, "_teacher", None)
         if teacher is None:
             return F.normalize(outputs.image_embeds.detach().float(), dim=-1)
         device = outputs.image_embeds.device

@@ -47,6 +47,9 @@ from ..models.clip import CLIP, ModelOutput
 from .base import Objective
 from .common import gather_global
 
+# (image globals, text globals, pooled patches, words, word mask) of the second views
+ViewFeatures = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
 
 def word_mask(text_token_mask: torch.Tensor) -> torch.Tensor:
     """[B, T] real-token mask → the words only: start-of-text and the last real token (EOT) off."""
@@ -95,6 +98,14 @@ class TripleContrastiveLoss(Objective):
     name = "tcl"
     needs_tokens = True
     extra_inputs = ("image_view2", "text_view2")
+
+    # Buffers made in setup() (queues only with the momentum encoder) and the unregistered
+    # online model, declared so the type checker sees them as tensors / a CLIP.
+    steps_done: torch.Tensor
+    image_queue: torch.Tensor
+    text_queue: torch.Tensor
+    queue_ptr: torch.Tensor
+    _model: CLIP
 
     def __init__(
         self,
@@ -151,7 +162,7 @@ class TripleContrastiveLoss(Objective):
         self.text_queue[slots] = text_feats[:count].to(self.text_queue.dtype)
         self.queue_ptr.copy_((self.queue_ptr + count) % self.queue_size)
 
-    def _view_features(self, encoder: CLIP, batch: Batch, momentum: bool):
+    def _view_features(self, encoder: CLIP, batch: Batch, momentum: bool) -> ViewFeatures | None:
         """(globals [B, D] ×2, pooled patches, words, word mask) of the second views, or None.
 
         The momentum encoder sees ``image_view2`` (or the batch's images) and, as in the code,
@@ -162,6 +173,7 @@ class TripleContrastiveLoss(Objective):
             if not momentum:
                 return None
             images = batch.images
+        assert texts is not None  # None returned above unless momentum, whose texts = batch.text
         image_global, patches = encoder.encode_image(images, return_tokens=True)
         text_global, words, mask = encoder.encode_text(texts, return_tokens=True)
         return (
@@ -186,9 +198,9 @@ class TripleContrastiveLoss(Objective):
         all_images, all_texts = gather_global(images), gather_global(texts)
         if self.momentum_model is not None:
             with torch.no_grad():
-                images_m, texts_m, patches_m, words_m, words_mask = self._view_features(
-                    self.momentum_model, batch, momentum=True
-                )
+                views = self._view_features(self.momentum_model, batch, momentum=True)
+                assert views is not None  # the momentum encoder always has second views
+                images_m, texts_m, patches_m, words_m, words_mask = views
                 images_m, texts_m = gather_global(images_m), gather_global(texts_m)
                 image_bank = torch.cat([images_m, self.image_queue.clone().float()])
                 text_bank = torch.cat([texts_m, self.text_queue.clone().float()])
@@ -221,6 +233,7 @@ class TripleContrastiveLoss(Objective):
                 intra = torch.zeros((), device=images.device)
                 patches_m = pool_patches(F.normalize(outputs.image_tokens.float(), dim=-1))
                 words_m = F.normalize(outputs.text_tokens.float(), dim=-1)
+                assert outputs.text_token_mask is not None  # CLIP sets it with text_tokens
                 words_mask = word_mask(outputs.text_token_mask)
             else:
                 images_2, texts_2, patches_m, words_m, words_mask = online
