@@ -18,6 +18,7 @@ import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from PIL import Image
@@ -114,7 +115,7 @@ def with_jpeg_draft(record: RawRecord, transform: ImageTransform) -> RawRecord:
         return record
     if image.format == "JPEG":
         width, height = image.size
-        smallest = min(width, height)
+        smallest: float = min(width, height)
         if transform.train:
             smallest = min(smallest, math.sqrt(width * height * transform.crop_scale[0] * 0.75))
         factor = smallest / transform.preprocess.image_size
@@ -260,8 +261,9 @@ class Collate:
         if all(s.label is not None for s in good):
             labels = torch.tensor([s.label for s in good], dtype=torch.long)
         captions = [s.caption for s in good]
+        images = cast(list[torch.Tensor], [s.image for s in good])  # error-free samples have one
         batch = Batch(
-            torch.stack([s.image for s in good]),
+            torch.stack(images),
             self.tokenizer(captions),
             [s.key for s in good],
             captions,
@@ -286,23 +288,25 @@ def build_loader(
     :class:`EpochSampler` (set ``.epoch`` / ``.skip`` on it and ``loader.dataset.epoch``)."""
     maker = SampleMaker(transform, config)
     collate = Collate(tokenizer, config)
-    # own generator: worker seeding must not consume the global RNG (exact resume)
-    common = dict(
+    dataset: StreamDataset | MapDataset
+    sampler: EpochSampler | None = None
+    if isinstance(source, StreamSource):
+        dataset = StreamDataset(source, maker, config.seed, config.batch_size, config.drop_last)
+    else:
+        dataset = MapDataset(source, maker, config.seed)
+        sampler = EpochSampler(len(source), config.shuffle, config.seed, rank, world_size)
+    return DataLoader(
+        dataset,
         batch_size=config.batch_size,
+        sampler=sampler,
         num_workers=config.workers,
         collate_fn=collate,
+        # own generator: worker seeding must not consume the global RNG (exact resume)
         generator=torch.Generator().manual_seed(config.seed),
         drop_last=config.drop_last,
+        prefetch_factor=config.prefetch_factor if config.workers > 0 else None,  # None: default
         persistent_workers=config.persistent_workers and config.workers > 0,
     )
-    if config.workers > 0:
-        common["prefetch_factor"] = config.prefetch_factor
-    if isinstance(source, StreamSource):
-        return DataLoader(
-            StreamDataset(source, maker, config.seed, config.batch_size, config.drop_last), **common
-        )
-    sampler = EpochSampler(len(source), config.shuffle, config.seed, rank, world_size)
-    return DataLoader(MapDataset(source, maker, config.seed), sampler=sampler, **common)
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int, skip_samples: int = 0) -> int:
@@ -311,11 +315,14 @@ def set_loader_epoch(loader: DataLoader, epoch: int, skip_samples: int = 0) -> i
     Returns how many leading batches of the next ``iter(loader)`` the caller must discard
     (streams with several workers resume at the start of a round of workers; see
     :class:`StreamDataset`); 0 for map sources."""
-    loader.dataset.epoch = epoch
+    dataset = loader.dataset
+    if not isinstance(dataset, SharedPosition):
+        raise TypeError(f"set_loader_epoch needs a loader from build_loader, got {dataset!r}")
+    dataset.epoch = epoch
     if isinstance(loader.sampler, EpochSampler):
         loader.sampler.epoch = epoch
         loader.sampler.skip = skip_samples
-    elif isinstance(loader.dataset, StreamDataset):
-        loader.dataset.skip_batches = skip_samples // loader.batch_size
-        return loader.dataset.skip_batches % max(1, loader.num_workers)
+    elif isinstance(dataset, StreamDataset):
+        dataset.skip_batches = skip_samples // dataset.batch_size  # the loader's batch size
+        return dataset.skip_batches % max(1, loader.num_workers)
     return 0

@@ -52,15 +52,15 @@ def pixel_limit(max_pixels: int | None = None) -> int | None:
 def open_image(ref: bytes | str | Path, key: str, max_pixels: int | None = None) -> Image.Image:
     """Open (not decode) an encoded image, refusing one whose header declares more than
     :func:`pixel_limit` pixels; raises :class:`BadRecordError` naming ``key``."""
+    source = (
+        io.BytesIO(bytes(ref)) if isinstance(ref, (bytes, bytearray, memoryview)) else Path(ref)
+    )
     try:
         with warnings.catch_warnings():  # we raise for the 1×–2× range Pillow only warns on
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            if isinstance(ref, (bytes, bytearray, memoryview)):
-                image = Image.open(io.BytesIO(bytes(ref)))
-            else:
-                image = Image.open(Path(ref))
-    except FileNotFoundError:
-        raise BadRecordError(key, f"image file not found: {ref}") from None
+            image = Image.open(source)
+    except FileNotFoundError:  # only a path can be missing: bytes are read from memory
+        raise BadRecordError(key, f"image file not found: {source}") from None
     except (
         UnidentifiedImageError,
         OSError,

@@ -150,10 +150,13 @@ def _clip_bpe_from_files(vocab_path: Path, merges_path: Path) -> HFTokenizer:
     from tokenizers import Regex
 
     vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
-    merges = []
-    for line in merges_path.read_text(encoding="utf-8").splitlines():
+    merges: list[tuple[str, str]] = []
+    for number, line in enumerate(merges_path.read_text(encoding="utf-8").splitlines(), 1):
         if line and not line.startswith("#version"):
-            merges.append(tuple(line.split()))
+            pair = line.split()
+            if len(pair) != 2:  # tokenizers would refuse it too, with a less helpful TypeError
+                raise ValueError(f"{merges_path}:{number}: a merge is two symbols, got {line!r}")
+            merges.append((pair[0], pair[1]))
     backend = HFTokenizer(
         models.BPE(
             vocab=vocab,

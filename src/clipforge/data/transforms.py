@@ -87,10 +87,13 @@ class ImageTransform:
         return to_tensor(image, self.preprocess.mean, self.preprocess.std)
 
 
-def to_tensor(image: Image.Image, mean, std) -> torch.Tensor:
-    array = np.asarray(image, dtype=np.float32) / 255.0  # [H, W, 3]
-    array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+def to_tensor(
+    image: Image.Image, mean: tuple[float, float, float], std: tuple[float, float, float]
+) -> torch.Tensor:
+    """An RGB image → normalised float32 pixels [3, H, W]: (pixel / 255 − mean) / std."""
+    pixels = np.asarray(image, dtype=np.float32) / 255.0  # [H, W, 3]
+    normalised = (pixels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
 
 
 def eval_transform(preprocess: PreprocessConfig) -> ImageTransform:

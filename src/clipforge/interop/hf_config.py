@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..models.config import ModelConfig, PreprocessConfig, TextConfig, VisionConfig
 
 EXTRA_KEY = "clipforge"  # our extra entry in the HF config.json
 ACTIVATIONS = ("gelu", "quick_gelu")
 PREPROCESSOR_FILE = "preprocessor_config.json"
+Channel = TypeVar("Channel", int, float)  # a per-channel value: a mean/std or a fill colour
 
 
 def check_exportable(config: ModelConfig) -> None:
@@ -183,6 +184,14 @@ def _edge(value: Any) -> tuple[int | None, str]:
     raise ValueError(f"preprocessing size {value}: expected shortest_edge or height/width")
 
 
+def _rgb(values: Any, kind: type[Channel], name: str) -> tuple[Channel, Channel, Channel]:
+    """One value per channel (R, G, B), converted to ``kind``; ``name`` labels the error."""
+    channels = [kind(value) for value in values]
+    if len(channels) != 3:
+        raise ValueError(f"{name}: expected 3 values (R, G, B), got {channels}")
+    return channels[0], channels[1], channels[2]
+
+
 def preprocess_from_hf(directory: Path, image_size: int, extra: dict[str, Any]) -> PreprocessConfig:
     """``preprocessor_config.json`` (CLIPImageProcessor) → :class:`PreprocessConfig`.
 
@@ -199,12 +208,14 @@ def preprocess_from_hf(directory: Path, image_size: int, extra: dict[str, Any]) 
         preprocess.image_size = crop or resize or image_size
         preprocess.resize_mode = "shortest" if crop or mode != "squash" else "squash"
         if data.get("do_normalize", True):
-            preprocess.mean = tuple(float(v) for v in data.get("image_mean", preprocess.mean))
-            preprocess.std = tuple(float(v) for v in data.get("image_std", preprocess.std))
+            mean = data.get("image_mean", preprocess.mean)
+            std = data.get("image_std", preprocess.std)
+            preprocess.mean = _rgb(mean, float, f"{path}: image_mean")
+            preprocess.std = _rgb(std, float, f"{path}: image_std")
         else:
             preprocess.mean, preprocess.std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     if "background" in extra:
-        preprocess.background = tuple(int(v) for v in extra["background"])
+        preprocess.background = _rgb(extra["background"], int, f"{EXTRA_KEY}.background")
     return preprocess
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import torch
 from tokenizers import Tokenizer as HFTokenizer
@@ -46,7 +46,12 @@ def export_swap(eos_token_id: int, vocab_size: int) -> Swap | None:
     return (LEGACY_EOS, vocab_size - 1)
 
 
+@overload
+def swap_id(token_id: int, swap: Swap | None) -> int: ...
+@overload
+def swap_id(token_id: None, swap: Swap | None) -> None: ...
 def swap_id(token_id: int | None, swap: Swap | None) -> int | None:
+    """``token_id`` with the pair ``swap`` exchanged (an absent id stays absent)."""
     if swap is None or token_id is None:
         return token_id
     a, b = swap

@@ -38,6 +38,7 @@ class CLIP(nn.Module):
         text_tower = PretrainedTextTower if config.text.pretrained else TextTower
         self.text = text_tower(config.text, config.embed_dim, config.activation, config.projection)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
+        self.logit_bias: nn.Parameter | None  # SigLIP's learnt bias b; None without one
         if config.logit_bias_init is not None:
             self.logit_bias = nn.Parameter(torch.tensor(float(config.logit_bias_init)))
         else:
@@ -46,7 +47,7 @@ class CLIP(nn.Module):
     def encode_image(
         self, images: torch.Tensor, return_tokens: bool = False, normalize: bool = True
     ):
-        """images [B, 3, H, W] → embeddings [B, D]; with ``return_tokens`` also [B, N, D] patches."""
+        """images [B, 3, H, W] → embeddings [B, D]; ``return_tokens`` adds patches [B, N, D]."""
         out = self.visual(images, return_tokens=return_tokens)
         if return_tokens:
             pooled, tokens = out

@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -41,6 +41,7 @@ from torch import nn
 from .clip import CLIP
 from .pretrained_text import PretrainedTextTower
 from .towers import TextTower, VisionTower
+from .transformer import Block
 
 TOWERS = ("vision", "text")
 
@@ -88,7 +89,8 @@ def insertion_points(layers: int, added: int, placement: str) -> list[int]:
     raise ValueError(f"unknown grow placement {placement!r}; expected 'interleave' or 'top'")
 
 
-def identity_block(template: nn.Module) -> nn.Module:
+def identity_block(template: Block) -> Block:
+    """A copy of ``template`` whose residual branches output 0: x ↦ x + 0 + 0."""
     block = copy.deepcopy(template)
     with torch.no_grad():
         for linear in (block.attn.out_proj, block.mlp.fc2):
@@ -98,11 +100,11 @@ def identity_block(template: nn.Module) -> nn.Module:
     return block
 
 
-def deepen_tower(tower: nn.Module, added: int, placement: str = "interleave") -> None:
+def deepen_tower(tower: VisionTower | TextTower, added: int, placement: str = "interleave") -> None:
     """Insert ``added`` identity blocks into ``tower.transformer`` in place."""
     if added <= 0:
         return
-    old = list(tower.transformer.blocks)
+    old = cast(list[Block], list(tower.transformer.blocks))  # a Transformer holds only Blocks
     after = insertion_points(len(old), added, placement)
     blocks = [identity_block(old[0]) for _ in range(after.count(0))]
     for index, block in enumerate(old, start=1):
@@ -273,7 +275,9 @@ def grow_model_(
         if new_width:
             widen_tower(model, name, int(new_width), generator, random_split)
     for name, added in depth.items():
-        deepen_tower(model.visual if name == "vision" else model.text, int(added), placement)
+        tower = model.visual if name == "vision" else model.text
+        if not isinstance(tower, PretrainedTextTower):  # refused above unless ``added`` is 0
+            deepen_tower(tower, int(added), placement)
     return model
 
 

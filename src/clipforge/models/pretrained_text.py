@@ -73,6 +73,13 @@ def resolve_pretrained_dir(spec: str | Path) -> Path:
     return directory
 
 
+def _encoder_dir(config: TextConfig) -> Path:
+    """The encoder directory named by ``config.pretrained``, which this tower cannot do without."""
+    if config.pretrained is None:  # CLIP builds this tower only when it is set
+        raise ValueError("a pretrained text tower needs text.pretrained (a directory or pkg:...)")
+    return resolve_pretrained_dir(config.pretrained)
+
+
 def hf_config_from_dict(data: dict[str, Any]):
     data = dict(data)
     model_type = data.pop("model_type")
@@ -114,7 +121,7 @@ class PretrainedTextTower(nn.Module):
             raise ValueError(f"unknown text pooling {config.pooling!r}; expected 'mean' or 'cls'")
         transformers = _transformers()
         if config.pretrained_config is None:
-            directory = resolve_pretrained_dir(config.pretrained)
+            directory = _encoder_dir(config)
             hf_config = transformers.AutoConfig.from_pretrained(directory, local_files_only=True)
             data = hf_config.to_dict()
             for key in DROPOUT_KEYS:
@@ -134,7 +141,7 @@ class PretrainedTextTower(nn.Module):
     @torch.no_grad()
     def load_pretrained_weights(self) -> None:
         """Copy the encoder weights from ``config.pretrained`` (fresh models only)."""
-        directory = resolve_pretrained_dir(self.config.pretrained)
+        directory = _encoder_dir(self.config)
         source = _transformers().AutoModel.from_pretrained(directory, local_files_only=True)
         missing, _ = self.encoder.load_state_dict(source.state_dict(), strict=False)
         if missing:

@@ -1,4 +1,5 @@
-"""Named model sizes. ``tiny`` trains on a laptop CPU in minutes; the ViT names use OpenAI CLIP dims."""
+"""Named model sizes. ``tiny`` trains on a laptop CPU in minutes; the ViT names use OpenAI CLIP
+dims."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ PARAMETERS: dict[str, int] = {
 }
 
 # Images of the built-in sets are icons and drawings: mean/std of 0.5 suits them as well as any.
-_SIMPLE_NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+_SIMPLE_NORM: tuple[float, float, float] = (0.5, 0.5, 0.5)  # both mean and std
 
 
 def tiny() -> ModelConfig:
@@ -25,7 +26,7 @@ def tiny() -> ModelConfig:
         embed_dim=256,
         vision=VisionConfig(image_size=64, patch_size=8, width=256, layers=6, heads=4),
         text=TextConfig(context_length=32, vocab_size=8192, width=256, layers=6, heads=4),
-        preprocess=PreprocessConfig(image_size=64, **_SIMPLE_NORM),
+        preprocess=PreprocessConfig(image_size=64, mean=_SIMPLE_NORM, std=_SIMPLE_NORM),
     )
 
 
@@ -35,7 +36,7 @@ def small() -> ModelConfig:
         embed_dim=384,
         vision=VisionConfig(image_size=96, patch_size=8, width=384, layers=8, heads=6),
         text=TextConfig(context_length=64, vocab_size=16384, width=384, layers=8, heads=6),
-        preprocess=PreprocessConfig(image_size=96, **_SIMPLE_NORM),
+        preprocess=PreprocessConfig(image_size=96, mean=_SIMPLE_NORM, std=_SIMPLE_NORM),
     )
 
 

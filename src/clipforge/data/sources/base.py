@@ -131,5 +131,6 @@ class StreamSource(ABC):
                 count += 1
                 yield caption
 
-    def set_epoch(self, epoch: int) -> None:
-        """Reseed the shard/sample shuffle for a new epoch."""
+    def set_epoch(self, epoch: int) -> None:  # noqa: B027 - a no-op default, not abstract
+        """Reseed the shard/sample shuffle for a new epoch. Deliberately a no-op by default: a
+        stream read in a fixed order has nothing to reseed, so it need not override this."""

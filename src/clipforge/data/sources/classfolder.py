@@ -10,9 +10,9 @@ Class names are the sub-folder names with ``_`` read as a space ("golden retriev
 order; images are found recursively inside each class folder (as torchvision's ``ImageFolder``).
 Hidden files and folders are ignored. A class folder holding no image is not a class (it
 would be a zero-shot distractor no image can match, and it would shift every label after it): it
-is left out with a warning naming it, and listed in ``empty_classes``. Each record's caption is its class name and
-``metadata["label"]`` its class index, so the folder serves zero-shot classification and, with
-one caption per image, retrieval too.
+is left out with a warning naming it, and listed in ``empty_classes``. Each record's caption is
+its class name and ``metadata["label"]`` its class index, so the folder serves zero-shot
+classification and, with one caption per image, retrieval too.
 """
 
 from __future__ import annotations
