@@ -50,7 +50,7 @@ def _module(name: str, **attrs) -> types.ModuleType:
 
 
 def install_import_stubs() -> None:
-    """Register stand-in ``torchvision`` (and ``ftfy`` if missing) modules for ``import open_clip``."""
+    """Stand-in ``torchvision`` (and ``ftfy`` if missing) modules, for ``import open_clip``."""
     if "torchvision" not in sys.modules:
         transform_names = (
             "Normalize",

@@ -219,6 +219,31 @@ def serve_and_load(index_dir: Path, seconds: float, clients: int, threads: int) 
             server.kill()
 
 
+def time_in_process(
+    report: dict, index, metadata, info_json: dict, vectors, queries, flat_queries: int
+) -> None:
+    """Recall and latency of the library's ``Searcher``, then of exact FAISS search, into
+    ``report``; both searchers are freed on return, before the server is measured."""
+    import faiss
+
+    from clipforge.search.index import exact_neighbours, recall_at_k
+    from clipforge.search.searcher import Searcher
+
+    searcher = Searcher(index, metadata, info_json)
+    truth = exact_neighbours(vectors, queries, 10)
+    _, found = searcher.search_vectors(queries, 10)
+    report["recall_at_10"] = recall_at_k(found, truth)
+    report["library"] = time_single(lambda q: searcher.search_vector(q, 10), queries)
+    report["library"]["batch_qps"] = time_batch(lambda q: searcher.search_vectors(q, 10), queries)
+    print(f"clipforge: recall@10 {report['recall_at_10']:.4f} {report['library']}", flush=True)
+
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    report["faiss_flat"] = time_single(lambda q: flat.search(q[None], 10), queries[:flat_queries])
+    report["faiss_flat"]["batch_qps"] = time_batch(lambda q: flat.search(q, 10), queries)
+    print(f"faiss flat: {report['faiss_flat']}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -248,14 +273,7 @@ def main() -> int:
 
     from clipforge.machine import machine_info
     from clipforge.search.build import INDEX_INFO, METADATA
-    from clipforge.search.index import (
-        IndexConfig,
-        build_dense_index,
-        exact_neighbours,
-        parse_bytes,
-        recall_at_k,
-    )
-    from clipforge.search.searcher import Searcher
+    from clipforge.search.index import IndexConfig, build_dense_index, parse_bytes
 
     # fp32: FAISS searches fp32 vectors and the server encodes queries without autocast
     report: dict = {
@@ -309,22 +327,8 @@ def main() -> int:
         "search_params": info.search_params,
         "image_root": None,
     }
-    searcher = Searcher(index, metadata, info_json)
-    truth = exact_neighbours(vectors, queries, 10)
-    _, found = searcher.search_vectors(queries, 10)
-    report["recall_at_10"] = recall_at_k(found, truth)
-    report["library"] = time_single(lambda q: searcher.search_vector(q, 10), queries)
-    report["library"]["batch_qps"] = time_batch(lambda q: searcher.search_vectors(q, 10), queries)
-    print(f"clipforge: recall@10 {report['recall_at_10']:.4f} {report['library']}", flush=True)
-
-    flat = faiss.IndexFlatIP(args.dim)
-    flat.add(vectors)
-    report["faiss_flat"] = time_single(
-        lambda q: flat.search(q[None], 10), queries[: args.flat_queries]
-    )
-    report["faiss_flat"]["batch_qps"] = time_batch(lambda q: flat.search(q, 10), queries)
-    print(f"faiss flat: {report['faiss_flat']}", flush=True)
-    del flat, vectors, searcher
+    time_in_process(report, index, metadata, info_json, vectors, queries, args.flat_queries)
+    del vectors
 
     model = demo_or_random_model(args.dim, workdir)
     pq.write_table(metadata, index_dir / METADATA)

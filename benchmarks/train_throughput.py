@@ -286,7 +286,7 @@ def bench_case(
     owner = {spec: workers[process_levers(spec)] for spec in contenders}
     default = workers[frozenset()]
     setup = {}
-    for levers, worker in workers.items():
+    for worker in workers.values():
         mine = [s for s in contenders if owner[s] is worker]
         if mine:
             setup.update(

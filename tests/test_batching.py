@@ -66,7 +66,7 @@ def test_batched_text_search_equals_one_query_at_a_time(tmp_path):
         searcher.submit_text_search("a red apple")
     searcher.enable_batching()
     futures = [searcher.submit_text_search(text, k) for text, k in requests]
-    for (text, k), future, alone in zip(requests, futures, expected):
+    for (_, k), future, alone in zip(requests, futures, expected):
         got = future.result(30)
         assert len(got) == k
         assert [hit.id for hit in got] == [hit.id for hit in alone]

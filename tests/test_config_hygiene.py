@@ -42,7 +42,9 @@ def test_the_table_follows_the_dataclasses():
     assert "| `data.batch_size` | `64` | per process |" in table
     assert "entries `{name, data, every, options, label}`" in table
     # every field has a written meaning
-    assert all(not line.endswith("|  |") for line in rows), [l for l in rows if l.endswith("|  |")]
+    assert all(not line.endswith("|  |") for line in rows), [
+        line for line in rows if line.endswith("|  |")
+    ]
     stale = (
         (ROOT / "README.md")
         .read_text()

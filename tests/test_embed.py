@@ -175,7 +175,7 @@ def test_sparse_vectors_are_written_as_csr(model_dir, tmp_path):
 class PathSource(MapSource):
     def __init__(self, folder):
         self.paths = []
-        for i, colour in enumerate(["red", "blue", "green"]):
+        for colour in ["red", "blue", "green"]:
             path = folder / f"{colour}.png"
             swatch(colour).save(path)
             self.paths.append(str(path))

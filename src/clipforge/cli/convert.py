@@ -8,7 +8,7 @@ DESCRIPTION = """Convert between clipforge model directories and Hugging Face tr
 CLIPModel directories (save_pretrained format), weights checked to match. Needs the `hf` extra
 (pip install 'clipforge[hf]')."""
 EXAMPLES = """examples:
-  clipforge convert --to-hf runs/demo --out hf_demo        # then CLIPModel.from_pretrained("hf_demo")
+  clipforge convert --to-hf runs/demo --out hf_demo  # then CLIPModel.from_pretrained("hf_demo")
   clipforge convert --from-hf path/to/hf_clip --out runs/converted"""
 
 

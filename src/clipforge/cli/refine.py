@@ -1,4 +1,4 @@
-"""``clipforge refine``: CLIP-Refine post-pre-training of a trained model (closes the modality gap)."""
+"""``clipforge refine``: CLIP-Refine post-pre-training that closes a model's modality gap."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 
 EPILOG = """examples:
   clipforge refine --model runs/demo --data builtin:emoji --out runs/refined
-  clipforge refine --model runs/demo --data 'csv:pairs.csv?image_column=path' --out runs/r --steps 200
+  clipforge refine --model runs/demo --data 'csv:pairs.csv?image_column=path' \\
+      --out runs/r --steps 200
   clipforge refine --model runs/demo --data builtin:emoji --out runs/r --time-budget 5 --no-eval
 
 Prints the modality gap before and after; refine.json in --out holds the full report."""

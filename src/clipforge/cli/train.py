@@ -151,7 +151,7 @@ def config_from_args(args: argparse.Namespace):
     given = [flag for flag in LENGTH_FLAGS if getattr(args, flag) is not None]
     if given:
         run = data.setdefault("run", {})
-        for flag, dotted in LENGTH_FLAGS.items():
+        for dotted in LENGTH_FLAGS.values():
             run.pop(dotted.split(".")[1], None)
         apply_override(data, f"{LENGTH_FLAGS[given[0]]}={getattr(args, given[0])}")
     if args.objective:

@@ -83,25 +83,21 @@ class EmbeddingMapper:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, text: torch.Tensor) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        tokens = self.sparse_encoder is not None
+        sparse = self.sparse_encoder
+        tokens = sparse is not None
         if self.modality in ("image", "both"):
             result = self.model.encode_image(images.to(self.device), return_tokens=tokens)
             embeds = result[0] if tokens else result
             out["image"] = embeds.float().cpu().numpy()
-            if tokens:
-                out["sparse_image"] = (
-                    self.sparse_encoder.encode_image_sparse(result[1]).float().cpu().numpy()
-                )
+            if sparse is not None:
+                out["sparse_image"] = sparse.encode_image_sparse(result[1]).float().cpu().numpy()
         if self.modality in ("text", "both"):
             result = self.model.encode_text(text.to(self.device), return_tokens=tokens)
             embeds = result[0] if tokens else result
             out["text"] = embeds.float().cpu().numpy()
-            if tokens:
+            if sparse is not None:
                 out["sparse_text"] = (
-                    self.sparse_encoder.encode_text_sparse(result[1], result[2])
-                    .float()
-                    .cpu()
-                    .numpy()
+                    sparse.encode_text_sparse(result[1], result[2]).float().cpu().numpy()
                 )
         return out
 

@@ -122,8 +122,10 @@ class ImageFiles:
             path = self._paths[row].as_py() if self._paths is not None else None
             candidate = Path(path).resolve() if path else None
         else:
-            candidate = (self.root / pure).resolve()
-            if not candidate.is_relative_to(self.root):
+            root = self.root
+            assert root is not None  # `available` above: a root, or paths by row
+            candidate = (root / pure).resolve()
+            if not candidate.is_relative_to(root):
                 return None
         if candidate is None or candidate.suffix.lower() not in IMAGE_SUFFIXES:
             return None

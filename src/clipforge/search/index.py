@@ -87,7 +87,7 @@ def pq_bytes(dim: int, per_vector: float) -> int | None:
 
 def estimate_bytes(index_key: str, count: int, dim: int) -> int:
     """Memory of an index built from ``index_key`` (vectors, codes, ids, centroids, links)."""
-    nlist = int(re.search(r"IVF(\d+)", index_key).group(1)) if "IVF" in index_key else 0
+    nlist = int(ivf.group(1)) if (ivf := re.search(r"IVF(\d+)", index_key)) else 0
     centroids = nlist * dim * 4
     if index_key == "Flat":
         return count * dim * 4
@@ -183,7 +183,7 @@ def build_dense_index(vectors: np.ndarray, config: IndexConfig, queries: np.ndar
     ``queries`` [Q, D] measure recall; without them ``recall_queries`` indexed vectors are
     sampled (each then finds itself, so recall reads slightly high).
     """
-    faiss = require("faiss")
+    require("faiss")  # fail with the install hint before any work
     vectors = normalized(vectors)
     count, dim = vectors.shape
     key = choose_index_key(count, dim, config)

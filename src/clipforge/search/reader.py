@@ -58,8 +58,7 @@ class TaggedShard(MapSource):
 
     def __init__(self, shard: ShardSlice, out_dir: Path | None, export_thumbnails: bool):
         self.shard = shard
-        self.out_dir = out_dir
-        self.export_thumbnails = export_thumbnails and out_dir is not None
+        self.thumbnail_dir = out_dir if export_thumbnails else None  # None: no thumbnails
 
     def __len__(self) -> int:
         return self.shard.length
@@ -72,19 +71,19 @@ class TaggedShard(MapSource):
             image_path = str(image)
         else:
             image_path = record.key
-            if self.export_thumbnails:
-                image, thumbnail = self._thumbnail(record, record_id)
+            if self.thumbnail_dir is not None:
+                image, thumbnail = self._thumbnail(record, record_id, self.thumbnail_dir)
         tag = RowTag(record_id, record.key, image_path, thumbnail)
         return RawRecord(tag.encode(), image, record.captions, record.metadata)
 
-    def _thumbnail(self, record: RawRecord, record_id: int):
+    def _thumbnail(self, record: RawRecord, record_id: int, out_dir: Path):
         """Decode once, write a thumbnail, hand the decoded image on; bad images pass through."""
         try:
             picture = decode_image(record)
         except BadRecordError:
             return record.image, ""
         relative = f"images/{self.shard.index:04d}/{record_id:09d}.png"
-        path = self.out_dir / relative
+        path = out_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         small = picture.copy()
         small.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))

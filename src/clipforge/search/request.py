@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 MAX_TEXT_CHARS, MAX_K = 1000, 100
 MAX_DEPTH = 32  # the request is flat; real clients nest 1–2 levels
@@ -103,7 +104,7 @@ def parse_json_body(body: bytes) -> dict:
     return raw
 
 
-def clean_errors(errors: list[dict]) -> list[dict]:
+def clean_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict]:
     """``type``, ``loc`` (names cut to MAX_LOC_CHARS) and ``msg`` of each validation error."""
     return [
         {

@@ -18,6 +18,7 @@ import json
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +30,11 @@ from .hybrid import fuse
 from .index import normalized, set_search_params
 from .query import Query, QueryEncoder, compose, normalise
 from .sparse import SparseIndex, top_k
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .batching import MicroBatcher
 
 MODES = ("dense", "sparse", "hybrid")
 
@@ -70,8 +76,9 @@ class Searcher:
         )
         self._extra = [n for n in names if n not in ("key", "caption", "image_rel")]
         self._metadata = metadata
-        self._text_searches = None  # the one MicroBatcher, once enable_batching() ran
-        self._workers = None  # its thread pool for other queries
+        # the one MicroBatcher, once enable_batching() ran: (text, k) → hits, or the vector at k=0
+        self._text_searches: MicroBatcher[tuple[str, int], Any] | None = None
+        self._workers: ThreadPoolExecutor | None = None  # its thread pool for other queries
         if info.get("search_params"):
             set_search_params(dense_index, info["search_params"])
         if "IVF" in info.get("index_type", ""):
@@ -201,8 +208,7 @@ class Searcher:
     def search_texts(self, requests: list[tuple[str, int]]) -> list:
         """Many ``(text, k)`` at once, one forward and one FAISS call: each gives its dense hits,
         or its normalised embedding [D] when ``k`` is 0 (the text part of a composed query)."""
-        self._need_encoder()
-        vectors = normalise(self.encoder.texts([text for text, _ in requests]))
+        vectors = normalise(self._need_encoder().texts([text for text, _ in requests]))
         wanted = [row for row, (_, k) in enumerate(requests) if k > 0]
         results: list = list(vectors)
         if wanted:
@@ -241,8 +247,8 @@ class Searcher:
         if self._workers is None:
             raise RuntimeError("submit needs enable_batching() first")
         self._check(query, mode)
-        if self._is_plain_text(query, mode):
-            return self.submit_text_search(query.text, k)
+        if (text := self._plain_text(query, mode)) is not None:
+            return self.submit_text_search(text, k)
         return self._workers.submit(self._search_checked, query, k, mode, hybrid_weight)
 
     def search(
@@ -252,14 +258,16 @@ class Searcher:
         self._check(query, mode)
         return self._search_checked(query, k, mode, hybrid_weight)
 
-    def _is_plain_text(self, query: Query, mode: str) -> bool:
-        return (
+    def _plain_text(self, query: Query, mode: str) -> str | None:
+        """The query's text when it is a plain dense text search that joins the text batch."""
+        if (
             self._text_searches is not None
             and mode == "dense"
-            and query.text is not None
             and query.image is None
             and query.item_id is None
-        )
+        ):
+            return query.text
+        return None
 
     def _check(self, query: Query, mode: str) -> None:
         """Every reason a query cannot run (the one validation path of every kind of query)."""
@@ -272,36 +280,42 @@ class Searcher:
         if query.text is not None or query.image is not None:
             self._need_encoder()
 
-    def _need_encoder(self) -> None:
+    def _need_encoder(self) -> QueryEncoder:
         if self.encoder is None:
             raise ValueError(
                 "no model loaded to embed the query (index_info.json names none; pass --model)"
             )
+        return self.encoder
+
+    def _need_sparse(self) -> SparseIndex:
+        if self.sparse_index is None:
+            raise ValueError("this index has no sparse (lexical) vectors; use mode dense")
+        return self.sparse_index
 
     def _search_checked(self, query: Query, k: int, mode: str, hybrid_weight: float) -> list[Hit]:
-        if self._is_plain_text(query, mode):
-            return self.submit_text_search(query.text, k).result()
-        dense = self._dense_query(query) if mode != "sparse" else None
-        sparse = self._sparse_query(query) if mode != "dense" else None
+        if (text := self._plain_text(query, mode)) is not None:
+            return self.submit_text_search(text, k).result()
         if mode == "dense":
-            return self.search_vector(dense, k)
+            return self.search_vector(self._dense_query(query), k)
         if mode == "sparse":
-            return self.search_sparse_vector(sparse, k)
-        return self.search_hybrid(dense, sparse, k, hybrid_weight)
+            return self.search_sparse_vector(self._sparse_query(query), k)
+        dense = self._dense_query(query)
+        return self.search_hybrid(dense, self._sparse_query(query), k, hybrid_weight)
 
     def _text_vector(self, text: str) -> np.ndarray:
         """Normalised embedding [D] of ``text``, through the text batch when serving."""
         if self._text_searches is not None:
             return self._text_searches((text, 0))
-        return normalise(self.encoder.texts([text])[0])
+        return normalise(self._need_encoder().texts([text])[0])
 
     def _dense_query(self, query: Query) -> np.ndarray:
         """The query's dense vector [D]: text, image or item alone, or composed (:mod:`.query`)."""
         if query.item_id is not None:
             base = self.vector(query.item_id)
         elif query.image is not None:
-            base = self.encoder.image(query.image)
+            base = self._need_encoder().image(query.image)
         else:
+            assert query.text is not None  # Query.__post_init__: text, image or item
             return self._text_vector(query.text)
         if query.text is None:
             return normalise(base)
@@ -310,15 +324,23 @@ class Searcher:
 
     def _sparse_query(self, query: Query):
         """Lexical query: the item's or image's vector + λ × the text's (a bag-of-words union)."""
-        parts = []
+        parts: list[np.ndarray] = []
         if query.item_id is not None:
-            parts.append(self.sparse_index.document(query.item_id).toarray().ravel())
+            parts.append(self._need_sparse().document(query.item_id).toarray().ravel())
         elif query.image is not None:
-            parts.append(self.encoder.image_sparse(query.image))
+            parts.append(_lexical(self._need_encoder().image_sparse(query.image)))
         if query.text is not None:
-            text_vector = self.encoder.text_sparse(query.text)
+            text_vector = _lexical(self._need_encoder().text_sparse(query.text))
             parts.append(text_vector * (query.text_weight if parts else 1.0))
         return np.sum(parts, axis=0)
+
+
+def _lexical(vector: np.ndarray | None) -> np.ndarray:
+    """A query's lexical vector; None (a model without lexicon heads) is refused by ``_check``
+    through :meth:`Searcher.modes` before any query gets here."""
+    if vector is None:
+        raise ValueError("the model has no lexicon heads for sparse queries; use mode dense")
+    return vector
 
 
 def load_query_encoder(model_ref: str, info: dict) -> QueryEncoder:

@@ -98,7 +98,7 @@ def write_shard(directory: Path, index: int, shard: ShardData) -> None:
         if matrix is not None:
             sparse = require("scipy.sparse")
 
-            def save_sparse(tmp, matrix=matrix):
+            def save_sparse(tmp, matrix=matrix, sparse=sparse):
                 with open(tmp, "wb") as handle:
                     sparse.save_npz(handle, sparse.csr_matrix(matrix))
 
@@ -132,7 +132,7 @@ def shard_indices(directory: Path) -> list[int]:
 
 def merge_skipped(directory: Path, indices: list[int]) -> int:
     """Concatenate the shards' skip lists into ``DIR/skipped.jsonl``; returns the count."""
-    lines = []
+    lines: list[str] = []
     for index in indices:
         path = shard_path(directory, "skipped", index)
         if path.exists():

@@ -15,6 +15,7 @@ import random
 import shutil
 import struct
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def save_objectives(directory: Path, objectives: dict[str, torch.nn.Module]) -> 
         save_safetensors(tensors, directory / OBJECTIVES_FILE)
 
 
-def load_objectives(directory: Path, objectives: dict[str, torch.nn.Module]) -> None:
+def load_objectives(directory: Path, objectives: Mapping[str, torch.nn.Module]) -> None:
     path = directory / OBJECTIVES_FILE
     if not path.exists():
         return

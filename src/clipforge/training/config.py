@@ -7,6 +7,7 @@ A YAML file mirrors this structure; ``key=value`` overrides address fields by do
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -218,7 +219,7 @@ class TrainConfig:
         )
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
         """Read ``path`` (its ``base:`` files merged under it) and apply ``key=value`` overrides."""
         data = load_yaml_mapping(path)
         for override in overrides:

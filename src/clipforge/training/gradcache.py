@@ -101,6 +101,8 @@ def gradcache_step(
     )
     loss, terms = module.weighted_loss(outputs, batch)
     (loss * loss_scale).backward()
+    image_grads, text_grads = images.grad, texts.grad  # [B, D]: d loss / d embedding
+    assert image_grads is not None and text_grads is not None  # leaves the loss depends on
 
     for index, start in enumerate(pieces):  # 3. re-embed with grad
         _set_rng_state(states[index], device)
@@ -109,7 +111,7 @@ def gradcache_step(
             image_chunk = model.encode_image(batch.images[start:end], normalize=False).float()
             text_chunk = model.encode_text(batch.text[start:end], normalize=False).float()
         torch.autograd.backward(
-            [image_chunk, text_chunk], [images.grad[start:end], texts.grad[start:end]]
+            [image_chunk, text_chunk], [image_grads[start:end], text_grads[start:end]]
         )
     _set_rng_state(after_first_pass, device)
     return loss.detach(), terms

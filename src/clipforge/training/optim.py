@@ -27,7 +27,8 @@ def no_decay(name: str, parameter: nn.Parameter) -> bool:
 def build_optimizer(
     named_parameters: Iterable[tuple[str, nn.Parameter]], config: OptimSection, device: torch.device
 ) -> torch.optim.AdamW:
-    decay, keep = [], []
+    decay: list[nn.Parameter] = []
+    keep: list[nn.Parameter] = []
     for name, parameter in named_parameters:
         if parameter.requires_grad:
             (keep if no_decay(name, parameter) else decay).append(parameter)

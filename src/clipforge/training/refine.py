@@ -2,9 +2,10 @@
 
 Yamaguchi et al., "Post-pre-training for Modality Alignment in Vision-Language Foundation
 Models", CVPR 2025. Starting from a trained model, train for about one epoch at the paper's
-learning rate 1e-6 (AdamW, weight decay 0.1) on the objectives ``hycd`` (hybrid contrastive distillation from the frozen start
-model) + ``rafa`` (random feature alignment) — see :mod:`clipforge.objectives.refine`. The
-modality gap (Liang et al., "Mind the Gap", NeurIPS 2022) is measured before and after::
+learning rate 1e-6 (AdamW, weight decay 0.1) on the objectives ``hycd`` (hybrid contrastive
+distillation from the frozen start model) + ``rafa`` (random feature alignment) — see
+:mod:`clipforge.objectives.refine`. The modality gap (Liang et al., "Mind the Gap", NeurIPS
+2022) is measured before and after::
 
     gap = ‖ mean_i(image_embed_i) − mean_j(text_embed_j) ‖₂      # over the validation set
 

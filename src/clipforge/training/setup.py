@@ -149,7 +149,7 @@ def open_train_and_val(
     section: DataSection,
     seed: int,
     train_source: MapSource | StreamSource | None = None,
-    val_source: MapSource | None = None,
+    val_source: MapSource | StreamSource | None = None,
 ) -> tuple[MapSource | StreamSource, MapSource | StreamSource | None, str]:
     """The training source, the validation source (or None) and a line saying which.
 

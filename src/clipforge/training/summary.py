@@ -80,7 +80,8 @@ def budget_line(
         f"final eval ~{eval_seconds:.0f} s" if eval_seconds is not None else "no final eval"
     )
     return (
-        f"time budget {minutes:g} min: planned {planned} step{'s' * (planned != 1)} at {step_seconds:.3g} s/step "
+        f"time budget {minutes:g} min: planned {planned} step{'s' * (planned != 1)} "
+        f"at {step_seconds:.3g} s/step "
         f"(re-planned as the speed changes); {final_eval}; evals and checkpoints are not "
         f"counted in the budget"
     )

@@ -22,7 +22,7 @@ from .. import distributed
 from ..data.loader import set_loader_epoch
 from ..data.sources import MapSource, StreamSource
 from ..data.transforms import eval_transform
-from ..models.grow import apply_grow_schedule, validate_grow_schedule
+from ..models.grow import GrowStage, apply_grow_schedule, validate_grow_schedule
 from ..models.io import save_model_dir
 from . import checkpoint as ckpt
 from . import console, run_dir
@@ -106,7 +106,7 @@ def steps_per_epoch(
 def train(
     config: TrainConfig,
     train_source: MapSource | StreamSource | None = None,
-    val_source: MapSource | None = None,
+    val_source: MapSource | StreamSource | None = None,
 ) -> TrainResult:
     """Run training as ``config`` says; ``train_source``/``val_source`` replace the data specs
     (for sources built in code rather than named by a spec string)."""
@@ -123,7 +123,8 @@ def train(
     objectives = build_objectives(config.objectives)
     check_model_section(config.model, objectives)
     check_gradcache(objectives, config.optim.gradcache_chunk)
-    validate_grow_schedule(config.grow)
+    grow: list[GrowStage | dict[str, Any]] = list(config.grow)  # the type models.grow takes
+    validate_grow_schedule(grow)
     source, val_source, val_note = open_train_and_val(
         config.data, run.seed, train_source, val_source
     )
@@ -147,7 +148,7 @@ def train(
     if resume_from is not None:
         ckpt.load_objectives(resume_from, objectives)
     module = TrainModule(model, objectives, {s.name: s.weight for s in config.objectives})
-    trained = module
+    trained: torch.nn.Module = module  # what runs forward: the module, or its DDP wrapper
     if world > 1:
         trained = DistributedDataParallel(module, find_unused_parameters=True)
     optimizer = build_optimizer(module.named_parameters(), config.optim, device)
@@ -224,7 +225,7 @@ def train(
             break
         schedule.total_steps = state.total_steps or PROVISIONAL_STEPS
         started = step_clock()
-        if config.grow and apply_grow_schedule(model, config.grow, state.step, state.total_steps):
+        if grow and apply_grow_schedule(model, grow, state.step, state.total_steps):
             # GrowCLIP: the model grew in place; new parameters need a new optimizer.
             freeze(model, config.model.freeze)
             optimizer = build_optimizer(module.named_parameters(), config.optim, device)
@@ -319,6 +320,7 @@ def train(
         if evals and val_source is not None:  # for the end-of-run table's chance column
             summary["eval_sizes"] = eval_sizes(val_source)
         write_summary(out / "metrics.json", summary)
+        assert log is not None  # rank 0 keeps the log
         plot_loss_curve(
             log.rows(), out / "loss_curve.png", f"{model.config.name} on {config.data.train}"
         )
@@ -366,7 +368,7 @@ def evaluate_during_training(
     config: TrainConfig,
     step: int,
     out: Path,
-    val_source: MapSource | None = None,
+    val_source: MapSource | StreamSource | None = None,
     final: bool = False,
     done: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
