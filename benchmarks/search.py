@@ -28,9 +28,6 @@ import asyncio
 import json
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -113,12 +110,6 @@ def demo_or_random_model(dim: int, workdir: Path) -> str:
     return str(save_model_dir(workdir / "model", create_model(config), tokenizer))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 async def post_json(reader, writer, host: str, path: str, payload: bytes) -> tuple[int, bytes]:
     """One HTTP/1.1 keep-alive POST on an open connection. A few lines of asyncio instead of an
     HTTP client library, so that the load generator, which shares the CPU with the server, costs
@@ -165,36 +156,10 @@ async def http_load(port: int, seconds: float, clients: int) -> dict:
 
 def serve_and_load(index_dir: Path, seconds: float, clients: int, threads: int) -> dict:
     import httpx
+    from _server import serving  # beside this script
 
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "clipforge",
-            "serve",
-            "--index",
-            str(index_dir),
-            "--port",
-            str(port),
-            "--threads",
-            str(threads),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.5)
+    with serving(index_dir, ["--threads", str(threads)], ROOT) as (server, port):
+        url = f"http://127.0.0.1:{port}"
         asyncio.run(http_load(port, 3, clients))  # warm-up
         result = asyncio.run(http_load(port, seconds, clients))
         from prometheus_client.parser import text_string_to_metric_families
@@ -211,12 +176,6 @@ def serve_and_load(index_dir: Path, seconds: float, clients: int, threads: int) 
             None,
         )
         return result
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def time_in_process(

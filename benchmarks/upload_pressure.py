@@ -21,9 +21,7 @@ import json
 import multiprocessing
 import os
 import platform
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -149,8 +147,7 @@ def send_uploads(url: str, image: bytes, count: int) -> list[tuple[int, float]]:
 
 
 def main() -> int:
-    import httpx
-    from search import free_port
+    from _server import serving
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=16)
@@ -162,34 +159,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="clipforge-uploads-"))
     index_dir = small_index(workdir, args.dim)
     image = gradient_png(args.side)
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "clipforge",
-            "serve",
-            "--index",
-            str(index_dir),
-            "--port",
-            str(port),
-            *args.serve_args.split(),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-    )
-    url, host = f"http://127.0.0.1:{port}", f"127.0.0.1:{port}".encode()
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.5)
+    with serving(index_dir, args.serve_args.split(), ROOT) as (server, port):
+        url, host = f"http://127.0.0.1:{port}", f"127.0.0.1:{port}".encode()
         idle = []
         with socket.create_connection(("127.0.0.1", port)) as connection:
             for _ in range(50):
@@ -230,12 +201,6 @@ def main() -> int:
             "all_uploads_seconds": total,
             "server_peak_rss_mb": peak_rss_mb(server.pid),
         }
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
     print(json.dumps(report, indent=2))
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)

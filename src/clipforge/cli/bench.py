@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .flags import add_precision_flag
+
 EPILOG = """examples:
   clipforge bench train --model tiny --batch-size 64 --steps 20 --json
   clipforge bench train --objective clip --objective filip:0.5 --precision fp32
@@ -16,7 +18,6 @@ KEY=VALUE overrides come right after "train". Progress goes to stderr, the resul
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..common.precision import PRECISIONS
 
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -44,11 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="samples per micro-batch (default 64)")
     parser.add_argument("--steps", type=int, help="timed steps (default 20)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 3)")
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        help="auto: bf16 where the hardware has it, else fp32 (default auto)",
-    )
+    add_precision_flag(parser)
     parser.add_argument(
         "--objective",
         action="append",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .flags import add_precision_flag, add_run_length_flags
+
 EPILOG = """examples:
   clipforge refine --model runs/demo --data builtin:emoji --out runs/refined
   clipforge refine --model runs/demo --data 'csv:pairs.csv?image_column=path' \\
@@ -31,7 +33,6 @@ FIELDS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..common.precision import PRECISIONS
 
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -42,15 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--val", help="data spec for the modality gap and metrics (default: --data)"
     )
     parser.add_argument("--lr", type=float, help="peak learning rate (default: the paper's 1e-6)")
-    length = parser.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=float, help="passes over --data (default 1)")
-    length.add_argument("--steps", type=int, help="optimizer steps")
-    length.add_argument(
-        "--time-budget",
-        type=float,
-        metavar="MINUTES",
-        help="minutes of training; the schedule is planned to fit",
-    )
+    add_run_length_flags(parser, "passes over --data (default 1)")
     parser.add_argument("--batch-size", type=int, help="samples per step (default 64)")
     parser.add_argument("--workers", type=int, help="data-loader worker processes (default 2)")
     parser.add_argument(
@@ -63,11 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="HyCD logits: s·cos (default) or the reference's unnormalised dot products",
     )
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        help="auto: bf16 where the hardware has it, else fp32 (default auto)",
-    )
+    add_precision_flag(parser)
     parser.add_argument(
         "--no-eval",
         action="store_true",

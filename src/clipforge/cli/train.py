@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from .flags import add_precision_flag, add_run_length_flags
+
 # flag → dotted config path
 FLAG_PATHS = {
     "data": "data.train",
@@ -44,7 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..training.config import DataSection, ModelSection, OptimSection, RunSection
 
     data, model, optim, run = DataSection(), ModelSection(), OptimSection(), RunSection()
-    from ..common.precision import PRECISIONS
 
     parser.add_argument(
         "overrides",
@@ -62,19 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"directory to start from (default: {model.name})",
     )
     parser.add_argument("--out", help=f"run directory (default: {run.out})")
-    length = parser.add_mutually_exclusive_group()
-    length.add_argument(
-        "--epochs",
-        type=float,
-        help="passes over the training data (default: 1 when no length given)",
-    )
-    length.add_argument("--steps", type=int, help="optimizer steps")
-    length.add_argument(
-        "--time-budget",
-        type=float,
-        metavar="MINUTES",
-        help="train for this many minutes; the schedule is planned to fit",
-    )
+    add_run_length_flags(parser, "passes over the training data (default: 1 when no length given)")
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -97,11 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="objective to add (repeatable), e.g. --objective filip:0.5 "
         "(default: clip; clipforge list objectives)",
     )
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        help=f"training precision; auto: bf16 where the CPU/GPU has it (default: {run.precision})",
-    )
+    add_precision_flag(parser)
     parser.add_argument(
         "--log-every", type=int, help=f"log metrics every N steps (default: {run.log_every})"
     )
