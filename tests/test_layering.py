@@ -16,7 +16,7 @@ ROOT = "clipforge"  # the package itself: ``from clipforge import load`` is the 
 
 # Lowest first. A unit may import its own layer's units (without a cycle) and any lower layer.
 LAYERS: list[set[str]] = [
-    {"registry", "distributed", "common"},  # name tables; process groups; atomic writes, YAML …
+    {"registry", "distributed", "common", "machine"},  # name tables; process groups; helpers; CPU
     {"data"},  # sources → records → transforms → tokenizer → batches
     {"models"},  # configs, towers, CLIP, model directories
     {"interop"},  # Hugging Face CLIP directories ⇄ clipforge models
