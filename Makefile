@@ -23,12 +23,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages used when present: tcmalloc (faster allocation), Chromium for the page test.
+# Debian packages used when present: tcmalloc (faster allocation), Chromium for the page test,
+# the Unicode/CLDR/Noto sources the shipped emoji set is checked against.
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 	  missing=""; \
 	  [ -x /usr/bin/chromium ] || missing="$$missing chromium chromium-driver"; \
 	  [ -e /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 ] || missing="$$missing libtcmalloc-minimal4"; \
+	  [ -e /usr/share/unicode/emoji/emoji-test.txt ] || missing="$$missing unicode-data"; \
+	  [ -e /usr/share/unicode/cldr/common/annotations/en.xml ] || missing="$$missing unicode-cldr-core"; \
+	  [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing="$$missing fonts-noto-color-emoji"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages:$$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
