@@ -232,6 +232,15 @@ def test_pixel_cap_is_read_from_the_header_before_decoding(index_dir):
     assert ok.status_code == 200
 
 
+def test_big_uploads_are_shrunk_on_the_decode_thread_aspect_kept():
+    from clipforge.search.uploads import WORKING_SIDE, decode_capped
+
+    big = decode_capped(png_bytes(Image.new("RGB", (3 * WORKING_SIDE, WORKING_SIDE))), 10**8)
+    assert big.size == (WORKING_SIDE, WORKING_SIDE // 3)
+    small = decode_capped(png_bytes(Image.new("RGB", (300, 200))), 10**8)
+    assert small.size == (300, 200)  # already small: left as it is
+
+
 def test_upload_slots_queue_then_refuse():
     async def scenario():
         slots = UploadSlots(max_in_flight=1, max_waiting=1)
