@@ -163,7 +163,7 @@ def test_a_root_that_exposes_the_file_system_is_refused(tmp_path, index_dir, cap
 
 def test_healthz_stays_fast_while_big_uploads_decode(index_dir):
     """4 × 9-megapixel PNGs (~0.25 s of decoding each here): decoded on the event loop they
-    stalled /healthz for each decode; in worker threads it keeps answering in milliseconds."""
+    stalled /healthz for each decode; in worker processes it keeps answering in milliseconds."""
     big = png_bytes(
         Image.linear_gradient("L").resize((3000, 3000)).convert("RGB"), compress_level=1
     )
@@ -241,6 +241,27 @@ def test_big_uploads_are_shrunk_on_the_decode_thread_aspect_kept():
     assert small.size == (300, 200)  # already small: left as it is
 
 
+def test_uploads_decode_in_other_processes_started_with_the_app(index_dir):
+    app = create_app(index_dir, ServerConfig(uploads_in_flight=2))
+    service = app.state.service
+    with TestClient(app) as client:  # the lifespan starts the decode processes up front
+        pool = service._decoders
+        assert pool is not None
+        pids = set(pool.map(_decoder_pid, range(8)))
+        assert os.getpid() not in pids and 1 <= len(pids) <= 2
+        ok = client.post(
+            "/search", files={"image": ("q.png", png_bytes(swatch("red")), "image/png")}
+        )
+        assert ok.status_code == 200
+        bad = client.post("/search", files={"image": ("q.png", b"\x89PNG nope", "image/png")})
+        assert bad.status_code == 400  # UploadRejected came back across the process boundary
+    assert service._decoders is None  # and the shutdown stopped them
+
+
+def _decoder_pid(_: int) -> int:
+    return os.getpid()
+
+
 def test_upload_slots_queue_then_refuse():
     async def scenario():
         slots = UploadSlots(max_in_flight=1, max_waiting=1)
@@ -267,17 +288,17 @@ def test_upload_slots_queue_then_refuse():
 
 
 def test_uploads_beyond_the_slots_get_429_and_are_counted(index_dir, monkeypatch):
-    from clipforge.search import service
+    entered, release = threading.Event(), threading.Event()
+    app = create_app(index_dir, ServerConfig(uploads_in_flight=1, uploads_waiting=0))
+    decode = app.state.service.decode_upload
 
-    entered, release, decode = threading.Event(), threading.Event(), service.decode_capped
-
-    def slow_decode(data, max_pixels):
+    async def slow_decode(data):  # holds its slot until released
         entered.set()
-        release.wait(30)
-        return decode(data, max_pixels)
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 30)
+        return await decode(data)
 
-    monkeypatch.setattr(service, "decode_capped", slow_decode)
-    client = TestClient(create_app(index_dir, ServerConfig(uploads_in_flight=1, uploads_waiting=0)))
+    monkeypatch.setattr(app.state.service, "decode_upload", slow_decode)
+    client = TestClient(app)
     files = {"image": ("q.png", png_bytes(swatch("red")), "image/png")}
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(client.post, "/search", files=files)

@@ -227,6 +227,7 @@ def create_app(
     config = config or ServerConfig()
     service = SearchService(searcher or Searcher.open(index_dir, model=config.model), config)
     app = FastAPI(
+        lifespan=service.lifespan,
         title="clipforge search",
         version="1",
         description="Text, image and composed search over one index.",

@@ -14,7 +14,10 @@ on the searcher's worker threads, and the event loop never runs a model or decod
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -26,7 +29,14 @@ from .images import BY_ROW, ImageFiles
 from .metrics import Metrics
 from .query import Query
 from .searcher import Hit, Searcher
-from .uploads import UploadRejected, UploadSlots, decode_capped, decode_threads, warm_up
+from .uploads import (
+    UploadRejected,
+    UploadSlots,
+    decode_capped,
+    decode_processes,
+    start_decoders,
+    warm_up,
+)
 
 
 @dataclass
@@ -93,7 +103,8 @@ class SearchService:
             rel, searcher.column("image_path") if by_row else None, root, by_row
         )
         self.uploads = UploadSlots(config.uploads_in_flight, config.uploads_waiting)
-        self._decoders = decode_threads(config.uploads_in_flight)
+        self._decoders: ProcessPoolExecutor | None = None  # started by start_uploads()
+        self._decoders_starting = threading.Lock()
         warm_up()
         if searcher.encoder is not None:  # the first image forward's lazy set-up, now
             searcher.encoder.image(Image.new("RGB", (8, 8)))
@@ -140,19 +151,51 @@ class SearchService:
             raise QueryError(400, str(error)) from None
         return self.response(hits, mode, started)
 
+    def start_uploads(self) -> ProcessPoolExecutor:
+        """The upload decode processes, started and warmed (blocking: ``clipforge serve`` calls
+        it at start-up through :meth:`lifespan`; otherwise the first upload does, off the loop)."""
+        with self._decoders_starting:
+            if self._decoders is None:
+                pool = decode_processes(self.config.uploads_in_flight)
+                start_decoders(pool, self.config.uploads_in_flight)
+                self._decoders = pool
+            return self._decoders
+
+    def close(self) -> None:
+        """Stop the decode processes (the app's shutdown)."""
+        if self._decoders is not None:
+            self._decoders.shutdown(wait=False, cancel_futures=True)
+            self._decoders = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app):
+        """FastAPI lifespan: decode processes up before the first request, down at exit."""
+        await asyncio.get_running_loop().run_in_executor(None, self.start_uploads)
+        try:
+            yield
+        finally:
+            self.close()
+
     async def search_upload(self, data: bytes, **query) -> dict:
         """:meth:`search` with an uploaded image: waits for an upload slot (429 when too many
         wait), decodes on a low-priority thread with the pixel cap, then searches."""
         try:
             async with self.uploads.slot():
-                image = await asyncio.get_running_loop().run_in_executor(
-                    self._decoders, decode_capped, data, self.config.max_image_pixels
-                )
+                image = await self.decode_upload(data)
                 return await self.search(image=image, **query)
         except UploadRejected as error:
             if error.status == 429:
                 self.metrics.uploads_rejected.inc()
             raise
+
+    async def decode_upload(self, data: bytes) -> Image.Image:
+        """The upload decoded in a decode process: pixel cap from the header, then shrunk to
+        ≤ 1024 px (UploadRejected(400) if too large or not an image)."""
+        loop = asyncio.get_running_loop()
+        decoders = self._decoders or await loop.run_in_executor(None, self.start_uploads)
+        return await loop.run_in_executor(
+            decoders, decode_capped, data, self.config.max_image_pixels
+        )
 
     def response(self, hits: list[Hit], mode: str, started: float) -> dict:
         return {
