@@ -1,10 +1,13 @@
-"""The lines a run starts with: what it trains on, what it trains, and how long it will take."""
+"""What a run says about itself: the lines it starts with (what it trains on, what it trains,
+how long it will take) and the summary it ends with (``metrics.json``)."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
+from typing import Any
 
-from ..data.sources import MapSource, open_source
+from ..data.sources import MapSource
 from .budget import BudgetPlanner, estimate_eval_seconds
 from .config import TrainConfig
 from .console import count
@@ -87,10 +90,6 @@ def budget_line(
     )
 
 
-def open_val_source(config: TrainConfig):
-    return open_source(config.data.val) if config.data.val else None
-
-
 def eval_sizes(source) -> dict[str, int | None]:
     """Images, captions and classes of a validation source: what chance levels depend on."""
     if not isinstance(source, MapSource):
@@ -100,4 +99,26 @@ def eval_sizes(source) -> dict[str, int | None]:
         "images": len(source),
         "texts": sum(1 for _ in source.captions()),
         "classes": len(classes) if classes else None,
+    }
+
+
+def build_summary(
+    config, state: TrainState, precision, frozen, evals, step_times
+) -> dict[str, Any]:
+    measured = step_times[1:] or step_times
+    return {
+        "steps": state.step,
+        "epochs": state.epoch,
+        "samples_seen": state.samples,
+        "train_seconds": round(state.train_seconds, 2),
+        "precision": precision,
+        "step_ms_median": round(1000 * statistics.median(measured), 2) if measured else None,
+        "frozen_parameters": frozen,
+        "skipped_records": {
+            "count": state.skipped,
+            "per_epoch": state.skipped_per_epoch,
+            "examples": state.skipped_examples,
+        },
+        "eval": evals,
+        "config": config.to_dict(),
     }

@@ -9,7 +9,6 @@ RNG, schedule, data position).
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +20,13 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import distributed
 from ..data.loader import set_loader_epoch
 from ..data.sources import MapSource, StreamSource
-from ..data.transforms import eval_transform
 from ..models.grow import GrowStage, apply_grow_schedule, validate_grow_schedule
 from ..models.io import save_model_dir
 from . import checkpoint as ckpt
 from . import console, run_dir
 from .budget import BudgetPlanner
 from .config import TrainConfig
+from .evaluate import evaluate_during_training
 from .gradcache import check_gradcache
 from .module import TrainModule, build_objectives
 from .optim import WarmupCosine, build_optimizer
@@ -42,7 +41,7 @@ from .setup import (
 )
 from .state import TrainState
 from .step import optimizer_step
-from .summary import budget_line, eval_sizes, run_header
+from .summary import budget_line, build_summary, eval_sizes, run_header
 
 PROVISIONAL_STEPS = 1000  # a time budget's schedule length until the first step is timed
 step_clock = time.perf_counter  # times the steps a budget counts (a test can replace it)
@@ -360,71 +359,3 @@ def _save(out, step, module, tokenizer, optimizer, state: TrainState, keep, main
             keep,
         )
     distributed.barrier()
-
-
-def evaluate_during_training(
-    model,
-    tokenizer,
-    config: TrainConfig,
-    step: int,
-    out: Path,
-    val_source: MapSource | StreamSource | None = None,
-    final: bool = False,
-    done: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Zero-shot + retrieval on the validation source, and the ``evals:`` entries due at
-    ``step`` (all of them when ``final``); appended to ``eval.jsonl``. ``done``: metrics this
-    run already computed at ``step`` (the last step fell on ``eval_every``), not recomputed."""
-    import json
-
-    from ..evaluation import EncodeConfig, evaluate, run_scheduled
-    from ..evaluation.scheduled import SEPARATOR
-
-    done = dict(done or {})
-    was_training = model.training
-    model.eval()
-    preprocess = eval_transform(model.config.preprocess)
-    metrics: dict[str, Any] = {}
-    if val_source is not None and not any(SEPARATOR not in k for k in done):
-        metrics.update(
-            evaluate(model, preprocess, tokenizer, val_source, workers=config.data.workers)
-        )
-    metrics.update(
-        run_scheduled(
-            model,
-            preprocess,
-            tokenizer,
-            config.evals,
-            step,
-            final,
-            EncodeConfig(workers=config.data.workers, progress=False),
-            {key.split(SEPARATOR)[0] for key in done if SEPARATOR in key},
-        )
-    )
-    model.train(was_training)
-    if metrics:
-        with (out / "eval.jsonl").open("a") as handle:
-            handle.write(json.dumps({"step": step, **metrics}) + "\n")
-    return {**done, **metrics}
-
-
-def build_summary(
-    config, state: TrainState, precision, frozen, evals, step_times
-) -> dict[str, Any]:
-    measured = step_times[1:] or step_times
-    return {
-        "steps": state.step,
-        "epochs": state.epoch,
-        "samples_seen": state.samples,
-        "train_seconds": round(state.train_seconds, 2),
-        "precision": precision,
-        "step_ms_median": round(1000 * statistics.median(measured), 2) if measured else None,
-        "frozen_parameters": frozen,
-        "skipped_records": {
-            "count": state.skipped,
-            "per_epoch": state.skipped_per_epoch,
-            "examples": state.skipped_examples,
-        },
-        "eval": evals,
-        "config": config.to_dict(),
-    }
