@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -304,12 +305,12 @@ def stage_step(stage: GrowStage | dict[str, Any], total_steps: int | None) -> in
     return int(round(float(stage.at_fraction) * total_steps))
 
 
-def validate_grow_schedule(schedule: list[GrowStage | dict[str, Any]]) -> list[GrowStage]:
+def validate_grow_schedule(schedule: Sequence[GrowStage | dict[str, Any]]) -> list[GrowStage]:
     return [GrowStage.parse(stage) for stage in schedule]
 
 
 def apply_grow_schedule(
-    model: CLIP, schedule: list[GrowStage | dict[str, Any]], step: int, total_steps: int | None
+    model: CLIP, schedule: Sequence[GrowStage | dict[str, Any]], step: int, total_steps: int | None
 ) -> bool:
     """Grow ``model`` in place if a stage is due at ``step``; True when it grew.
 

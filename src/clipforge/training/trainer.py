@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import distributed
 from ..data.loader import set_loader_epoch
 from ..data.sources import MapSource, StreamSource
-from ..models.grow import GrowStage, apply_grow_schedule, validate_grow_schedule
+from ..models.grow import apply_grow_schedule, validate_grow_schedule
 from ..models.io import save_model_dir
 from . import checkpoint as ckpt
 from . import console, run_dir
@@ -122,8 +122,8 @@ def train(
     objectives = build_objectives(config.objectives)
     check_model_section(config.model, objectives)
     check_gradcache(objectives, config.optim.gradcache_chunk)
-    grow: list[GrowStage | dict[str, Any]] = list(config.grow)  # the type models.grow takes
-    validate_grow_schedule(grow)
+    validate_grow_schedule(config.grow)
+    precision = resolve_precision(run.precision, device)  # a bad $CLIPFORGE_PRECISION: now
     source, val_source, val_note = open_train_and_val(
         config.data, run.seed, train_source, val_source
     )
@@ -151,7 +151,6 @@ def train(
     if world > 1:
         trained = DistributedDataParallel(module, find_unused_parameters=True)
     optimizer = build_optimizer(module.named_parameters(), config.optim, device)
-    precision = resolve_precision(run.precision, device)
     loader = build_train_loader(
         source, config.data, model, tokenizer, objectives, run.seed, rank, world
     )
@@ -224,7 +223,7 @@ def train(
             break
         schedule.total_steps = state.total_steps or PROVISIONAL_STEPS
         started = step_clock()
-        if grow and apply_grow_schedule(model, grow, state.step, state.total_steps):
+        if config.grow and apply_grow_schedule(model, config.grow, state.step, state.total_steps):
             # GrowCLIP: the model grew in place; new parameters need a new optimizer.
             freeze(model, config.model.freeze)
             optimizer = build_optimizer(module.named_parameters(), config.optim, device)
