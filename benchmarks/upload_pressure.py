@@ -20,7 +20,6 @@ import io
 import json
 import multiprocessing
 import os
-import platform
 import socket
 import sys
 import tempfile
@@ -33,21 +32,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def cpu_flags() -> list[str]:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = line.split(":", 1)[1].split()
-            return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return []
 
 
 def small_index(workdir: Path, dim: int) -> Path:
@@ -149,6 +133,8 @@ def send_uploads(url: str, image: bytes, count: int) -> list[tuple[int, float]]:
 def main() -> int:
     from _server import serving
 
+    from clipforge.machine import machine_info
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=16)
     parser.add_argument("--side", type=int, default=7000, help="image side in pixels")
@@ -180,8 +166,7 @@ def main() -> int:
             total = time.perf_counter() - started
         busy_ms = np.asarray(busy) * 1e3
         report = {
-            "cpu": cpu_model(),
-            "cpu_flags": cpu_flags(),
+            **machine_info(),  # cpu, cpu_flags, kernels, cores, torch, gpu (clipforge.machine)
             "cores": os.cpu_count(),
             "load_average": os.getloadavg(),
             "uploads": args.uploads,

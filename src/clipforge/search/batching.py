@@ -86,13 +86,11 @@ class MicroBatcher(Generic[Item, Result]):
                 future.set_result(result)
 
 
-def started_pool(
-    workers: int, name: str, initializer: Callable[[], None] | None = None
-) -> ThreadPoolExecutor:
+def started_pool(workers: int, name: str) -> ThreadPoolExecutor:
     """A thread pool whose ``workers`` threads are already running. ``ThreadPoolExecutor``
     starts them one per ``submit``, and starting a thread waits until the OS schedules it:
     on a loaded machine that was 0.2 s of a server's event loop, at the first busy moment."""
-    pool = ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=initializer)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
     ready = threading.Barrier(workers + 1)
     for _ in range(workers):
         pool.submit(ready.wait, 60)

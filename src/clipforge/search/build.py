@@ -82,11 +82,12 @@ def given_image_root(root: Path, metadata: pa.Table) -> tuple[Path, list[str]]:
         if not (path and Path(path).is_absolute()):
             relative.append("")
             continue
-        if not Path(path).resolve().is_relative_to(root):
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(root):
             raise ValueError(
                 f"--image-root {root} does not hold {path}; give the folder that holds every image"
             )
-        relative.append(str(Path(path).resolve().relative_to(root)))
+        relative.append(str(resolved.relative_to(root)))
     return root, relative
 
 
@@ -98,9 +99,11 @@ def build_index_dir(config: BuildConfig) -> dict:
         raise ValueError(f"modality must be image or text, got {config.modality!r}")
     out = Path(config.out)
     metadata = embeddings.metadata()
-    root, relative = choose_image_root(Path(config.embeddings), metadata)
+    root: Path | None  # None: images served by row (several trees) or none
     if config.image_root is not None:  # checked before anything is written
         root, relative = given_image_root(Path(config.image_root), metadata)
+    else:
+        root, relative = choose_image_root(Path(config.embeddings), metadata)
     rss_before = rss_bytes()
     started = time.perf_counter()
     vectors = embeddings.dense(config.modality)

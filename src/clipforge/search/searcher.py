@@ -24,11 +24,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..common.vectors import l2_normalize
 from .build import INDEX_INFO, METADATA
 from .deps import require
 from .hybrid import fuse
-from .index import normalized, set_search_params
-from .query import Query, QueryEncoder, compose, normalise
+from .index import set_search_params
+from .query import Query, QueryEncoder, compose
 from .sparse import SparseIndex, top_k
 
 if TYPE_CHECKING:
@@ -173,16 +174,14 @@ class Searcher:
             raise ValueError(
                 f"query vectors have dimension {vectors.shape[1]}, the index {self.dim}"
             )
-        return self.dense_index.search(normalized(vectors), min(k, self.count))
+        return self.dense_index.search(l2_normalize(vectors), min(k, self.count))
 
     def search_vector(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
         scores, ids = self.search_vectors(vector, k)
         return self.hits(scores[0], ids[0])
 
     def search_sparse_vector(self, sparse_query, k: int = 10) -> list[Hit]:
-        if self.sparse_index is None:
-            raise ValueError("this index has no sparse (lexical) vectors; use mode dense")
-        return self.hits(*self.sparse_index.search(sparse_query, k))
+        return self.hits(*self._need_sparse().search(sparse_query, k))
 
     def search_hybrid(
         self,
@@ -193,22 +192,21 @@ class Searcher:
         candidates: int = 100,
     ) -> list[Hit]:
         """Fused ranking (see :mod:`.hybrid`) over the union of both top-``candidates`` lists."""
-        if self.sparse_index is None:
-            raise ValueError("this index has no sparse (lexical) vectors; use mode dense")
+        sparse_index = self._need_sparse()
         pool = max(k, candidates)
         _, dense_ids = self.search_vectors(dense_query, pool)
-        all_sparse = self.sparse_index.scores(sparse_query)
+        all_sparse = sparse_index.scores(sparse_query)
         best, sparse_ids = top_k(all_sparse, pool)
         sparse_ids = sparse_ids[best > 0]
         ids = np.union1d(dense_ids[0][dense_ids[0] >= 0], sparse_ids)
         stored = np.stack([self.dense_index.reconstruct(int(i)) for i in ids])
-        dense_scores = normalized(stored) @ normalise(np.asarray(dense_query).ravel())
+        dense_scores = l2_normalize(stored) @ l2_normalize(np.asarray(dense_query).ravel())
         return self.hits(*fuse(ids, dense_scores, all_sparse[ids], weight, k))
 
     def search_texts(self, requests: list[tuple[str, int]]) -> list:
         """Many ``(text, k)`` at once, one forward and one FAISS call: each gives its dense hits,
         or its normalised embedding [D] when ``k`` is 0 (the text part of a composed query)."""
-        vectors = normalise(self._need_encoder().texts([text for text, _ in requests]))
+        vectors = l2_normalize(self._need_encoder().texts([text for text, _ in requests]))
         wanted = [row for row, (_, k) in enumerate(requests) if k > 0]
         results: list = list(vectors)
         if wanted:
@@ -306,7 +304,7 @@ class Searcher:
         """Normalised embedding [D] of ``text``, through the text batch when serving."""
         if self._text_searches is not None:
             return self._text_searches((text, 0))
-        return normalise(self._need_encoder().texts([text])[0])
+        return l2_normalize(self._need_encoder().texts([text])[0])
 
     def _dense_query(self, query: Query) -> np.ndarray:
         """The query's dense vector [D]: text, image or item alone, or composed (:mod:`.query`)."""
@@ -318,7 +316,7 @@ class Searcher:
             assert query.text is not None  # Query.__post_init__: text, image or item
             return self._text_vector(query.text)
         if query.text is None:
-            return normalise(base)
+            return l2_normalize(base)
         neutral = self._text_vector(query.neutral_text) if query.text_delta else None
         return compose(base, self._text_vector(query.text), query.text_weight, neutral)
 

@@ -225,7 +225,7 @@ def create_app(
     from fastapi import FastAPI
 
     config = config or ServerConfig()
-    service = SearchService(searcher or Searcher.open(index_dir, model=config.model), config)
+    service = SearchService(searcher, config) if searcher else SearchService.open(index_dir, config)
     app = FastAPI(
         lifespan=service.lifespan,
         title="clipforge search",
