@@ -120,6 +120,18 @@ def test_resume_with_contradicting_flags_names_them_and_changes_nothing(finished
     assert (run / "metrics.jsonl").read_text() == before
 
 
+def test_a_write_cut_short_does_not_make_a_run_foreign(tmp_path):
+    from clipforge.training.run_dir import foreign_entries
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    (run / ".tmp-4242-metrics.json").write_text("{")  # atomic_write's temporary, run killed
+    assert foreign_entries(run) == []
+    (run / "notes.txt").write_text("mine")
+    assert foreign_entries(run) == ["notes.txt"]
+
+
 def test_resume_needs_a_complete_checkpoint(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "absent"), "--resume", "--steps", "2"]) == 2
     assert "does not exist" in capsys.readouterr().err

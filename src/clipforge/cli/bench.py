@@ -60,19 +60,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..machine import describe
     from ..training.bench import BenchConfig, bench_train
+    from .defaults import given
 
-    given = {
-        "model": args.model,
-        "batch_size": args.batch_size,
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "precision": args.precision,
-        "threads": args.threads,
-        "config": args.config,
-        "objectives": tuple(args.objective) if args.objective else None,
-    }
     config = BenchConfig(
-        overrides=list(args.overrides), **{k: v for k, v in given.items() if v is not None}
+        overrides=list(args.overrides),
+        **given(
+            model=args.model,
+            batch_size=args.batch_size,
+            steps=args.steps,
+            warmup=args.warmup,
+            precision=args.precision,
+            threads=args.threads,
+            config=args.config,
+            objectives=tuple(args.objective) if args.objective else None,
+        ),
     )
     result = bench_train(config)
     if args.json:

@@ -69,19 +69,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..training.refine import RefineConfig, refine
+    from .defaults import given
 
-    given = {
-        field: getattr(args, flag)
-        for flag, field in FIELDS.items()
-        if getattr(args, flag) is not None
-    }
     config = RefineConfig(
         model=args.model,
         data=args.data,
         out=args.out,
         evaluate=not args.no_eval,
         progress=not args.no_progress,
-        **given,
+        **given(**{field: getattr(args, flag) for flag, field in FIELDS.items()}),
     )
     report = refine(config)
     print(

@@ -4,7 +4,8 @@
 ``model.safetensors``, tokenizer) plus ``objectives.safetensors`` (objective-owned weights, keys
 ``{objective}.{param}``) and ``training_state.pt`` (optimizer, schedule, RNG states, data
 position). It is written under a temporary name and renamed into place, so a run killed at any
-moment leaves only complete checkpoints; ``latest_checkpoint`` picks the newest one.
+moment leaves only complete checkpoints; ``run_dir.newest_intact_checkpoint`` picks the
+newest one that :func:`checkpoint_problem` finds whole.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from safetensors.torch import load_file
 
 from ..data.tokenizer import Tokenizer
 from ..models.clip import CLIP
-from ..models.io import CONFIG_FILE, WEIGHTS_FILE, is_model_dir, save_model_dir, save_safetensors
+from ..models.io import CONFIG_FILE, WEIGHTS_FILE, save_model_dir, save_safetensors
 
 STATE_FILE, OBJECTIVES_FILE = "training_state.pt", "objectives.safetensors"
 
@@ -93,15 +94,6 @@ def save_checkpoint(
     for old in sorted(checkpoints.glob("step-*"))[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    candidates = [
-        c
-        for c in sorted((out / "checkpoints").glob("step-*"))
-        if is_model_dir(c) and (c / STATE_FILE).exists()
-    ]
-    return candidates[-1] if candidates else None
 
 
 def checkpoint_problem(checkpoint: Path) -> str | None:

@@ -23,7 +23,8 @@ from typing import Any
 
 import yaml
 
-from ..common.yaml_files import load_yaml_mapping
+from ..common.files import atomic_write_text
+from ..common.yaml_files import load_yaml_mapping, merge
 from .checkpoint import checkpoint_problem
 from .config import TrainConfig
 
@@ -74,11 +75,12 @@ class Resume:
 
 
 def foreign_entries(out: Path) -> list[str]:
-    """Names in ``out`` that no clipforge run writes (temporary ``*.tmp`` files are a run's)."""
+    """Names in ``out`` that no clipforge run writes (a ``.tmp-*`` file is a run's write cut
+    short: :func:`clipforge.common.files.atomic_write` names its temporaries so)."""
     return sorted(
         p.name + ("/" if p.is_dir() else "")
         for p in out.iterdir()
-        if p.name not in RUN_FILES and not p.name.endswith((".tmp", ".tmp.png"))
+        if p.name not in RUN_FILES and not p.name.startswith(".tmp-")
     )
 
 
@@ -128,10 +130,7 @@ def start_run_dir(config: TrainConfig, resume: Resume | None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     saved = config.to_dict()
     saved["run"].update(resume=False, overwrite=False)
-    text = yaml.safe_dump(_plain(saved), sort_keys=False)
-    tmp = out / (CONFIG_FILE + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out / CONFIG_FILE)
+    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(_plain(saved), sort_keys=False))
     return out
 
 
@@ -156,7 +155,7 @@ def merge_saved(saved: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     given = dict(given)
     if isinstance(given.get("model"), str):
         given["model"] = {"name": given["model"]}
-    merged = _deep_merge(saved, given)
+    merged = merge(saved, given)
     given_run = given.get("run") or {}
     if any(given_run.get(key.split(".")[1]) is not None for key in LENGTH_KEYS):
         for key in LENGTH_KEYS:
@@ -264,13 +263,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-
-
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "params":
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged

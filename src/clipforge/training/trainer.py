@@ -158,14 +158,15 @@ def train(
     per_epoch = steps_per_epoch(
         source, config.data.batch_size * config.optim.accumulation, world, config.data.epoch_samples
     )
-    state = TrainState(total_steps=plan_total_steps(run, per_epoch))
+    planned_steps = plan_total_steps(run, per_epoch)  # None: a time budget plans as it goes
+    state = TrainState(total_steps=planned_steps)
     if resume_from is not None:
         saved = ckpt.load_training_state(resume_from)
         optimizer.load_state_dict(saved["optimizer"])
         ckpt.set_rng_state(saved["rng"])
         state = TrainState.from_dict({**state.to_dict(), **saved})
         if resume and resume.extends:
-            state.total_steps = run_dir.extended_total(plan_total_steps(run, per_epoch), state.step)
+            state.total_steps = run_dir.extended_total(planned_steps, state.step)
     planner = BudgetPlanner(run.time_budget * 60) if run.time_budget else None
     schedule = WarmupCosine(
         config.optim.lr,
