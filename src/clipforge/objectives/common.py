@@ -36,20 +36,28 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Ten
     return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
 
 
-def word_mask(text_token_mask: torch.Tensor) -> torch.Tensor:
+def word_mask(text_token_mask: torch.Tensor, keep_wordless: bool = True) -> torch.Tensor:
     """[B, T] True at the words of each caption: real tokens except the first (start-of-text,
     BERT's [CLS]) and the last real one (end-of-text, [SEP]); padding stays False.
 
     The start and end tokens are not words of the caption (the end token's feature is the pooled
     sentence embedding), so token-wise matching (FILIP, LightCLIP) must not pick them. Assumes a
     mask that is True from position 0 up to the end token, as the towers produce. A caption with
-    no word between the two keeps its real tokens, so it still gets a score.
+    no word between the two keeps its real tokens, so it still gets a score (``keep_wordless``;
+    False: it has no words, as TCL's local terms want).
     """
     mask = text_token_mask.bool()
     positions = torch.arange(mask.shape[1], device=mask.device)
     last = mask.sum(dim=1, keepdim=True) - 1
     words = mask & (positions > 0) & (positions < last)
+    if not keep_wordless:
+        return words
     return torch.where(words.any(dim=1, keepdim=True), words, mask)
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of −Σ_j targets[i, j] · log softmax(logits[i])_j; logits, targets [B, C]."""
+    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
 def gather_global(tensor: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,7 @@ from torch import nn
 from ..data.batch import Batch
 from ..models.clip import CLIP, ModelOutput
 from .base import Objective
-from .common import gather_global
+from .common import gather_global, symmetric_info_nce
 
 
 def per_caption_nce(
@@ -155,8 +155,7 @@ class DreamLipLoss(Objective):
         texts = captions[mask]  # [M, D]
         grouped = group_patches(patches, texts, owners, self.threshold)
         logits = self.logit_scale_local.exp() * texts @ grouped.T
-        targets = torch.arange(len(texts), device=texts.device)
-        grouping = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+        grouping = symmetric_info_nce(logits)
         loss = self.itc_weight * itc + self.grouping_weight * grouping
         return {
             "loss": loss,

@@ -42,7 +42,7 @@ from ..models.lexicon import LexiconHeads
 from .base import Objective
 from .common import gather_global, symmetric_info_nce
 
-__all__ = ["LexLipLoss", "LexiconHeads", "flops_regulariser"]
+__all__ = ["LexLipLoss", "flops_regulariser"]
 
 
 def flops_regulariser(weights: torch.Tensor) -> torch.Tensor:

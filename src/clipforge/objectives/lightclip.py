@@ -40,7 +40,7 @@ import torch
 from ..data.batch import Batch
 from ..models.clip import CLIP, ModelOutput
 from .base import Objective
-from .common import gather_global, symmetric_info_nce, word_mask
+from .common import gather_global, soft_cross_entropy, symmetric_info_nce, word_mask
 from .filip import filip_similarity
 
 
@@ -58,10 +58,6 @@ def soft_targets(
         weights = logits.detach().masked_fill(eye, float("-inf")).softmax(dim=1)
     weights = weights.masked_fill(eye, 0.0)
     return eye.float() * (1 - smoothing) + smoothing * weights
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return -(targets * logits.log_softmax(dim=1)).sum(dim=1).mean()
 
 
 class LightClipLoss(Objective):

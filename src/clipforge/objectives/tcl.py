@@ -44,20 +44,18 @@ import torch.nn.functional as F
 
 from ..data.batch import Batch
 from ..models.clip import CLIP, ModelOutput
+from . import common
 from .base import Objective
-from .common import gather_global
+from .common import gather_global, soft_cross_entropy
 
 # (image globals, text globals, pooled patches, words, word mask) of the second views
 ViewFeatures = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def word_mask(text_token_mask: torch.Tensor) -> torch.Tensor:
-    """[B, T] real-token mask → the words only: start-of-text and the last real token (EOT) off."""
-    words = text_token_mask.clone()
-    words[:, 0] = False
-    last = text_token_mask.long().cumsum(1).argmax(dim=1)  # last real position
-    words[torch.arange(words.shape[0], device=words.device), last] = False
-    return words
+    """[B, T] real-token mask → the words only (start-of-text and the EOT off); a caption with
+    no word has no text locals."""
+    return common.word_mask(text_token_mask, keep_wordless=False)
 
 
 def pool_patches(patches: torch.Tensor) -> torch.Tensor:
@@ -88,10 +86,6 @@ def in_batch_local_global(
     losses = F.softplus(negatives[:, None] - positives)  # −log p(own global), [B, K]
     per_sample = (losses * mask).sum(1) / mask.sum(1).clamp(min=1)
     return per_sample.mean()
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
 
 
 class TripleContrastiveLoss(Objective):
