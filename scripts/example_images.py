@@ -26,19 +26,15 @@ def file_name(emoji_name: str) -> str:
 
 def render(emoji_name: str) -> bytes:
     """PNG bytes of the named emoji (CLDR short name) flattened onto white."""
-    from PIL import Image
-
     from clipforge.data.builtin.emoji import EmojiSource
+    from clipforge.data.record import decode_image
 
     emoji = EmojiSource("all")
     for index in range(len(emoji)):
         record = emoji[index]
         if record.metadata["name"] == emoji_name:
-            drawing = Image.open(io.BytesIO(record.image)).convert("RGBA")
-            flat = Image.new("RGB", drawing.size, (255, 255, 255))
-            flat.paste(drawing, mask=drawing.getchannel("A"))
             buffer = io.BytesIO()
-            flat.save(buffer, format="PNG", optimize=True)
+            decode_image(record).save(buffer, format="PNG", optimize=True)  # onto white
             return buffer.getvalue()
     raise ValueError(f"no emoji named {emoji_name!r} in builtin:emoji")
 

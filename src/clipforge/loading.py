@@ -24,7 +24,7 @@ def load_model_dir(
     directory: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[CLIP, Tokenizer | None]:
     """Load a clipforge model directory or a Hugging Face CLIP directory (converted on load)."""
-    if model_io.is_model_dir(directory) and model_io.is_hf_clip_dir(directory):
+    if model_io.is_hf_clip_dir(directory):
         from .interop.hf import load_hf_dir
 
         return load_hf_dir(directory, device)

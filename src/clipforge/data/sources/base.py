@@ -15,8 +15,9 @@ a new source is one file plus one registry line.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -123,14 +124,13 @@ class StreamSource(ABC):
         """The first ``limit`` captions of the stream in its listed order, for training a
         tokenizer. It must be the same on every rank and worker (so must the tokenizer): a
         source that splits itself across ranks overrides this, as WebDataset does."""
-        count = 0
-        for record in self:
-            for caption in record.captions:
-                if count >= limit:
-                    return
-                count += 1
-                yield caption
+        return first_captions(self, limit)
 
     def set_epoch(self, epoch: int) -> None:  # noqa: B027 - a no-op default, not abstract
         """Reseed the shard/sample shuffle for a new epoch. Deliberately a no-op by default: a
         stream read in a fixed order has nothing to reseed, so it need not override this."""
+
+
+def first_captions(records: Iterable[RawRecord], limit: int) -> Iterator[str]:
+    """The first ``limit`` captions of ``records``, read no further than needed."""
+    return itertools.islice((c for record in records for c in record.captions), limit)

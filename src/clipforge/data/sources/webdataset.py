@@ -48,7 +48,7 @@ from webdataset.shardlists import expand_urls
 
 from ... import distributed
 from ..record import RawRecord
-from .base import SourceOptions, StreamSource
+from .base import SourceOptions, StreamSource, first_captions
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif")
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -258,13 +258,7 @@ class WebDatasetSource(StreamSource):
             wds.SimpleShardList(self.shards),
             wds.tarfile_to_samples(handler=wds.ignore_and_continue),
         )
-        count = 0
-        for sample in pipeline:
-            for caption in sample_to_record(sample).captions:
-                if count >= limit:
-                    return
-                count += 1
-                yield caption
+        return first_captions((sample_to_record(sample) for sample in pipeline), limit)
 
 
 def _records(samples: Iterator[dict], log: _ShardErrorLog) -> Iterator[RawRecord]:
