@@ -36,7 +36,7 @@ from .setup import (
     build_model_and_tokenizer,
     build_model_config,
     build_train_loader,
-    freeze,
+    prepare_for_training,
 )
 from .state import TrainState
 from .step import optimizer_step
@@ -179,13 +179,7 @@ def bench_train(config: BenchConfig) -> dict:
     source = SyntheticPairs(size, image_size=64)
     model, tokenizer = build_model(train, objectives, source)
     source.image_size = model.config.vision.image_size  # what the crop needs, no more
-    model.to(device).train()
-    if train.model.grad_checkpointing:
-        model.set_grad_checkpointing(True)
-    freeze(model, train.model.freeze)
-    for objective in objectives.values():
-        objective.setup(model)
-        objective.to(device)
+    prepare_for_training(model, train.model, objectives, device)
     module = TrainModule(model, objectives, {s.name: s.weight for s in train.objectives})
     optimizer = build_optimizer(module.named_parameters(), train.optim, device)
     precision = resolve_precision(train.run.precision, device)

@@ -6,6 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..data.holdout import HOLDOUT_FRACTION, HOLDOUT_MAX, HOLDOUT_MIN_RECORDS, split_holdout
 from ..data.loader import LoaderConfig, build_loader
 from ..data.sources import DATA_SOURCES, MapSource, SourceSpec, StreamSource, open_source
@@ -97,6 +99,22 @@ def build_model_and_tokenizer(
     config.text.eos_token_id = tokenizer.eot_id
     config.text.pad_token_id = tokenizer.pad_id
     return create_model(config), tokenizer
+
+
+def prepare_for_training(
+    model: CLIP, section: ModelSection, objectives: dict[str, Objective], device: torch.device
+) -> int:
+    """Put ``model`` on ``device`` in training mode as ``section`` says (gradient checkpointing,
+    frozen prefixes) and set each objective up on it; returns the frozen parameter count. The
+    trainer and ``bench train`` both call this, so the benchmark times the step a run takes."""
+    model.to(device).train()
+    if section.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    frozen = freeze(model, section.freeze)
+    for objective in objectives.values():
+        objective.setup(model)
+        objective.to(device)
+    return frozen
 
 
 def freeze(model: CLIP, prefixes: list[str]) -> int:

@@ -38,6 +38,7 @@ from .setup import (
     check_model_section,
     freeze,
     open_train_and_val,
+    prepare_for_training,
 )
 from .state import TrainState
 from .step import optimizer_step
@@ -137,13 +138,7 @@ def train(
             f"building the model and tokenizer ({model_section.name}) for {config.data.train}"
         )
     model, tokenizer = build_model_and_tokenizer(model_section, objectives, source)
-    model.to(device).train()
-    if config.model.grad_checkpointing:
-        model.set_grad_checkpointing(True)
-    frozen = freeze(model, config.model.freeze)
-    for objective in objectives.values():
-        objective.setup(model)
-        objective.to(device)
+    frozen = prepare_for_training(model, config.model, objectives, device)
     if resume_from is not None:
         ckpt.load_objectives(resume_from, objectives)
     module = TrainModule(model, objectives, {s.name: s.weight for s in config.objectives})
