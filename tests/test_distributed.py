@@ -66,9 +66,14 @@ def global_batch() -> Batch:
 
 
 def loss_and_grads(module, batch) -> tuple[float, dict[str, torch.Tensor]]:
+    """Loss and every gradient by parameter name (a DDP wrapper's ``module.`` prefix dropped)."""
     loss, _ = module(batch)
     loss.backward()
-    grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+    grads = {
+        n.removeprefix("module."): p.grad.clone()
+        for n, p in module.named_parameters()
+        if p.grad is not None
+    }
     return loss.item(), grads
 
 

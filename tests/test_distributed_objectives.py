@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from test_distributed import free_port
+from test_distributed import free_port, loss_and_grads
 
 from clipforge.data.batch import Batch
 from clipforge.training.module import TrainModule
@@ -88,17 +88,6 @@ def rows_of(batch: Batch, rows: slice) -> Batch:
         batch.keys[rows],
         extras={key: value[rows] for key, value in batch.extras.items()},
     )
-
-
-def loss_and_grads(module, batch: Batch) -> tuple[float, dict[str, torch.Tensor]]:
-    loss, _ = module(batch)
-    loss.backward()
-    grads = {
-        n.removeprefix("module."): p.grad.clone()
-        for n, p in module.named_parameters()
-        if p.grad is not None
-    }
-    return loss.item(), grads
 
 
 def _rank_main(rank: int, port: int, out_dir: str) -> None:

@@ -28,7 +28,13 @@ from clipforge.search.server import ServerConfig, create_app
 from clipforge.search.serving import uvicorn_config
 from clipforge.search.uploads import UploadRejected, UploadSlots
 
-from search_helpers import known_answer_index, micro_model_dir, running_server, swatch
+from search_helpers import (
+    free_port,
+    known_answer_index,
+    micro_model_dir,
+    running_server,
+    swatch,
+)
 
 
 @pytest.fixture(scope="module")
@@ -393,12 +399,6 @@ def test_half_sent_requests_time_out(index_dir, sent):
         logging.getLogger("uvicorn.error").removeHandler(catcher)
         server.should_exit = True
         thread.join(10)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_api_key_guards_every_route_but_healthz(index_dir):
