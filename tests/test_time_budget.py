@@ -4,11 +4,14 @@ ends inside the budget, and its last step runs at the schedule's final learning 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import time
 
 import pytest
 
 from clipforge.training import TrainConfig, train, trainer
 from clipforge.training.budget import BudgetPlanner
+from clipforge.training.clock import CpuClock
 
 from synthetic import ShapesSource, micro_model_overrides
 
@@ -88,3 +91,49 @@ def test_the_last_step_runs_at_the_floor_however_short_the_plan(total):
     schedule = WarmupCosine(1.0, total, warmup_fraction=0.05, min_lr_fraction=0.1)
     assert schedule.lr(total - 1) == pytest.approx(0.1)
     assert schedule.lr(0) > schedule.lr(total - 1)
+
+
+def burn_cpu(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_cpu_clock_counts_children_and_keeps_exited_ones(tmp_path):
+    clock = CpuClock()
+    start = clock()
+    child = multiprocessing.get_context("fork").Process(target=burn_cpu, args=(0.6,))
+    child.start()
+    seen = start
+    while child.is_alive():  # read while the child runs, as the trainer reads its workers
+        now = clock()
+        assert now >= seen
+        seen = now
+        time.sleep(0.05)
+    child.join()
+    after = clock()
+    # the child's 0.6 CPU seconds count though it has exited (as seen at its last reading)
+    assert after - start >= 0.4
+    # a sleeping process costs no CPU: the clock does not move like a wall clock
+    before_sleep = clock()
+    time.sleep(0.3)
+    assert clock() - before_sleep < 0.1
+
+
+def test_budget_clock_choice_is_validated(tmp_path):
+    with pytest.raises(ValueError, match="run.budget_clock"):
+        TrainConfig.from_dict({"run": {"budget_clock": "tsc"}})
+
+
+def test_cpu_budget_is_counted_in_cpu_seconds(tmp_path, monkeypatch):
+    # a wall clock that runs 1000× fast would end a wall budget after the first step;
+    # a CPU budget does not look at it
+    fast_wall = SteppingClock(lambda k: 1000.0)
+    monkeypatch.setattr(trainer, "step_clock", fast_wall)
+    config = budget_config(tmp_path / "run", minutes=0.05)
+    config.run.budget_clock = "cpu"
+    result = train(config, ShapesSource(48))
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert fast_wall.calls == 0
+    assert result.steps > 1
+    assert summary["train_seconds"] <= 3.0 + 0.5  # the CPU budget, plus at most one step

@@ -11,6 +11,8 @@ the last step runs at the final learning rate and the run ends inside the budget
 max with the last step makes a slow-down count immediately; the median keeps one fast step
 from planning too many.
 
+The step times come from ``run.budget_clock`` (training/clock.py): wall seconds, or CPU
+seconds of the trainer and its loader workers so a budget buys the same compute on a busy machine.
 The budget counts training steps only (forward, backward, optimizer, waiting for data).
 Checkpoints and evaluations are not counted: they are measured and reported separately, and
 the final evaluation's duration is estimated up front so the user knows the whole wall time.

@@ -16,6 +16,7 @@ import yaml
 
 from ..common.precision import PRECISIONS, Precision
 from ..common.yaml_files import load_yaml_mapping, yaml_problem
+from .clock import BUDGET_CLOCKS
 from .validate import check_choice, check_number, check_pair, to_float
 
 if TYPE_CHECKING:  # both import torch; --help must not
@@ -141,6 +142,8 @@ class RunSection:
     steps: int | None = None  # optimizer steps
     time_budget: float | None = None  # minutes of training; the schedule is planned
     # from measured step times to fit it
+    budget_clock: str = "wall"  # what the time budget counts: wall | cpu (CPU time of
+    # the trainer and its loader workers, the same compute on a busy machine)
     seed: int = 0  # seeds the model, data order and augmentations
     precision: Precision = "auto"  # auto: bf16 autocast where the hardware runs it
     # fast (CUDA, AVX-512-BF16/AMX CPUs), else fp32
@@ -167,6 +170,7 @@ class RunSection:
         check_number(
             "run.time_budget", self.time_budget, float, minimum=0.0, exclusive=True, optional=True
         )
+        check_choice("run.budget_clock", self.budget_clock, BUDGET_CLOCKS)
         check_number("run.seed", self.seed, int)
         check_choice("run.precision", self.precision, PRECISIONS)
         check_number("run.log_every", self.log_every, int, minimum=1)

@@ -38,7 +38,9 @@ def run_header(
     )
     if run.time_budget:
         plan = (
-            f"time budget {run.time_budget:g} min of training: steps planned from the "
+            f"time budget {run.time_budget:g} min of training"
+            + (" (CPU time)" if run.budget_clock == "cpu" else "")
+            + ": steps planned from the "
             f"measured step time, re-planned every step"
         )
     else:

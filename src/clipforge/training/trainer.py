@@ -25,6 +25,7 @@ from ..models.io import save_model_dir
 from . import checkpoint as ckpt
 from . import console, run_dir
 from .budget import BudgetPlanner
+from .clock import budget_clock
 from .config import TrainConfig
 from .evaluate import evaluate_during_training
 from .gradcache import check_gradcache
@@ -163,6 +164,7 @@ def train(
         if resume and resume.extends:
             state.total_steps = run_dir.extended_total(planned_steps, state.step)
     planner = BudgetPlanner(run.time_budget * 60) if run.time_budget else None
+    clock = budget_clock(run.budget_clock, step_clock)
     schedule = WarmupCosine(
         config.optim.lr,
         state.total_steps or PROVISIONAL_STEPS,
@@ -218,7 +220,7 @@ def train(
         if state.total_steps is not None and state.step >= state.total_steps:
             break
         schedule.total_steps = state.total_steps or PROVISIONAL_STEPS
-        started = step_clock()
+        started = clock()
         if config.grow and apply_grow_schedule(model, config.grow, state.step, state.total_steps):
             # GrowCLIP: the model grew in place; new parameters need a new optimizer.
             freeze(model, config.model.freeze)
@@ -243,7 +245,7 @@ def train(
             objective.after_step(model, step)
         state.epoch, state.batch_in_epoch = batches.epoch, batches.batch_in_epoch
         state.samples += samples * world
-        elapsed = step_clock() - started
+        elapsed = clock() - started
         if planner is not None:  # every rank must plan the same number of steps
             elapsed = distributed.mean_over_ranks(elapsed)
         state.train_seconds += elapsed
