@@ -55,7 +55,7 @@ def text_embedding(model_dir: Path, text: str) -> np.ndarray:
 
     model, _, tokenizer = load(model_dir)
     with torch.no_grad():
-        return model.encode_text(tokenizer([text]))[0].numpy()
+        return model.encode_text(tokenizer([text]), normalize=True)[0].numpy()
 
 
 def swatch(colour: str, size: int = 48) -> Image.Image:

@@ -52,8 +52,10 @@ def test_shards_hold_the_models_embeddings_in_source_order(model_dir, tmp_path):
 
     model, preprocess, tokenizer = load(model_dir)
     with torch.no_grad():
-        image = model.encode_image(preprocess(decode_image(source[9]))[None])[0].numpy()
-        text = model.encode_text(tokenizer([source[9].captions[0]]))[0].numpy()
+        image = model.encode_image(preprocess(decode_image(source[9]))[None], normalize=True)[
+            0
+        ].numpy()
+        text = model.encode_text(tokenizer([source[9].captions[0]]), normalize=True)[0].numpy()
     images, texts = out.dense("image"), out.dense("text")
     row = out.metadata().column("id").to_pylist().index(9)
     np.testing.assert_allclose(images[row], image, atol=1e-5)

@@ -215,11 +215,15 @@ def expected_zeroshot_acc1(model_dir, folder, templates):
         weights = []
         for name in source.class_names():
             prompts = tokenizer([t.replace("{c}", name) for t in templates])
-            weights.append(F.normalize(model.encode_text(prompts).mean(dim=0), dim=0))
+            weights.append(
+                F.normalize(model.encode_text(prompts, normalize=True).mean(dim=0), dim=0)
+            )
         images = torch.stack(
             [preprocess(Image.open(path).convert("RGB")) for path, _ in source.items]
         )
-        predictions = (model.encode_image(images) @ torch.stack(weights).T).argmax(dim=1)
+        predictions = (model.encode_image(images, normalize=True) @ torch.stack(weights).T).argmax(
+            dim=1
+        )
     labels = torch.tensor([label for _, label in source.items])
     return (predictions == labels).double().mean().item()
 

@@ -170,7 +170,8 @@ def test_load_hf_dir_matches_transformers_embeddings(hf_dir):
     ids, mask = padded_ids([5, 16, 9], 16, 1000, sot=1, eot=999, pad=0)
     image_ref, text_ref, logits_ref = hf_embeds(hf_model, pixels, ids, mask)
     with torch.no_grad():
-        image, text = model.encode_image(pixels), model.encode_text(ids)
+        image = model.encode_image(pixels, normalize=True)
+        text = model.encode_text(ids, normalize=True)
         features = hf_model.get_image_features(pixel_values=pixels)
         features = getattr(features, "pooler_output", features)  # transformers 5 vs 4
         text_no_mask = hf_model(input_ids=ids, pixel_values=pixels).text_embeds
@@ -204,8 +205,8 @@ def test_openai_style_dir_legacy_pooling_tokenizer_and_preprocess(hf_openai_dir)
     pixels = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     image_ref, text_ref, _ = hf_embeds(hf_model, pixels, hf.input_ids, hf.attention_mask)
     with torch.no_grad():
-        assert torch.allclose(model.encode_image(pixels), image_ref, atol=TOL)
-        assert torch.allclose(model.encode_text(ids), text_ref, atol=TOL)
+        assert torch.allclose(model.encode_image(pixels, normalize=True), image_ref, atol=TOL)
+        assert torch.allclose(model.encode_text(ids, normalize=True), text_ref, atol=TOL)
 
 
 def test_clip_bpe_tokenizer_matches_transformers(tmp_path):
@@ -267,8 +268,8 @@ def test_round_trip_to_hf_and_back_is_exact(clipforge_dir, tmp_path):
     pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
     image_ref, text_ref, _ = hf_embeds(hf_model, pixels, hf.input_ids, hf.attention_mask)
     with torch.no_grad():
-        assert torch.allclose(model.encode_image(pixels), image_ref, atol=TOL)
-        assert torch.allclose(model.encode_text(ids), text_ref, atol=TOL)
+        assert torch.allclose(model.encode_image(pixels, normalize=True), image_ref, atol=TOL)
+        assert torch.allclose(model.encode_text(ids, normalize=True), text_ref, atol=TOL)
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 40, 3), np.uint8))
     processor = transformers.AutoImageProcessor.from_pretrained(hf_out)

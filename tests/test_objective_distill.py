@@ -69,8 +69,8 @@ def test_distill_by_hand_with_a_saved_teacher(tmp_path, tokenizer):
     out = student(batch.images, batch.text)
     loss = objective(out, batch)["loss"]
     with torch.no_grad():
-        t_img = teacher.eval().encode_image(batch.images)
-        t_txt = teacher.encode_text(tokenizer(CAPTIONS))
+        t_img = teacher.eval().encode_image(batch.images, normalize=True)
+        t_txt = teacher.encode_text(tokenizer(CAPTIONS), normalize=True)
         t_logits = (teacher.scale() * t_img @ t_txt.T).tolist()
         s_logits = (out.logit_scale * out.image_embeds @ out.text_embeds.T).tolist()
 

@@ -88,7 +88,7 @@ class TableModel:
     def __init__(self, table):
         self.table = table
 
-    def encode_text(self, ids):
+    def encode_text(self, ids, normalize=False):  # the table's rows, as given
         return self.table[ids[:, 0]]
 
 

@@ -130,8 +130,8 @@ def test_the_old_four_pair_formula_fails_the_check():
         views = {
             "i1": out.image_embeds,
             "t1": out.text_embeds,
-            "i2": model.encode_image(batch.extras["image_view2"]),
-            "t2": model.encode_text(batch.extras["text_view2"]),
+            "i2": model.encode_image(batch.extras["image_view2"], normalize=True),
+            "t2": model.encode_text(batch.extras["text_view2"], normalize=True),
         }
         scale, labels = model.logit_scale.exp(), torch.arange(6)
 

@@ -183,7 +183,8 @@ def test_teacher_labels_do_not_follow_the_student():
     teacher = SimpleNamespace(
         to=lambda device: None,
         model=SimpleNamespace(
-            config=SimpleNamespace(preprocess=None), encode_image=lambda images: teacher_embeds
+            config=SimpleNamespace(preprocess=None),
+            encode_image=lambda images, normalize=False: teacher_embeds,
         ),
     )
     object.__setattr__(objective, "_teacher", teacher)

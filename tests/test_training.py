@@ -52,8 +52,8 @@ def test_run_writes_model_logs_and_plot(tmp_path):
 
     model, preprocess, tokenizer = clipforge.load(run_dir)
     image = preprocess(ShapesSource(1)[0].image).unsqueeze(0)
-    image_embeds = model.encode_image(image)
-    text_embeds = model.encode_text(tokenizer(["a red circle", "a blue square"]))
+    image_embeds = model.encode_image(image, normalize=True)
+    text_embeds = model.encode_text(tokenizer(["a red circle", "a blue square"]), normalize=True)
     assert image_embeds.shape == (1, 32) and text_embeds.shape == (2, 32)
     assert torch.allclose(image_embeds.norm(dim=-1), torch.ones(1), atol=1e-5)
     _, patches = model.encode_image(image, return_tokens=True)

@@ -155,7 +155,9 @@ def encode_images(
             encoded.skipped.extend((item.key, item.error) for item in items if item.error)
             if good:
                 images = torch.stack([item.image for item in good]).to(device)
-                chunks.append(F.normalize(model.encode_image(images).float(), dim=-1).cpu())
+                chunks.append(
+                    F.normalize(model.encode_image(images, normalize=True).float(), dim=-1).cpu()
+                )
                 encoded.keys.extend(item.key for item in good)
                 encoded.captions.extend(item.captions for item in good)
                 encoded.labels.extend(item.label for item in good)
@@ -177,5 +179,5 @@ def encode_texts(
             starts, desc=description, unit="batch", disable=not config.progress, leave=False
         ):
             ids = tokenizer(list(texts[start : start + config.batch_size])).to(device)
-            chunks.append(F.normalize(model.encode_text(ids).float(), dim=-1).cpu())
+            chunks.append(F.normalize(model.encode_text(ids, normalize=True).float(), dim=-1).cpu())
     return torch.cat(chunks) if chunks else torch.empty(0, model.config.embed_dim)

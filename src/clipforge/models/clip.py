@@ -45,17 +45,27 @@ class CLIP(nn.Module):
             self.logit_bias = None
 
     def encode_image(
-        self, images: torch.Tensor, return_tokens: bool = False, normalize: bool = True
+        self, images: torch.Tensor, *, normalize: bool = False, return_tokens: bool = False
     ):
-        """images [B, 3, H, W] → embeddings [B, D]; ``return_tokens`` adds patches [B, N, D]."""
+        """images [B, 3, H, W] → embeddings [B, D]; ``return_tokens`` adds patches [B, N, D].
+
+        ``normalize`` (keyword only, default False as in OpenCLIP and Hugging Face's
+        ``get_image_features``): True L2-normalises the pooled embedding (for cosine similarity),
+        False returns the raw projection. Patch tokens are never normalised.
+        """
         out = self.visual(images, return_tokens=return_tokens)
         if return_tokens:
             pooled, tokens = out
             return (F.normalize(pooled, dim=-1) if normalize else pooled), tokens
         return F.normalize(out, dim=-1) if normalize else out
 
-    def encode_text(self, text: torch.Tensor, return_tokens: bool = False, normalize: bool = True):
-        """token ids [B, T] → embeddings [B, D]; with ``return_tokens`` also tokens and mask."""
+    def encode_text(
+        self, text: torch.Tensor, *, normalize: bool = False, return_tokens: bool = False
+    ):
+        """token ids [B, T] → embeddings [B, D]; with ``return_tokens`` also tokens and mask.
+
+        ``normalize`` as in :meth:`encode_image` (default False, the raw projection).
+        """
         out = self.text(text, return_tokens=return_tokens)
         if return_tokens:
             pooled, tokens, mask = out
@@ -85,8 +95,12 @@ class CLIP(nn.Module):
         self, images: torch.Tensor, text: torch.Tensor, return_tokens: bool = False
     ) -> ModelOutput:
         if return_tokens:
-            image_features, image_tokens = self.encode_image(images, True, normalize=False)
-            text_features, text_tokens, mask = self.encode_text(text, True, normalize=False)
+            image_features, image_tokens = self.encode_image(
+                images, normalize=False, return_tokens=True
+            )
+            text_features, text_tokens, mask = self.encode_text(
+                text, normalize=False, return_tokens=True
+            )
         else:
             image_features = self.encode_image(images, normalize=False)
             text_features = self.encode_text(text, normalize=False)

@@ -108,7 +108,9 @@ class AlipLoss(Objective):
             present = torch.ones(len(batch.extras["alt_text"]), dtype=torch.bool)
         images = gather_global(outputs.image_embeds.float())
         raw = gather_global(outputs.text_embeds.float())
-        synthetic = gather_global(model.encode_text(batch.extras["alt_text"]).float())
+        synthetic = gather_global(
+            model.encode_text(batch.extras["alt_text"], normalize=True).float()
+        )
         present = gather_global(present.to(images.device).bool())
         w_sample, w_raw, w_cap = self.gate_weights(
             images.detach(), raw.detach(), synthetic.detach(), present

@@ -130,7 +130,8 @@ class DreamLipLoss(Objective):
         embeds = outputs.image_embeds.new_zeros(*mask.shape, outputs.image_embeds.shape[1]).float()
         if mask.any():
             embeds = embeds.masked_scatter(
-                mask[..., None], F.normalize(self._model.encode_text(ids[mask]).float(), dim=-1)
+                mask[..., None],
+                F.normalize(self._model.encode_text(ids[mask], normalize=True).float(), dim=-1),
             )
         if self.include_caption:
             caption = F.normalize(outputs.text_embeds.float(), dim=-1)[:, None]

@@ -132,9 +132,9 @@ class ImprovedClipLoss(Objective):
         """h(Ĩ), h(T̃): the views through the backbones and the second heads, normalised."""
         model = self._model
         with backbone_features(model.visual) as image_feats:
-            model.encode_image(batch.extras["image_view2"])
+            model.encode_image(batch.extras["image_view2"], normalize=True)
         with backbone_features(model.text) as text_feats:
-            model.encode_text(batch.extras["text_view2"])
+            model.encode_text(batch.extras["text_view2"], normalize=True)
         return (
             F.normalize(self.image_head(image_feats[-1].float()), dim=-1),
             F.normalize(self.text_head(text_feats[-1].float()), dim=-1),

@@ -187,7 +187,9 @@ class MultiLabelClusterLoss(Objective):
         images = adapt_images(
             batch.images, self._student_preprocess, teacher.model.config.preprocess
         )
-        return F.normalize(teacher.model.encode_image(images.to(device)).float(), dim=-1)
+        return F.normalize(
+            teacher.model.encode_image(images.to(device), normalize=True).float(), dim=-1
+        )
 
     @torch.no_grad()
     def remember(self, embeds: torch.Tensor, keys: torch.Tensor) -> None:

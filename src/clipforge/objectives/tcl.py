@@ -168,8 +168,8 @@ class TripleContrastiveLoss(Objective):
                 return None
             images = batch.images
         assert texts is not None  # None returned above unless momentum, whose texts = batch.text
-        image_global, patches = encoder.encode_image(images, return_tokens=True)
-        text_global, words, mask = encoder.encode_text(texts, return_tokens=True)
+        image_global, patches = encoder.encode_image(images, normalize=True, return_tokens=True)
+        text_global, words, mask = encoder.encode_text(texts, normalize=True, return_tokens=True)
         return (
             F.normalize(image_global.float(), dim=-1),
             F.normalize(text_global.float(), dim=-1),

@@ -86,13 +86,17 @@ class EmbeddingMapper:
         sparse = self.sparse_encoder
         tokens = sparse is not None
         if self.modality in ("image", "both"):
-            result = self.model.encode_image(images.to(self.device), return_tokens=tokens)
+            result = self.model.encode_image(
+                images.to(self.device), normalize=True, return_tokens=tokens
+            )
             embeds = result[0] if tokens else result
             out["image"] = embeds.float().cpu().numpy()
             if sparse is not None:
                 out["sparse_image"] = sparse.encode_image_sparse(result[1]).float().cpu().numpy()
         if self.modality in ("text", "both"):
-            result = self.model.encode_text(text.to(self.device), return_tokens=tokens)
+            result = self.model.encode_text(
+                text.to(self.device), normalize=True, return_tokens=tokens
+            )
             embeds = result[0] if tokens else result
             out["text"] = embeds.float().cpu().numpy()
             if sparse is not None:

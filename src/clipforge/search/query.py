@@ -89,7 +89,7 @@ class QueryEncoder:
         """Embeddings [B, D] of ``texts`` in one forward."""
         ids = self._token_ids(texts)
         with self._lock:
-            return self.model.encode_text(ids).float().numpy()
+            return self.model.encode_text(ids, normalize=True).float().numpy()
 
     @torch.no_grad()
     def text(self, text: str) -> np.ndarray:
@@ -99,7 +99,7 @@ class QueryEncoder:
     def image(self, image: Image.Image) -> np.ndarray:
         pixels = self.preprocess(to_rgb(image, self.preprocess.preprocess.background))[None]
         with self._lock:
-            return self.model.encode_image(pixels)[0].float().numpy()
+            return self.model.encode_image(pixels, normalize=True)[0].float().numpy()
 
     @torch.no_grad()
     def text_sparse(self, text: str) -> np.ndarray | None:
@@ -107,7 +107,7 @@ class QueryEncoder:
             return None
         ids = self._token_ids([text])
         with self._lock:
-            _, tokens, mask = self.model.encode_text(ids, return_tokens=True)
+            _, tokens, mask = self.model.encode_text(ids, normalize=True, return_tokens=True)
             return self.sparse_encoder.encode_text_sparse(tokens, mask)[0].float().numpy()
 
     @torch.no_grad()
@@ -116,5 +116,5 @@ class QueryEncoder:
             return None
         pixels = self.preprocess(to_rgb(image, self.preprocess.preprocess.background))[None]
         with self._lock:
-            _, tokens = self.model.encode_image(pixels, return_tokens=True)
+            _, tokens = self.model.encode_image(pixels, normalize=True, return_tokens=True)
             return self.sparse_encoder.encode_image_sparse(tokens)[0].float().numpy()
