@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"data"},  # sources → records → transforms → tokenizer → batches
     {"models"},  # configs, towers, CLIP, model directories
     {"interop"},  # Hugging Face CLIP directories ⇄ clipforge models
-    {"loading"},  # clipforge.load: dispatches between the two formats
+    {"loading", "factory"},  # clipforge.load; OpenCLIP's create_model_and_transforms on it
     {"objectives"},  # losses (a teacher objective loads a model)
     {"evaluation"},  # zero-shot / retrieval evaluators
     {"training"},  # trainer, checkpoints; runs evaluators during training

@@ -20,6 +20,9 @@ _EXPORTS = {
     "create_model": ".models",
     "Tokenizer": ".data.tokenizer",
     "load": ".loading",
+    "create_model_and_transforms": ".factory",
+    "get_tokenizer": ".factory",
+    "list_models": ".factory",
 }
 
 __all__ = [
@@ -29,12 +32,16 @@ __all__ = [
     "ModelOutput",
     "Tokenizer",
     "create_model",
+    "create_model_and_transforms",
+    "get_tokenizer",
+    "list_models",
     "load",
     "__version__",
 ]
 
 if TYPE_CHECKING:
     from .data.tokenizer import Tokenizer
+    from .factory import create_model_and_transforms, get_tokenizer, list_models
     from .loading import load
     from .models import CLIP, MODELS, ModelConfig, ModelOutput, create_model
 
