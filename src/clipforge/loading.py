@@ -23,8 +23,9 @@ __all__ = ["load", "load_model_dir", "resolve_model_dir"]
 def load_model_dir(
     directory: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[CLIP, Tokenizer | None]:
-    """Load a clipforge model directory or a Hugging Face CLIP directory (converted on load)."""
-    if model_io.is_hf_clip_dir(directory):
+    """Load a clipforge model directory or a Hugging Face CLIP / SigLIP directory (converted on
+    load; other Hugging Face model types are refused naming ``model_type``)."""
+    if model_io.is_hf_dir(directory):
         from .interop.hf import load_hf_dir
 
         return load_hf_dir(directory, device)
@@ -40,8 +41,9 @@ def load(
     """Return ``(model, preprocess, tokenizer)``, the model in eval mode.
 
     ``name_or_path`` is a run directory, checkpoint directory, ``.safetensors`` file, Hugging Face
-    CLIP directory, or a registered model name (then ``weights`` names the safetensors file and
-    ``tokenizer`` the directory of its tokenizer files; the weights' folder is tried otherwise).
+    CLIP or SigLIP directory, or a registered model name (then ``weights`` names the safetensors
+    file and ``tokenizer`` the directory of its tokenizer files; the weights' folder is tried
+    otherwise).
     """
     if isinstance(name_or_path, str) and name_or_path in MODELS and not Path(name_or_path).exists():
         model = create_model(name_or_path)

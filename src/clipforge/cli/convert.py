@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 DESCRIPTION = """Convert between clipforge model directories and Hugging Face transformers
-CLIPModel directories (save_pretrained format), weights checked to match. Needs the `hf` extra
-(pip install 'clipforge[hf]')."""
+CLIPModel directories (save_pretrained format), weights checked to match; --from-hf also reads
+SiglipModel directories. Needs the `hf` extra (pip install 'clipforge[hf]')."""
 EXAMPLES = """examples:
   clipforge convert --to-hf runs/demo --out hf_demo  # then CLIPModel.from_pretrained("hf_demo")
   clipforge convert --from-hf path/to/hf_clip --out runs/converted"""
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     direction.add_argument(
         "--from-hf",
         metavar="HF_DIR",
-        help="a transformers CLIPModel directory (save_pretrained) to import",
+        help="a transformers CLIPModel or SiglipModel directory (save_pretrained) to import",
     )
     direction.add_argument(
         "--to-hf",

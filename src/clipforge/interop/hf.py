@@ -1,4 +1,5 @@
-"""Hugging Face ``transformers`` CLIP interop: load, import and export ``CLIPModel`` directories.
+"""Hugging Face ``transformers`` CLIP interop: load, import and export ``CLIPModel`` directories
+(``SiglipModel`` directories load and import too: :mod:`.siglip`).
 
 - :func:`load_hf_dir` builds the equivalent clipforge :class:`CLIP` from a ``save_pretrained``
   directory (``clipforge.load(HF_DIR)`` and every ``--model HF_DIR`` come here);
@@ -43,6 +44,8 @@ from .hf_tokens import (
     swap_rows,
 )
 from .hf_weights import from_hf_state_dict, read_hf_weights, to_hf_state_dict
+from .siglip import MODEL_TYPE as SIGLIP
+from .siglip import load_siglip_dir
 
 TOKEN_EMBEDDING = "text.token_embedding.weight"
 
@@ -69,9 +72,19 @@ def load_hf_dir(
 
     Reads ``config.json``, the weights (safetensors or ``pytorch_model.bin``, sharded or not),
     ``preprocessor_config.json`` if present (else CLIP's defaults) and the tokenizer files
-    (``tokenizer.json``, or ``vocab.json`` + ``merges.txt``) if present.
+    (``tokenizer.json``, or ``vocab.json`` + ``merges.txt``) if present. ``SiglipModel``
+    directories (``model_type`` "siglip") go to :mod:`.siglip` (no tokenizer); other model types
+    are refused naming the field.
     """
     directory = Path(directory)
+    model_type = json.loads((directory / "config.json").read_text()).get("model_type", "clip")
+    if model_type == SIGLIP:
+        return load_siglip_dir(directory, device), None
+    if model_type != "clip":
+        raise ValueError(
+            f"{directory / 'config.json'}: model_type {model_type!r} is not supported; "
+            f"expected 'clip' (CLIPModel) or {SIGLIP!r} (SiglipModel)"
+        )
     transformers = require_transformers()
     hf_config = transformers.CLIPConfig.from_pretrained(str(directory))
     text = hf_config.text_config
@@ -106,7 +119,7 @@ def load_hf_dir(
 
 
 def convert_from_hf(hf_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
-    """Write the HF CLIP directory ``hf_dir`` as a clipforge model directory ``out_dir``."""
+    """Write the HF CLIP or SigLIP directory ``hf_dir`` as a clipforge model directory."""
     from ..models.io import save_model_dir
 
     out_dir = Path(out_dir)

@@ -52,6 +52,27 @@ def check_exportable(config: ModelConfig) -> None:
             f"model {config.name!r}: its text tower is a pretrained encoder "
             f"({config.text.pretrained}), not CLIP's causal Transformer"
         )
+    vision, text = config.vision, config.text
+    clip_values = {
+        "vision.pooling": (vision.pooling, "cls"),
+        "vision.patch_bias": (vision.patch_bias, False),
+        "vision.pre_norm": (vision.pre_norm, True),
+        "vision.projected": (vision.projected, True),
+        "text.causal": (text.causal, True),
+        "text.pool_at": (text.pool_at, "eot"),
+        "text.projection_bias": (text.projection_bias, False),
+    }
+    for field, (value, clip_value) in clip_values.items():
+        if value != clip_value:
+            raise ValueError(
+                f"model {config.name!r}: {field} {value!r} cannot be expressed in Hugging Face "
+                f"CLIPModel (it has {clip_value!r})"
+            )
+    if config.activation not in ACTIVATIONS:
+        raise ValueError(
+            f"model {config.name!r}: activation {config.activation!r} cannot be expressed in "
+            f"Hugging Face CLIPModel (expected one of {ACTIVATIONS})"
+        )
 
 
 def _ratio(intermediate: int, hidden: int, where: str) -> float:
@@ -192,14 +213,19 @@ def _rgb(values: Any, kind: type[Channel], name: str) -> tuple[Channel, Channel,
     return channels[0], channels[1], channels[2]
 
 
-def preprocess_from_hf(directory: Path, image_size: int, extra: dict[str, Any]) -> PreprocessConfig:
-    """``preprocessor_config.json`` (CLIPImageProcessor) → :class:`PreprocessConfig`.
+def preprocess_from_hf(
+    directory: Path,
+    image_size: int,
+    extra: dict[str, Any],
+    default: PreprocessConfig | None = None,
+) -> PreprocessConfig:
+    """``preprocessor_config.json`` (CLIP / SigLIP image processor) → :class:`PreprocessConfig`.
 
-    Without the file, CLIP's defaults (OpenAI mean/std, shortest-side resize + centre crop) at the
-    model's input size. A resize larger than the crop (e.g. 256 → 224) is approximated by
-    resizing straight to the crop size.
+    Without the file, ``default`` (else CLIP's: OpenAI mean/std, shortest-side resize + centre
+    crop) at the model's input size. A resize larger than the crop (e.g. 256 → 224) is
+    approximated by resizing straight to the crop size.
     """
-    preprocess = PreprocessConfig(image_size=image_size)
+    preprocess = default or PreprocessConfig(image_size=image_size)
     path = directory / PREPROCESSOR_FILE
     if path.is_file():
         data = json.loads(path.read_text())

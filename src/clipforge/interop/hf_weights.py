@@ -40,6 +40,33 @@ _PARAMS = ("weight", "bias")
 _QKV = ("q_proj", "k_proj", "v_proj")
 
 
+def encoder_pairs(ours: str, theirs: str, layers: int) -> list[tuple[str, str]]:
+    """(clipforge name, HF name) of a tower's blocks, fused QKV aside (CLIP and SigLIP alike)."""
+    pairs = []
+    for i in range(layers):
+        for block_name, hf_name in _BLOCK.items():
+            for p in _PARAMS:
+                pairs.append(
+                    (
+                        f"{ours}.transformer.blocks.{i}.{block_name}.{p}",
+                        f"{theirs}.encoder.layers.{i}.{hf_name}.{p}",
+                    )
+                )
+    return pairs
+
+
+def encoder_qkv_pairs(ours: str, theirs: str, layers: int) -> list[tuple[str, list[str]]]:
+    """(clipforge fused qkv name, [HF q, k, v names]) for a tower's blocks, weight and bias."""
+    return [
+        (
+            f"{ours}.transformer.blocks.{i}.attn.qkv.{p}",
+            [f"{theirs}.encoder.layers.{i}.self_attn.{n}.{p}" for n in _QKV],
+        )
+        for i in range(layers)
+        for p in _PARAMS
+    ]
+
+
 def _name_pairs(config: ModelConfig) -> list[tuple[str, str]]:
     """(clipforge name, HF name) for every tensor except the fused QKV ones."""
     pairs = [
@@ -57,16 +84,9 @@ def _name_pairs(config: ModelConfig) -> list[tuple[str, str]]:
         ("visual.ln_post", "vision_model.post_layernorm"),
         ("text.ln_final", "text_model.final_layer_norm"),
     ]
-    for ours, theirs, layers in _towers(config):
-        for i in range(layers):
-            for block_name, hf_name in _BLOCK.items():
-                norms.append(
-                    (
-                        f"{ours}.transformer.blocks.{i}.{block_name}",
-                        f"{theirs}.encoder.layers.{i}.{hf_name}",
-                    )
-                )
     pairs += [(f"{a}.{p}", f"{b}.{p}") for a, b in norms for p in _PARAMS]
+    for ours, theirs, layers in _towers(config):
+        pairs += encoder_pairs(ours, theirs, layers)
     return pairs
 
 
@@ -79,20 +99,10 @@ def _towers(config: ModelConfig) -> list[tuple[str, str, int]]:
 
 def _qkv_pairs(config: ModelConfig) -> list[tuple[str, list[str]]]:
     """(clipforge fused qkv name, [HF q, k, v names]) for every block, weight and bias."""
-    out = []
-    for ours, theirs, layers in _towers(config):
-        for i in range(layers):
-            for p in _PARAMS:
-                out.append(
-                    (
-                        f"{ours}.transformer.blocks.{i}.attn.qkv.{p}",
-                        [f"{theirs}.encoder.layers.{i}.self_attn.{n}.{p}" for n in _QKV],
-                    )
-                )
-    return out
+    return [pair for tower in _towers(config) for pair in encoder_qkv_pairs(*tower)]
 
 
-def _check_all_used(state: dict[str, torch.Tensor], used: set[str], what: str) -> None:
+def check_all_used(state: dict[str, torch.Tensor], used: set[str], what: str) -> None:
     left = sorted(k for k in state if k not in used and not k.endswith("position_ids"))
     if left:
         raise ValueError(f"{what}: tensors with no counterpart: {left[:8]}")
@@ -107,7 +117,7 @@ def to_hf_state_dict(
         for name, part in zip(names, state[fused].chunk(3, dim=0)):
             out[name] = part.contiguous()
     used = {ours for ours, _ in _name_pairs(config)} | {f for f, _ in _qkv_pairs(config)}
-    _check_all_used(state, used, f"model {config.name!r}")
+    check_all_used(state, used, f"model {config.name!r}")
     return out
 
 
@@ -123,7 +133,7 @@ def from_hf_state_dict(
     out = {ours: hf_state[hf] for ours, hf in pairs}
     for fused, names in qkv:
         out[fused] = torch.cat([hf_state[n] for n in names], dim=0)
-    _check_all_used(hf_state, set(needed), source)
+    check_all_used(hf_state, set(needed), source)
     return out
 
 

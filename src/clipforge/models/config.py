@@ -14,12 +14,14 @@ from typing import Any, Literal
 
 from ..data.preprocess import PreprocessConfig  # re-exported: models.config.PreprocessConfig
 
-Activation = Literal["gelu", "quick_gelu"]
+# "gelu_tanh": GELU's tanh approximation (SigLIP; HF's "gelu_pytorch_tanh")
+Activation = Literal["gelu", "quick_gelu", "gelu_tanh"]
 
 
 @dataclass
 class VisionConfig:
-    """ViT image tower."""
+    """ViT image tower. The defaults are CLIP's; SigLIP (Zhai et al., ICCV 2023) is
+    ``pooling="map", patch_bias=True, pre_norm=False, projected=False``."""
 
     image_size: int = 224  # input resolution (square)
     patch_size: int = 32  # non-overlapping square patches
@@ -28,6 +30,12 @@ class VisionConfig:
     heads: int = 12
     mlp_ratio: float = 4.0
     layer_norm_eps: float = 1e-5
+    # "cls": a class token, pooled at it; "map": no class token, a multihead-attention pooling
+    # head (one learnt probe query over the patch tokens, then LN + MLP; Zhai et al. 2022)
+    pooling: Literal["cls", "map"] = "cls"
+    patch_bias: bool = False  # a bias on the patchify convolution (SigLIP)
+    pre_norm: bool = True  # LayerNorm before the blocks (CLIP's ln_pre; SigLIP has none)
+    projected: bool = True  # False: the pooled feature is the embedding (needs width == embed_dim)
 
     @property
     def grid_size(self) -> int:
@@ -40,7 +48,11 @@ class VisionConfig:
 
 @dataclass
 class TextConfig:
-    """Causal Transformer text tower, pooled at the end-of-text token."""
+    """Transformer text tower; CLIP's defaults: causal, pooled at the end-of-text token.
+
+    SigLIP's is ``causal=False, pool_at="last", projection_bias=True`` (its captions are always
+    padded to the full context, so the last position is a fixed pad token that sees the caption).
+    """
 
     context_length: int = 77
     vocab_size: int = 49408
@@ -56,6 +68,9 @@ class TextConfig:
     pretrained: str | None = None
     pretrained_config: dict | None = None  # its config.json, kept so a run dir rebuilds alone
     pooling: str = "mean"  # pretrained encoders: "mean" over tokens or "cls"
+    causal: bool = True  # own tower: causal attention mask (False: every token sees all tokens)
+    pool_at: Literal["eot", "last"] = "eot"  # own tower: first end-of-text token or last position
+    projection_bias: bool = False  # a bias on the linear projection (SigLIP's text head)
 
 
 @dataclass

@@ -77,6 +77,16 @@ def is_hf_clip_dir(path: str | Path) -> bool:
     return config.get("model_type") == "clip" or "CLIPModel" in config.get("architectures", [])
 
 
+def is_hf_dir(path: str | Path) -> bool:
+    """A Hugging Face ``save_pretrained`` directory of any model type (CLIP, SigLIP, …): its
+    ``config.json`` names a ``model_type`` or ``architectures`` and is not clipforge's."""
+    config_path = Path(path) / CONFIG_FILE
+    if not config_path.is_file():
+        return False
+    config = json.loads(config_path.read_text())
+    return config.get("format") != FORMAT and ("model_type" in config or "architectures" in config)
+
+
 def resolve_model_dir(path: str | Path) -> Path:
     """A run directory's final model, else its latest complete checkpoint, else ``path`` itself."""
     path = Path(path)

@@ -27,7 +27,9 @@ def make_activation(name: Activation) -> nn.Module:
         return nn.GELU()
     if name == "quick_gelu":
         return QuickGELU()
-    raise ValueError(f"unknown activation {name!r}; expected 'gelu' or 'quick_gelu'")
+    if name == "gelu_tanh":  # 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))), SigLIP's
+        return nn.GELU(approximate="tanh")
+    raise ValueError(f"unknown activation {name!r}; expected 'gelu', 'quick_gelu' or 'gelu_tanh'")
 
 
 class SelfAttention(nn.Module):
