@@ -92,7 +92,12 @@ def test_pretrained_with_a_registered_name(tmp_path):
     assert fresh.config.name == "tiny" and not fresh.training
 
 
-def test_pretrained_of_another_architecture_is_refused(model_dir):
+def test_pretrained_of_another_architecture_is_refused(model_dir, tmp_path):
+    config = small_config(300)
+    config.name = "tiny"  # a run of the "tiny" size with its own sizes overridden: accepted
+    save_model_dir(tmp_path / "run", create_model(config), None)
+    model, _, _ = clipforge.create_model_and_transforms("tiny", pretrained=tmp_path / "run")
+    assert model.config == config
     with pytest.raises(ValueError) as error:
         clipforge.create_model_and_transforms("ViT-B-32", pretrained=model_dir)
     message = str(error.value)

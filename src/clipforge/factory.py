@@ -12,9 +12,9 @@ differs, because clipforge models carry their own config and tokenizer:
 
 - ``pretrained`` is a location, never a tag such as ``"laion2b_s34b_b79k"`` (no downloads): any
   path :func:`clipforge.load` reads. The architecture then comes from the weights' own config;
-  ``model_name`` is checked against it when it is a registered name (OpenCLIP fails the same way,
-  at ``load_state_dict``). A bare weights file (no ``config.json`` beside it) is read with
-  ``model_name``'s config.
+  ``model_name``, when a registered name, must be the config's name or have its tensor shapes
+  (OpenCLIP fails the same way, at ``load_state_dict``). A bare weights file (no
+  ``config.json`` beside it) is read with ``model_name``'s config.
 - ``model_name`` may itself be such a location (as OpenCLIP's ``"hf-hub:org/name"``).
 - :func:`get_tokenizer` needs the model's directory: registered names ship no vocabulary (a
   clipforge run trains its own BPE, stored with the weights).
@@ -66,7 +66,10 @@ def _is_weights_file(path: Path) -> bool:
 
 
 def _check_architecture(model: CLIP, name: str, source: str) -> None:
-    """Raise if ``model``'s tensors do not have the shapes of the registered ``name``."""
+    """Raise if ``model`` is not the registered ``name``: a clipforge run of that name (whose
+    config may override its vocabulary or context) or tensors of exactly its shapes."""
+    if model.config.name == name:
+        return
     with torch.device("meta"):
         reference = CLIP(model_config(name))
     expected = {key: tuple(value.shape) for key, value in reference.state_dict().items()}
