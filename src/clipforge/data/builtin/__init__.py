@@ -11,7 +11,8 @@ clipforge end to end without downloading anything:
   (:mod:`.openclipart`).
 
 Adding one is a module with a :class:`~clipforge.data.sources.base.MapSource` whose constructor
-takes ``split`` (or a ``from_options(SourceOptions)`` class method), plus one line in :data:`BUILTIN_SETS`.
+takes ``split`` (or a ``from_options(SourceOptions)`` class method), plus one line in
+:data:`BUILTIN_SETS`.
 """
 
 from __future__ import annotations

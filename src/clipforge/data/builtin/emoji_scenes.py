@@ -12,7 +12,7 @@ apple"). ``metadata`` carries the regions, aligned lists with one entry per obje
                                             the tight box of the emoji's alpha > 0
     region_captions  ["the red apple at the left", "a cat at the top right", …]
     names            ["red apple", "cat"]   CLDR names (skin tones dropped, "flag: X" → "flag of X")
-    positions        ["left", "top right"]  the 3 × 3 cell of the box centre ("centre" in the middle)
+    positions        ["left", "top right"]  the 3 × 3 cell of the box centre ("centre" if middle)
     emoji, emoji_keys                       the characters and their Noto keys
     background       "plain" | "gradient" | "noise";  image_size;  split
 
