@@ -145,7 +145,8 @@ def grounding(
     )
     device = _device_of(model)
     hits = {"pointing": 0, "center": 0, "iou50": 0}
-    iou_sum, regions, images, skipped = 0.0, 0, 0, []
+    iou_sum, regions, images = 0.0, 0, 0
+    skipped: list[tuple[str, str | None]] = []
     bar = tqdm(total=count, desc="scenes", unit="img", disable=not config.encode.progress)
     with inference_mode(model, config.encode.autocast_dtype):
         for scenes in loader:
@@ -160,7 +161,7 @@ def grounding(
             maps = score_maps(tokens[owner], model.encode_text(texts)).cpu()  # [R, g, g]
             truths = [(s, box) for s in good for box in s.boxes]
             for grid_map, (scene, truth) in zip(maps, truths):
-                frame = InputFrame.of(*scene.size, preprocess.preprocess)
+                frame = InputFrame.of(scene.size[0], scene.size[1], preprocess.preprocess)
                 found = ground(grid_map, frame, config.threshold)
                 iou = box_iou(found.box, truth)
                 hits["pointing"] += contains(truth, found.peak)

@@ -124,9 +124,9 @@ def sprite_pool(split: str) -> list[Sprite]:
         record = source[index]
         base = record.metadata["base"]
         plain = record.metadata["name"] == base
-        if base not in chosen or plain:
+        if (base not in chosen or plain) and isinstance(record.image, bytes):
             chosen[base] = Sprite(
-                record.key, record.metadata["emoji"], caption_name(base), bytes(record.image)
+                record.key, record.metadata["emoji"], caption_name(base), record.image
             )
     return list(chosen.values())
 
