@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 
@@ -15,7 +17,11 @@ from clipforge.data.builtin.emoji_scenes import (
     scene_caption,
 )
 from clipforge.data.builtin.scene_backgrounds import draw_background
+from clipforge.data.extras import ExtraInput
+from clipforge.data.loader import LoaderConfig, SampleMaker
+from clipforge.data.preprocess import PreprocessConfig
 from clipforge.data.sources import open_source
+from clipforge.data.transforms import ImageTransform
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +108,26 @@ def test_val_scenes_use_only_held_out_emoji(small):
     val_keys = set(EmojiSource("val")._keys)
     used = {key for i in range(len(small)) for key in small[i].metadata["emoji_keys"]}
     assert used and used <= val_keys
+
+
+class RegionBoxes(ExtraInput):
+    """What a region objective (issue 16) will ask for: each record's boxes and captions."""
+
+    name = "region_boxes"
+
+    def make(self, view):
+        return view.metadata["boxes"], view.metadata["region_captions"]
+
+    def collate(self, values, captions, tokenizer):
+        return {self.name: [boxes for boxes, _ in values]}
+
+
+def test_an_extra_input_reads_the_regions_of_a_scene(small):
+    maker = SampleMaker(
+        ImageTransform(PreprocessConfig(image_size=32)), LoaderConfig(extra_inputs=(RegionBoxes(),))
+    )
+    record = small[2]
+    sample = maker(record, random.Random(0))
+    assert sample.error is None and sample.image.shape == (3, 32, 32)
+    boxes, captions = sample.extras["region_boxes"]
+    assert boxes == record.metadata["boxes"] and captions == record.metadata["region_captions"]
