@@ -22,9 +22,11 @@ A region objective or detector reads ``boxes`` + ``region_captions`` (scaled by 
 **Determinism.** Scene ``i`` of a split is drawn from ``numpy.random.default_rng([seed, split,
 i])`` alone, so it is the same bytes on every machine and in any order or worker.
 
-**Built lazily, per index.** Rendering a scene takes ~1–2 ms (one background, ≤ 4 small pastes),
-less than decoding a JPEG of the same size, so nothing is cached on disk: there is no cache to
-invalidate when the generator changes, any ``seed`` works at once, and random access is free.
+**Built lazily, per index.** Rendering a 224² scene costs ~4.4 ms of CPU (measured over 200
+scenes; decoding a 224² JPEG costs 0.6 ms), small beside a training step and spread over the
+loader's workers, so nothing is cached on disk: there is no cache to invalidate when the
+generator changes, any ``seed`` works at once, random access is free, and nothing is written
+under the user's cache directory. Opening the source (reading the emoji asset) takes ~0.3 s.
 
 **Split.** By emoji, from :mod:`.emoji`'s split: ``val`` scenes use only the held-out emoji (of
 1,872 distinct emoji names ~15 % are in ``val``), so a model trained on ``train`` scenes is tested
