@@ -141,7 +141,7 @@ def test_stub_map_peaks_on_the_named_object():
         PatchStub(), stub_preprocess(), stub_tokenizer, source, GroundingConfig(encode=QUIET)
     )
     metrics = result["metrics"]
-    assert metrics["pointing_game"] == 1.0
+    assert metrics["pointing_game"] == metrics["pointing_game_any_object"] == 1.0
     assert metrics["box_iou50"] == 1.0 and metrics["box_mean_iou"] == pytest.approx(1.0)
     # the centre pixel (16, 16) lies in: the blue box of scene 1 and the red box of scene 2
     assert metrics["pointing_game_center_baseline"] == pytest.approx(2 / 6)
@@ -160,6 +160,7 @@ def test_stub_swapped_captions_miss_and_bad_records_are_skipped():
         PatchStub(), stub_preprocess(), swapped, source, GroundingConfig(encode=QUIET, limit=3)
     )
     assert result["metrics"]["pointing_game"] == 0.0 and result["metrics"]["box_iou50"] == 0.0
+    assert result["metrics"]["pointing_game_any_object"] == 1.0  # it found the other square
     assert result["num_samples"] == 2 and [s["key"] for s in result["skipped"]] == ["s1"]
 
 

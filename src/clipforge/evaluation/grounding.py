@@ -10,6 +10,8 @@ regions:
 * ``pointing_game_center_baseline`` — the image centre lies inside the true box: what a map that
   always points at the centre scores, the number a model must beat
 * ``box_iou50`` — the predicted box has IoU ≥ 0.5 with the true box; ``box_mean_iou`` its mean
+* ``pointing_game_any_object`` — the peak lies inside the box of *any* object of the scene: far
+  above ``pointing_game``, the map finds objects but not the one the caption names
 """
 
 from __future__ import annotations
@@ -131,7 +133,8 @@ def grounding(
     """Pointing game and box IoU over every region of ``source``; returns::
 
     {"task": "grounding", "metrics": {"pointing_game", "pointing_game_center_baseline",
-     "box_iou50", "box_mean_iou"}, "num_samples", "num_regions", "threshold", "skipped"}
+     "box_iou50", "box_mean_iou", "pointing_game_any_object"}, "num_samples", "num_regions",
+     "threshold", "skipped"}
     """
     config = config or GroundingConfig()
     if not isinstance(source, MapSource):
@@ -144,7 +147,7 @@ def grounding(
         collate_fn=list,
     )
     device = _device_of(model)
-    hits = {"pointing": 0, "center": 0, "iou50": 0}
+    hits = {"pointing": 0, "center": 0, "iou50": 0, "any": 0}
     iou_sum, regions, images = 0.0, 0, 0
     skipped: list[tuple[str, str | None]] = []
     bar = tqdm(total=count, desc="scenes", unit="img", disable=not config.encode.progress)
@@ -167,6 +170,7 @@ def grounding(
                 hits["pointing"] += contains(truth, found.peak)
                 hits["center"] += contains(truth, (scene.size[0] // 2, scene.size[1] // 2))
                 hits["iou50"] += iou >= 0.5
+                hits["any"] += any(contains(box, found.peak) for box in scene.boxes)
                 iou_sum += iou
             regions += len(truths)
             images += len(good)
@@ -180,6 +184,7 @@ def grounding(
             "pointing_game_center_baseline": hits["center"] / regions,
             "box_iou50": hits["iou50"] / regions,
             "box_mean_iou": iou_sum / regions,
+            "pointing_game_any_object": hits["any"] / regions,
         },
         "num_samples": images,
         "num_regions": regions,
