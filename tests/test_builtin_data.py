@@ -166,11 +166,13 @@ def test_open_source_builtin_specs():
     assert time.perf_counter() - started < 2.0
     assert isinstance(val, EmojiSource) and val.split == "val" and len(val) == 564
     assert len(open_source("builtin:emoji")) == 3655 - 564
-    with pytest.raises(ValueError, match="builtin:emoji, builtin:openclipart"):
+    with pytest.raises(
+        ValueError, match="builtin:emoji, builtin:emoji-scenes, builtin:openclipart"
+    ):
         open_source("builtin:nope")
     with pytest.raises(ValueError, match="unknown split 'test'.*train, val, all"):
         open_source("builtin:emoji?split=test")
-    assert BUILTIN_SETS.names() == ["emoji", "openclipart"]
+    assert BUILTIN_SETS.names() == ["emoji", "emoji-scenes", "openclipart"]
 
 
 def test_shipped_asset_stays_small():
@@ -308,7 +310,7 @@ def test_data_prepare_errors_and_shipped_sets(tmp_path, capsys):
     assert main(["data", "prepare", "emoji"]) == 0
     assert "ships with clipforge" in capsys.readouterr().out
     assert main(["data", "prepare", "emojj"]) == 2
-    assert "emoji, openclipart" in capsys.readouterr().err
+    assert "emoji, emoji-scenes, openclipart" in capsys.readouterr().err
 
 
 def test_openclipart_listing_split_and_records(tmp_path, monkeypatch):

@@ -10,11 +10,13 @@ AUTOCAST = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 ENCODE = "clipforge.evaluation.embedding:EncodeConfig"
 DESCRIPTION = """Evaluate a model. zeroshot: classify images by their class names through prompt
 templates (acc1, acc5, mean per-class recall). retrieval: image→text and text→image recall@k.
+grounding: pointing game and box IoU of patch-text maps on region captions.
 Metric names follow CLIP_benchmark; --json writes them with the model and data used."""
 EXAMPLES = """examples:
   clipforge eval zeroshot  --model runs/demo --data "builtin:emoji?split=val"
   clipforge eval zeroshot  --model runs/demo --data path/to/class_folders --templates prompts.txt
-  clipforge eval retrieval --model runs/demo --data "builtin:emoji?split=val" --json ret.json"""
+  clipforge eval retrieval --model runs/demo --data "builtin:emoji?split=val" --json ret.json
+  clipforge eval grounding --model runs/demo --data "builtin:emoji-scenes?split=val\""""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a model (YAML config, flags, key=value overrides)"),
     "bench": ("bench", "measure training speed: clipforge bench train --json"),
     "eval": ("eval", "evaluate a model: zero-shot classification or image-text retrieval"),
+    "explain": ("explain", "show where a model finds a text in an image: score map + box"),
     "convert": ("convert", "convert between clipforge and Hugging Face CLIP directories"),
     "data": ("data", "data-set chores: clipforge data prepare openclipart"),
 }

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -41,6 +41,9 @@ class SampleView:
     image: Image.Image  # decoded RGB, before the transform
     transform: ImageTransform
     rng: random.Random  # this sample's seeded RNG: draws here repeat after a resume
+    # the record's metadata, e.g. builtin:emoji-scenes' "boxes" + "region_captions" (in pixels of
+    # ``image``; a region input must follow the transform's crop itself)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class ExtraInput:

@@ -90,7 +90,7 @@ class SampleMaker:
             record.key, self.transform(image, rng), caption, record.metadata.get("label")
         )
         if self.extras:
-            view = SampleView(captions, caption, image, self.transform, rng)
+            view = SampleView(captions, caption, image, self.transform, rng, record.metadata)
             sample.extras = {extra.name: extra.make(view) for extra in self.extras}
         return sample
 

@@ -1,4 +1,4 @@
-"""Evaluation: zero-shot classification and image-text retrieval, chosen by name.
+"""Evaluation: zero-shot classification, image-text retrieval and grounding, chosen by name.
 
 ``clipforge eval NAME`` runs one through :func:`run_evaluation` (its flags come from the
 registry entry); the trainer calls :func:`evaluate` for both at once on its validation source,
@@ -9,6 +9,7 @@ is one file plus one line in :data:`EVALUATORS` (``docs/extending.md``).
 from __future__ import annotations
 
 from ..registry import Registry
+from . import grounding as grounding_task
 from . import retrieval as retrieval_task
 from . import zeroshot as zeroshot_task
 from .embedding import EncodeConfig, EncodedImages, encode_images, encode_texts
@@ -38,6 +39,15 @@ EVALUATORS: Registry[Evaluator] = Registry(
             "image-to-text and text-to-image recall@k",
             add_arguments=retrieval_task.add_arguments,
             config_from_args=retrieval_task.config_from_args,
+        ),
+        "grounding": Evaluator(
+            grounding_task.grounding,
+            grounding_task.GroundingConfig,
+            grounding_task.open_grounding_data,
+            "phrase grounding from patch-text maps: pointing game and box IoU",
+            "data with region boxes and captions, e.g. builtin:emoji-scenes?split=val",
+            grounding_task.add_arguments,
+            grounding_task.config_from_args,
         ),
     },
 )

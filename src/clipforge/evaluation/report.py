@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-RATE_PREFIXES = ("acc", "mean_per_class_recall", "image_retrieval_recall", "text_retrieval_recall")
+RATE_PREFIXES = (
+    "acc",
+    "mean_per_class_recall",
+    "image_retrieval_recall",
+    "text_retrieval_recall",
+    "pointing_game",
+    "box_iou50",
+)
 SKIPPED_SHOWN = 5
 
 
@@ -22,6 +29,7 @@ def format_result(result: dict[str, Any]) -> str:
     counts = [f"{result.get('num_samples', 0)} images"]
     for key, label in (
         ("num_texts", "texts"),
+        ("num_regions", "regions"),
         ("num_classes", "classes"),
         ("num_templates", "templates"),
     ):

@@ -13,4 +13,6 @@ def open_builtin(location: str, options: SourceOptions) -> MapSource:
     if name not in BUILTIN_SETS:
         known = ", ".join(f"builtin:{known}" for known in BUILTIN_SETS.names())
         raise ValueError(f"unknown built-in data set {f'builtin:{location}'!r}; known: {known}")
-    return BUILTIN_SETS.get(name)(split=options.split)
+    factory = BUILTIN_SETS.get(name)
+    from_options = getattr(factory, "from_options", None)  # a set that reads more than split
+    return from_options(options) if from_options else factory(split=options.split)
