@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="only index files already there; never run apt-get",
     )
+    prepare.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: a bar on stderr)"
+    )
     prepare.set_defaults(_data_run=run_prepare)
 
 
@@ -52,7 +55,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     if prepare is None:
         print(f"builtin:{args.name} ships with clipforge; nothing to prepare")
         return 0
-    options = {"install": not args.no_install}
+    options = {"install": not args.no_install, "progress": not args.no_progress}
     if args.root:
         options["root"] = args.root
     print(prepare(**options))
