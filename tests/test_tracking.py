@@ -115,16 +115,21 @@ def test_train_log_ends_with_the_error_that_stopped_the_run(tmp_path, monkeypatc
     assert any("step 2/6" in line for line in lines)
 
 
-def test_a_resumed_run_appends_to_its_log_and_keeps_csv_equal_to_jsonl(tmp_path):
+def test_a_resumed_run_continues_its_log_csv_and_wandb_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
     out = tmp_path / "run"
-    train(tiny_config(out, steps=4, save_every=2, report_to="csv"), ShapesSource(48), None)
-    config = tiny_config(out, steps=6, resume=True, report_to="csv")
-    train(config, ShapesSource(48), None)
+    first = tiny_config(out, steps=4, save_every=2, report_to="csv,wandb")
+    train(first, ShapesSource(48), None)
+    train(tiny_config(out, steps=6, resume=True, report_to="csv,wandb"), ShapesSource(48), None)
     with (out / "metrics.csv").open(newline="") as handle:
         steps = [int(row["step"]) for row in csv.DictReader(handle)]
     assert steps == [row["step"] for row in jsonl(out / "metrics.jsonl")] == [2, 4, 6]
     text = (out / "train.log").read_text()
     assert text.count("plan: ") == 2 and "step 6/6" in text
+    runs = sorted((out / "wandb").glob("offline-run-*"), key=lambda p: p.name.split("-")[-2])
+    assert len(runs) == 2 and len({run.name.rsplit("-", 1)[1] for run in runs}) == 1  # one id
+    resumed = history(next(runs[1].glob("run-*.wandb")))
+    assert [row["_step"] for row in resumed] == [6]
 
 
 def test_report_to_parses_a_comma_list_and_names_the_known_on_a_typo():

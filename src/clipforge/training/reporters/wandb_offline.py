@@ -21,17 +21,27 @@ class WandbReporter:
     def __init__(self, out: Path, resume_step: int | None = None):
         self.wandb = require("wandb", "track", "--report-to wandb")
         self.out = Path(out)
+        self.resume_step = resume_step
         self.run: Any = None
 
     def start(self, config: dict[str, Any]) -> None:
+        run_id = self.previous_run_id() if self.resume_step is not None else None
         self.run = self.wandb.init(
             project=os.environ.get("WANDB_PROJECT", "clipforge"),
             name=self.out.name,
             dir=str(self.out),
             config=config,
             mode=os.environ.get("WANDB_MODE", "offline"),
+            id=run_id,
+            resume="allow" if run_id else None,
             settings=self.wandb.Settings(console="off", silent=True),
         )
+
+    def previous_run_id(self) -> str | None:
+        """The id of this run directory's last W&B run (``…/offline-run-DATE-ID``), which a
+        resumed run continues, so ``wandb sync`` shows one run rather than one per restart."""
+        earlier = sorted((self.out / "wandb").glob("*run-*-*"), key=lambda p: p.name.split("-")[-2])
+        return earlier[-1].name.rsplit("-", 1)[1] if earlier else None
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         numbers = {k: v for k, v in scalars(metrics).items() if k != "step"}
