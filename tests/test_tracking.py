@@ -98,7 +98,9 @@ def test_train_log_holds_what_the_console_showed(tracked_run):
     assert "held-out evaluation" in text and "next steps:" in text  # the end-of-run table
 
 
-def test_train_log_ends_with_the_error_that_stopped_the_run(tmp_path, monkeypatch):
+def test_train_log_ends_with_the_error_and_tensorboard_keeps_what_came_before(
+    tmp_path, monkeypatch
+):
     real_step, calls = trainer.optimizer_step, []
 
     def failing_step(*args, **kwargs):
@@ -109,10 +111,15 @@ def test_train_log_ends_with_the_error_that_stopped_the_run(tmp_path, monkeypatc
 
     monkeypatch.setattr(trainer, "optimizer_step", failing_step)
     with pytest.raises(RuntimeError):
-        train(tiny_config(tmp_path / "run", report_to="csv"), ShapesSource(48), None)
+        train(tiny_config(tmp_path / "run", report_to="tensorboard"), ShapesSource(48), None)
     lines = (tmp_path / "run" / "train.log").read_text().splitlines()
     assert lines[-1].endswith("error: RuntimeError: the disk went away")
     assert any("step 2/6" in line for line in lines)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()  # what was logged before the crash is on disk
+    assert [event.step for event in events.Scalars("train/loss")] == [2]
 
 
 def test_a_resumed_run_continues_its_log_csv_and_wandb_run(tmp_path, monkeypatch):

@@ -39,6 +39,7 @@ class TensorBoardReporter:
                 continue
             tag = key if key.startswith(EVAL_PREFIX) else f"train/{key}"
             self.writer.add_scalar(tag, value, global_step=step)
+        self.writer.flush()  # on disk at every logged step: a crashed run keeps its curves
 
     def finish(self, summary: dict[str, Any]) -> None:
         self.writer.flush()
