@@ -139,7 +139,9 @@ def test_a_resumed_run_continues_its_log_csv_and_wandb_run(tmp_path, monkeypatch
     assert [row["_step"] for row in resumed] == [6]
 
 
-def test_report_to_parses_a_comma_list_and_names_the_known_on_a_typo():
+def test_report_to_parses_a_comma_list_and_names_the_known_on_a_typo(capsys):
+    assert main(["list", "reporters"]) == 0
+    assert capsys.readouterr().out.strip() == "reporters: csv, tensorboard, wandb"
     assert parse_report_to("tensorboard, CSV,tensorboard") == ["tensorboard", "csv"]
     assert parse_report_to(["wandb"]) == ["wandb"] and parse_report_to("none") == []
     assert REPORTERS.names() == ["csv", "tensorboard", "wandb"]
