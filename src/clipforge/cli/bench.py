@@ -20,7 +20,6 @@ KEY=VALUE overrides come right after "train". Progress goes to stderr, the resul
 def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.epilog = EPILOG
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "what",
         choices=["train"],

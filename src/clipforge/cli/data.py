@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import argparse
 
+EXAMPLES = """examples:
+  sudo clipforge data prepare openclipart        # apt-get openclipart-png, then index it
+  clipforge data prepare openclipart --no-install --root /usr/share/openclipart/png"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="data_verb", required=True, metavar="SUB-VERB")
@@ -21,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="install and index a built-in data set that is not shipped",
         description="Install and index a built-in data set, e.g. "
         "`clipforge data prepare openclipart` (needs root for apt-get).",
+        epilog=EXAMPLES,
+        formatter_class=parser.formatter_class,
     )
     prepare.add_argument("name", help="built-in data set, e.g. openclipart")
     prepare.add_argument(
@@ -30,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-install",
         action="store_true",
         help="only index files already there; never run apt-get",
+    )
+    prepare.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: a bar on stderr)"
     )
     prepare.set_defaults(_data_run=run_prepare)
 
@@ -46,7 +55,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     if prepare is None:
         print(f"builtin:{args.name} ships with clipforge; nothing to prepare")
         return 0
-    options = {"install": not args.no_install}
+    options = {"install": not args.no_install, "progress": not args.no_progress}
     if args.root:
         options["root"] = args.root
     print(prepare(**options))

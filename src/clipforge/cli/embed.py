@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: export them, for the search page)",
     )
     shows_default(parser.add_argument("--device", help="cpu, cuda, cuda:1 …"), f"{CONFIG}.device")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: a bar on stderr)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
         ),
     )
-    result = embed(config)
+    result = embed(config, progress=not args.no_progress)
     print(
         f"{result.count} vectors in {len(result.computed_shards) + len(result.reused_shards)} "
         f"shards ({len(result.computed_shards)} computed, {len(result.reused_shards)} kept), "

@@ -87,6 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: the thumbnails `embed` wrote, else the images' deepest common "
         "folder; never / or the home folder)",
     )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: a bar on stderr)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             args.embeddings,
             args.out,
             index=index,
+            progress=not args.no_progress,
             **given(modality=args.modality, image_root=args.image_root),
         )
     )

@@ -36,8 +36,17 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the hand-written examples of each verb's epilog as laid out."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the hand-written examples of each verb's epilog as laid out, and appends
+    ``(default: X)`` to a flag's help unless it already says its default. A flag left at
+    ``None`` (its default is the config dataclass's, written into the help by hand) or a
+    switch (``store_true``) gets nothing appended: "(default: None)" would say nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS, []):
+            return text
+        return super()._get_help_string(action)
 
 
 def build_parser(verbs_to_build: Collection[str] | None = None) -> argparse.ArgumentParser:

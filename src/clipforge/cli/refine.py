@@ -35,7 +35,6 @@ FIELDS = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.epilog = EPILOG
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--model", required=True, help="run or model directory to refine")
     parser.add_argument("--data", required=True, help="training data spec (image-text pairs)")
     parser.add_argument("--out", required=True, help="run directory for the refined model")

@@ -25,6 +25,7 @@ FLAG_PATHS = {
     "eval_every": "run.eval_every",
     "precision": "run.precision",
     "accumulation": "optim.accumulation",
+    "report_to": "run.report_to",
 }
 LENGTH_FLAGS = {"epochs": "run.epochs", "steps": "run.steps", "time_budget": "run.time_budget"}
 
@@ -39,7 +40,9 @@ EXAMPLES = """examples:
       --epochs 3 --out runs/mine
   clipforge train --config configs/filip.yaml optim.lr=3e-4 --out runs/filip
   clipforge train --out runs/mine --resume                   # continue from the latest checkpoint
-  clipforge train --out runs/mine --resume --steps 2000      # ... and extend it to 2000 steps"""
+  clipforge train --out runs/mine --resume --steps 2000      # ... and extend it to 2000 steps
+  clipforge train --steps 200 --report-to tensorboard,csv --out runs/tracked
+                                                    # then: tensorboard --logdir runs/tracked"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,6 +118,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="periodic log lines instead of a progress bar"
+    )
+    parser.add_argument(
+        "--report-to",
+        metavar="LIST",
+        help="experiment trackers, comma-separated: tensorboard, wandb (offline unless "
+        "$WANDB_MODE says otherwise), csv; metrics.jsonl and train.log are always written "
+        "(default: none)",
     )
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config and exit"

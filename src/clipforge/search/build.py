@@ -50,6 +50,7 @@ class BuildConfig:
     modality: str = "image"  # which vectors to index: "image" | "text"
     index: IndexConfig = field(default_factory=IndexConfig)
     image_root: Path | None = None  # override the folder images are served from
+    progress: bool = True  # a bar on stderr while vectors are added (--no-progress: off)
 
 
 def rss_bytes() -> int:
@@ -121,7 +122,7 @@ def build_index_dir(config: BuildConfig) -> dict:
             np.asarray(pool[picked]),
             f"{len(picked)} sampled {other} embeddings (not in the index)",
         )
-    index, dense_info = build_dense_index(vectors, config.index, queries)
+    index, dense_info = build_dense_index(vectors, config.index, queries, config.progress)
     out.mkdir(parents=True, exist_ok=True)
     index_file = out / f"{config.modality}.index"
     atomic_write(index_file, lambda tmp: faiss.write_index(index, str(tmp)))

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..common.vectors import l2_normalize as normalized
 from .deps import require
@@ -177,11 +178,17 @@ def set_search_params(index, params: dict) -> None:
         space.set_index_parameter(index, name, value)
 
 
-def build_dense_index(vectors: np.ndarray, config: IndexConfig, queries: np.ndarray | None = None):
+def build_dense_index(
+    vectors: np.ndarray,
+    config: IndexConfig,
+    queries: np.ndarray | None = None,
+    progress: bool = False,
+):
     """Build, train, fill and tune an index over ``vectors`` [N, D] → ``(index, DenseIndexInfo)``.
 
     ``queries`` [Q, D] measure recall; without them ``recall_queries`` indexed vectors are
-    sampled (each then finds itself, so recall reads slightly high).
+    sampled (each then finds itself, so recall reads slightly high). ``progress``: a tqdm bar
+    on stderr over the vectors added (``clipforge index``; off with ``--no-progress``).
     """
     require("faiss")  # fail with the install hint before any work
     vectors = normalized(vectors)
@@ -198,8 +205,10 @@ def build_dense_index(vectors: np.ndarray, config: IndexConfig, queries: np.ndar
         index.train(sample)
     info.train_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    for start in range(0, count, 65_536):
-        index.add(vectors[start : start + 65_536])
+    with tqdm(total=count, desc=f"index {key}", unit="vec", disable=not progress) as bar:
+        for start in range(0, count, 65_536):
+            index.add(vectors[start : start + 65_536])
+            bar.update(len(vectors[start : start + 65_536]))
     info.add_seconds = time.perf_counter() - started
     started = time.perf_counter()
     if queries is None:

@@ -96,6 +96,11 @@ def save_checkpoint(
     return final
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    """The step a checkpoint holds, from its name (``step-00000100`` → 100)."""
+    return int(checkpoint.name.removeprefix("step-"))
+
+
 def checkpoint_problem(checkpoint: Path) -> str | None:
     """Why ``checkpoint`` cannot be resumed from (a missing, truncated or unreadable file), or
     None when it is whole. Safetensors files are checked against the sizes their header

@@ -17,6 +17,7 @@ import yaml
 from ..common.precision import PRECISIONS, Precision
 from ..common.yaml_files import load_yaml_mapping, yaml_problem
 from .clock import BUDGET_CLOCKS
+from .reporters import parse_report_to
 from .validate import check_choice, check_number, check_pair, to_float
 
 if TYPE_CHECKING:  # both import torch; --help must not
@@ -158,6 +159,8 @@ class RunSection:
     # run length (extends) and logging may differ
     overwrite: bool = False  # replace an earlier run in out (only a run)
     progress: bool = True  # progress bar
+    report_to: list[str] = field(default_factory=list)  # experiment trackers besides
+    # metrics.jsonl and train.log: csv, tensorboard, wandb (--report-to tensorboard,csv)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -177,6 +180,7 @@ class RunSection:
         check_number("run.eval_every", self.eval_every, int, minimum=1, optional=True)
         check_number("run.save_every", self.save_every, int, minimum=1, optional=True)
         check_number("run.keep_checkpoints", self.keep_checkpoints, int, minimum=0)
+        self.report_to = parse_report_to(self.report_to)
         if self.resume and self.overwrite:
             raise ValueError(
                 "give --resume (continue the run in --out) or --overwrite (replace it), not both"

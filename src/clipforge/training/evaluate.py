@@ -9,6 +9,7 @@ from typing import Any
 
 from ..data.sources import MapSource, StreamSource
 from ..data.transforms import eval_transform
+from . import console
 from .config import TrainConfig
 
 
@@ -53,4 +54,14 @@ def evaluate_during_training(
     if metrics:
         with (out / "eval.jsonl").open("a") as handle:
             handle.write(json.dumps({"step": step, **metrics}) + "\n")
+        console.say(f"eval at step {step}: {eval_line(metrics)}")
     return {**done, **metrics}
+
+
+def eval_line(metrics: dict[str, Any]) -> str:
+    """``acc1 0.1489  image_retrieval_recall@10 0.3603 …``: the numbers, 4 significant digits."""
+    return "  ".join(
+        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in metrics.items()
+        if isinstance(value, int | float)
+    )

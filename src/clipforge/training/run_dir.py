@@ -44,6 +44,10 @@ RUN_FILES = frozenset(
         "tokenizer_config.json",
         "objectives.safetensors",
         "refine.json",
+        "train.log",
+        "metrics.csv",
+        "tensorboard",
+        "wandb",
     }
 )
 RUN_MARKERS = (CONFIG_FILE, "checkpoints", "metrics.jsonl")  # at least one: it is a run
@@ -55,6 +59,7 @@ FREE_KEYS = frozenset(
         "run.resume",
         "run.overwrite",
         "run.progress",
+        "run.report_to",
         "run.log_every",
         "run.save_every",
         "run.eval_every",

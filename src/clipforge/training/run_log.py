@@ -1,5 +1,6 @@
 """The run directory's logs: ``metrics.jsonl`` (a line per logged step), ``metrics.json``
-(the run summary) and ``loss_curve.png``."""
+(the run summary) and ``loss_curve.png`` (drawn when matplotlib, the ``plots`` extra, is
+installed)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.files import atomic_write, atomic_write_text
+from . import console
 
 
 class MetricsLog:
@@ -41,12 +43,21 @@ def write_summary(path: Path, summary: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(summary, indent=2, default=str))
 
 
-def plot_loss_curve(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
-    """Training loss (and learning rate on a second axis) against step."""
-    import matplotlib
+def plot_loss_curve(rows: list[dict[str, Any]], path: Path, title: str = "") -> bool:
+    """Training loss (and learning rate on a second axis) against step. matplotlib comes with
+    the ``plots`` extra: without it this says so in one line and returns False (the numbers
+    are in ``metrics.jsonl``)."""
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        console.say(
+            f"note: {path.name} not drawn: matplotlib is not installed "
+            f"(pip install 'clipforge[plots]'); the numbers are in metrics.jsonl"
+        )
+        return False
 
     steps = [r["step"] for r in rows if "loss" in r and math.isfinite(r["loss"])]
     losses = [r["loss"] for r in rows if "loss" in r and math.isfinite(r["loss"])]
@@ -68,3 +79,4 @@ def plot_loss_curve(rows: list[dict[str, Any]], path: Path, title: str = "") -> 
     figure.tight_layout()
     atomic_write(path, figure.savefig)
     plt.close(figure)
+    return True

@@ -32,6 +32,8 @@ from .gradcache import check_gradcache
 from .module import TrainModule, build_objectives
 from .optim import WarmupCosine, build_optimizer
 from .precision import resolve_precision
+from .report import format_summary
+from .reporters import Reporters
 from .run_log import MetricsLog, plot_loss_curve, write_summary
 from .setup import (
     build_model_and_tokenizer,
@@ -110,7 +112,16 @@ def train(
     val_source: MapSource | StreamSource | None = None,
 ) -> TrainResult:
     """Run training as ``config`` says; ``train_source``/``val_source`` replace the data specs
-    (for sources built in code rather than named by a spec string)."""
+    (for sources built in code rather than named by a spec string). What the console shows,
+    the summary and an error that stops the run also go to ``OUT/train.log``."""
+    with console.transcript() as transcript:
+        result = _train(config, train_source, val_source)
+        if result.summary:
+            transcript.write(format_summary(result.summary, result.out))
+        return result
+
+
+def _train(config: TrainConfig, train_source, val_source) -> TrainResult:
     device = distributed.init_from_env()
     rank, world = distributed.rank(), distributed.world_size()
     main_process = rank == 0
@@ -119,6 +130,8 @@ def train(
     config.validate()
     resume = run_dir.check_out_dir(config, announce=main_process)  # nothing written yet
     resume_from = resume.checkpoint if resume else None
+    step_of_resume = ckpt.checkpoint_step(resume_from) if resume_from else None
+    reporters = Reporters(run.report_to if main_process else [], out, step_of_resume)
     torch.manual_seed(run.seed)
 
     objectives = build_objectives(config.objectives)
@@ -131,6 +144,7 @@ def train(
     )
     if main_process:
         print(val_note, flush=True)
+        console.record(val_note)
     model_section = config.model
     if resume_from is not None:  # the checkpoint holds the model as it was (incl. growth)
         model_section = type(config.model)(**{**config.model.__dict__, "name": str(resume_from)})
@@ -184,6 +198,8 @@ def train(
     distributed.barrier()  # every rank has checked --out before rank 0 writes there
     if main_process:
         run_dir.start_run_dir(config, resume)
+        console.open_transcript(out / "train.log", append=resume is not None)
+        reporters.start(config.to_dict())
     log = (
         MetricsLog(out / "metrics.jsonl", state.step if resume_from else None)
         if main_process
@@ -274,9 +290,11 @@ def train(
             progress.logged(row)
             if log:
                 log.write(row)
+            reporters.log(step, row)
         if run.eval_every and step % run.eval_every == 0 and main_process:
             side_started = time.perf_counter()
             evals = evaluate_during_training(model, tokenizer, config, step, out, val_source)
+            reporters.log_eval(step, evals)
             side_seconds["eval"] += time.perf_counter() - side_started
         if run.save_every and step % run.save_every == 0:
             side_started = time.perf_counter()
@@ -299,16 +317,11 @@ def train(
             if not ticked:
                 console.say("final evaluation")
             side_started = time.perf_counter()
+            already = evals if ticked else {}
             evals = evaluate_during_training(
-                model,
-                tokenizer,
-                config,
-                state.step,
-                out,
-                val_source,
-                final=True,
-                done=evals if ticked else {},
+                model, tokenizer, config, state.step, out, val_source, final=True, done=already
             )
+            reporters.log_eval(state.step, {k: v for k, v in evals.items() if k not in already})
             side_seconds["eval"] += time.perf_counter() - side_started
         summary = build_summary(config, state, precision, frozen, evals, step_times)
         summary["lr_final"] = lr
@@ -316,6 +329,7 @@ def train(
         if evals and val_source is not None:  # for the end-of-run table's chance column
             summary["eval_sizes"] = eval_sizes(val_source)
         write_summary(out / "metrics.json", summary)
+        reporters.finish(summary)
         assert log is not None  # rank 0 keeps the log
         plot_loss_curve(
             log.rows(), out / "loss_curve.png", f"{model.config.name} on {config.data.train}"
