@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..common.files import atomic_write
+from ..common.optional import require
 from ..data.record import BadRecordError, RawRecord, decode_image
 from .dense_map import Grounded, InputFrame, ground, patch_tokens, score_maps, upsample
 from .embedding import _device_of, inference_mode
@@ -64,8 +65,7 @@ def overlay(
     alpha: float = 0.5,
 ) -> Image.Image:
     """``image`` with the normalised map blended over the model's view, the box and peak drawn."""
-    from matplotlib import colormaps
-
+    colormaps = require("matplotlib", "plots", "the explain overlay's colour map").colormaps
     dense = upsample(grid_map[None], frame.size)[0]
     low, high = dense.min(), dense.max()
     normalised = ((dense - low) / (high - low) if high > low else torch.ones_like(dense)).numpy()
