@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -132,6 +134,42 @@ def test_inference_folder_without_metadata_is_one_line_naming_it(tmp_path, capsy
     assert code == 2 and "\n" not in error
     assert str(tmp_path / "inference" / "metadata") in error and "missing" in error
     assert not (tmp_path / "i").exists()
+
+
+def test_relative_image_paths_are_served_and_the_model_is_recorded(known, tmp_path, monkeypatch):
+    """clip-retrieval records image paths as given to --input_dataset (relative to where it ran):
+    indexed from that folder, the images are found and served by clipforge's own routes."""
+    write_inference_folder(tmp_path / "inference", {0: ("img_emb_0.npy", "metadata_0.parquet", 3)})
+    (tmp_path / "images").mkdir()
+    for row in range(3):
+        swatch(["red", "green", "blue"][row]).save(tmp_path / "images" / f"0_{row}.jpg")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the images' relative paths lead nowhere here
+    model = os.path.relpath(known[0], tmp_path / "elsewhere")
+    absolute = ["--embeddings", str(tmp_path / "inference"), "--out", str(tmp_path / "idx")]
+    assert main(["index", *absolute, "--model", "no/such/model"]) == 2
+    assert main(["index", *absolute, "--model", model]) == 0
+    info = json.loads((tmp_path / "idx" / "index_info.json").read_text())
+    assert info["model"] == str(known[0].resolve()) and info["image_root"] is None
+    monkeypatch.chdir(tmp_path)
+    assert main(["index", "--embeddings", "inference", "--out", "idx", "--model", model]) == 2
+    assert main(["index", "--embeddings", "inference", "--out", "idx"]) == 0
+    info = json.loads((tmp_path / "idx" / "index_info.json").read_text())
+    assert info["image_root"] == str((tmp_path / "images").resolve())
+    client = TestClient(create_app(tmp_path / "idx"))
+    item = client.get("/items/1").json()
+    assert item["image_path"] == str((tmp_path / "images" / "0_1.jpg").resolve())
+    image = client.get(item["image_url"])
+    assert image.status_code == 200 and image.content == (tmp_path / "images/0_1.jpg").read_bytes()
+
+
+def test_a_folder_of_neither_layout_names_both(tmp_path, capsys):
+    (tmp_path / "photos").mkdir()
+    assert (
+        main(["index", "--embeddings", str(tmp_path / "photos"), "--out", str(tmp_path / "i")]) == 2
+    )
+    error = capsys.readouterr().err
+    assert "no info.json from `clipforge embed`, no img_emb/ or text_emb/" in error
 
 
 def test_inference_partition_without_its_pair_or_with_other_rows(tmp_path):
@@ -315,6 +353,16 @@ def test_search_client_against_a_running_server(client, queries):
         assert error.value.status == 404
         with pytest.raises(ValueError, match="Only one of text or image"):
             remote.query(text="a", image="x.png")
+
+
+def test_search_client_sends_the_api_key(known):
+    app = create_app(known[1], ServerConfig(api_key="s3cret"))
+    with running_server(app) as url:
+        with pytest.raises(SearchClientError) as error:
+            SearchClient(url).query(text="a red apple")
+        assert error.value.status == 401
+        keyed = SearchClient(url, api_key="s3cret", num_images=1)
+        assert keyed.query(text="a red apple")[0]["id"] == 3
 
 
 def test_serve_takes_several_named_indexes(known, inference_index, monkeypatch, capsys, tmp_path):

@@ -102,7 +102,10 @@ def build_index_dir(config: BuildConfig) -> dict:
     embeddings = open_embeddings(config.embeddings)  # clipforge's layout or clip-retrieval's
     if config.modality not in ("image", "text"):
         raise ValueError(f"modality must be image or text, got {config.modality!r}")
-    if config.model and not Path(config.model).exists():
+    model = str(config.model)
+    if config.model and Path(config.model).exists():
+        model = str(Path(config.model).resolve())  # serve may start from another folder
+    elif config.model:
         from ..models import MODELS
 
         if config.model not in MODELS:
@@ -154,7 +157,7 @@ def build_index_dir(config: BuildConfig) -> dict:
         }
 
     info = {
-        "model": str(config.model) if config.model else embeddings.info.get("model"),
+        "model": model if config.model else embeddings.info.get("model"),
         "embeddings": str(Path(config.embeddings).resolve()),
         "modality": config.modality,
         "index_file": index_file.name,

@@ -49,7 +49,14 @@ def is_inference_dir(directory: Path) -> bool:
 def open_embeddings(directory: str | Path) -> EmbeddingDir | InferenceDir:
     """The reader for ``directory``: clipforge's own layout, or clip-retrieval's."""
     directory = Path(directory)
-    return InferenceDir(directory) if is_inference_dir(directory) else EmbeddingDir(directory)
+    if is_inference_dir(directory):
+        return InferenceDir(directory)
+    if not (directory / INFO_FILE).is_file():
+        raise FileNotFoundError(
+            f"{directory}: not an embedding directory (no {INFO_FILE} from `clipforge embed`, "
+            "no img_emb/ or text_emb/ from `clip-retrieval inference`)"
+        )
+    return EmbeddingDir(directory)
 
 
 def partition_files(directory: Path, kind: str) -> dict[int, Path]:
