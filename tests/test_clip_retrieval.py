@@ -239,9 +239,12 @@ def test_image_url_outside_the_allow_list_is_refused(client, queries, tmp_path):
 
 
 def test_image_url_needs_a_folder_given_to_serve(known):
-    client = TestClient(create_app(known[1]))
+    client = TestClient(create_app(known[1], ServerConfig(max_upload_bytes=2_000)))
     response = client.post("/knn-service", json={"image_url": "file:///tmp/x/a.png"})
     assert response.status_code == 403 and "--image-url-folder" in response.json()["detail"]
+    big = base64.b64encode(os.urandom(3_000)).decode()
+    response = client.post("/knn-service", json={"image": big})
+    assert response.status_code == 413 and "limit of 2000 bytes" in response.json()["detail"]
     with pytest.raises(ValueError, match="would expose the file system"):
         create_app(known[1], ServerConfig(image_url_folders=("/",)))
 
