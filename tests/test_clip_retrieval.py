@@ -205,7 +205,7 @@ def test_knn_by_text_has_clip_retrieval_keys_and_ids_beyond_num_images(client):
 
 
 def test_knn_by_base64_image_and_by_allowed_file_url_agree(client, queries):
-    searcher = client.app.state.indexes.services["known"].searcher
+    searcher = client.app.state.indexes.get("known").searcher
     expected = [h.id for h in searcher.search_vector(searcher.encoder.image(swatch("green")), 4)]
     data = (queries / "green.png").read_bytes()
     by_image = client.post(
@@ -271,6 +271,38 @@ def test_several_named_indexes_and_unknown_names(client, known):
         "key",
     }
     assert client.get("/healthz").json()["items"] == 12
+
+
+def test_one_name_holds_an_image_and_a_text_index_chosen_by_modality(tmp_path):
+    """clip-retrieval's indice = an image and a text index over the same rows; here two clipforge
+    indexes built from one inference folder, served under one name."""
+    parts = {
+        0: ("img_emb_0.npy", "metadata_0.parquet", 5),
+        1: ("img_emb_1.npy", "metadata_1.parquet", 4),
+    }
+    images = write_inference_folder(tmp_path / "inference", parts)
+    (tmp_path / "inference" / "text_emb").mkdir()
+    rng = np.random.default_rng(7)
+    texts = {
+        n: rng.normal(size=(rows, DIM)).astype(np.float16) for n, (_, _, rows) in parts.items()
+    }
+    for number, vectors in texts.items():
+        np.save(tmp_path / "inference" / "text_emb" / f"text_emb_{number}.npy", vectors)
+    build_index_dir(BuildConfig(tmp_path / "inference", tmp_path / "img"))
+    build_index_dir(BuildConfig(tmp_path / "inference", tmp_path / "txt", modality="text"))
+    client = TestClient(create_app([("both", tmp_path / "txt"), ("both", tmp_path / "img")]))
+    assert client.get("/indices-list").json() == ["both"]
+    query = {"embedding_input": texts[1][2].astype(float).tolist(), "num_images": 1}
+    for modality in ("text", None):  # the first given for the name: text
+        top = client.post("/knn-service", json={**query, "modality": modality}).json()[0]
+        assert (top["id"], top["caption"]) == (5 + 2, "part 1 row 2")
+    in_images = client.post("/knn-service", json={**query, "modality": "image"}).json()[0]
+    assert in_images["similarity"] < 0.9  # the text vector is nowhere in the image index
+    query["embedding_input"] = images[1][2].astype(float).tolist()
+    top = client.post("/knn-service", json={**query, "modality": "image"}).json()[0]
+    assert top["id"] == 7 and top["similarity"] == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(ValueError, match="'both' already has a text index"):
+        create_app([("both", tmp_path / "txt"), ("both", tmp_path / "txt")])
 
 
 def test_bad_knn_requests_are_4xx(client):
@@ -342,7 +374,7 @@ def test_search_client_against_a_running_server(client, queries):
         by_file = remote.query(image=str(queries / "green.png"))
         by_url = remote.query(image=(queries / "green.png").as_uri())
         assert [r["id"] for r in by_file] == [r["id"] for r in by_url]
-        searcher = client.app.state.indexes.services["known"].searcher
+        searcher = client.app.state.indexes.get("known").searcher
         by_vector = remote.query(embedding_input=searcher.vector(5))
         assert by_vector[0]["id"] == 5
         assert SearchClient(url).indices() == ["known", "parts"]
@@ -380,7 +412,7 @@ def test_serve_takes_several_named_indexes(known, inference_index, monkeypatch, 
     assert main(["serve", "--index", str(known[1])]) == 0  # the single form is unchanged
     assert apps[-1].state.indexes.names == ["idx"]
     assert main(["serve", "--index", str(known[1]), "--index", str(index_dir)]) == 2
-    assert "name 'idx' is already taken" in capsys.readouterr().err
+    assert "'idx' already has an image index" in capsys.readouterr().err
     nowhere = tmp_path / "nowhere"
     assert main(["serve", "--index", f"a={known[1]}", "--image-url-folder", str(nowhere)]) == 2
     assert f"--image-url-folder {nowhere}: no such folder" in capsys.readouterr().err

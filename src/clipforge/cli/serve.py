@@ -56,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=named_index,
         metavar="[NAME=]DIR",
         help="directory written by `clipforge index`; repeat as NAME=DIR to serve several, "
-        "chosen by indice_name on /knn-service (the first also answers /search; a DIR "
-        "without NAME= is named after its folder)",
+        "chosen by indice_name on /knn-service (a NAME may hold an image and a text index, "
+        "chosen by modality; the first also answers /search; a DIR without NAME= is named "
+        "after its folder)",
     )
     parser.add_argument(
         "--image-url-folder",
@@ -136,20 +137,12 @@ def named_index(text: str) -> tuple[str | None, str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def index_dirs(given_indexes: list[tuple[str | None, str]]) -> dict[str, str]:
-    """The ``--index`` values as {name: directory}, in order; ValueError on a repeated name."""
+def index_dirs(given_indexes: list[tuple[str | None, str]]) -> list[tuple[str, str]]:
+    """The ``--index`` values as (name, directory), in order, a plain DIR named after its folder
+    (a name given twice for one modality is refused when the indexes open)."""
     from ..search.indices import default_name
 
-    named: dict[str, str] = {}
-    for name, directory in given_indexes:
-        name = name or default_name(directory)
-        if name in named:
-            raise ValueError(
-                f"--index {directory}: the name {name!r} is already taken by {named[name]} "
-                "(write NAME=DIR to tell them apart)"
-            )
-        named[name] = directory
-    return named
+    return [(name or default_name(directory), directory) for name, directory in given_indexes]
 
 
 def is_loopback(host: str) -> bool:
@@ -210,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(indexes, config)
     if warning:
         print(warning, file=sys.stderr)
-    served = ", ".join(f"{name}={directory}" for name, directory in indexes.items())
+    served = ", ".join(f"{name}={directory}" for name, directory in indexes)
     print(f"serving {served} on http://{config.host}:{config.port} (API docs at /docs)")
     run_server(app, config)
     return 0

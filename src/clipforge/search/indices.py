@@ -1,8 +1,11 @@
 """Several named indexes in one server (``clipforge serve --index NAME=DIR`` repeated).
 
-clip-retrieval's back serves the indexes of an ``indices_paths.json`` by name, and every
-``/knn-service`` and ``/metadata`` request picks one with ``indice_name``. :class:`IndexSet`
-holds one :class:`.service.SearchService` per name, in the order given; the first is the
+clip-retrieval's back serves the indices of an ``indices_paths.json`` by name, each with an image
+and a text index, and every ``/knn-service`` request picks one with ``indice_name`` and
+``modality``. Here a name holds one clipforge index per modality: ``--index laion=idx_img
+--index laion=idx_txt`` (``clipforge index --modality text`` builds the second from the same
+embeddings, so both share the metadata rows and ids). :class:`IndexSet` holds one
+:class:`.service.SearchService` per (name, modality), in the order given; the first is the
 default: it answers clipforge's own routes (``/search``, ``/items``, ``/images``, ``/healthz``,
 ``/metrics``) exactly as a single-index server does, and clip-retrieval requests that name no
 index. Uploaded and ``image_url`` images are decoded by the default service's decode processes
@@ -12,10 +15,12 @@ and upload slots, whichever index they query, so the limits hold for the server 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
+from .build import INDEX_INFO
 from .searcher import Searcher
 from .service import QueryError, SearchService, ServerConfig
 
@@ -35,45 +40,84 @@ def default_name(index_dir: str | Path) -> str:
     return name[:100] or "index"
 
 
-class IndexSet:
-    """name → served index, the first one the default (module doc)."""
+def modality_of(index_dir: str | Path) -> str | None:
+    """The modality ``index_info.json`` records (None when unreadable: opening it will say why)."""
+    try:
+        return json.loads((Path(index_dir) / INDEX_INFO).read_text()).get("modality", "image")
+    except (OSError, ValueError):
+        return None
 
-    def __init__(self, services: Mapping[str, SearchService]):
-        if not services:
+
+class IndexSet:
+    """(name, modality) → served index, the first one the default (module doc)."""
+
+    def __init__(self, services: Iterable[tuple[str, SearchService]]):
+        self.by_name: dict[str, dict[str, SearchService]] = {}
+        for name, service in services:
+            modality = service.searcher.info.get("modality", "image")
+            held = self.by_name.setdefault(index_name(name), {})
+            if modality in held:
+                raise ValueError(f"index name {name!r} is given two {modality} indexes")
+            held[modality] = service
+        if not self.by_name:
             raise ValueError("serve needs at least one index")
-        self.services = dict(services)
-        self.default = next(iter(self.services.values()))
+        self.default = next(iter(next(iter(self.by_name.values())).values()))
 
     @classmethod
     def open(
         cls,
-        indexes: Mapping[str, str | Path],
+        indexes: Iterable[tuple[str, str | Path | None]],
         config: ServerConfig,
         searcher: Searcher | None = None,
     ) -> IndexSet:
-        """Open every index (``searcher``, when given, is the first one, already opened)."""
-        services = {}
-        for position, (name, index_dir) in enumerate(indexes.items()):
+        """Open every index (``searcher``, when given, is the first one, already opened);
+        a name given twice for one modality is refused before any model loads."""
+        indexes = list(indexes)
+        seen: dict[tuple[str, str], str | Path | None] = {}
+        for name, index_dir in indexes:
             index_name(name)
+            key = (name, modality_of(index_dir) if index_dir is not None else "image")
+            if key in seen and key[1] is not None:
+                article = "an" if key[1] == "image" else "a"
+                raise ValueError(
+                    f"--index {index_dir}: {name!r} already has {article} {key[1]} index "
+                    f"({seen[key]}); write NAME=DIR to tell them apart"
+                )
+            seen[key] = index_dir
+        services = []
+        for position, (name, index_dir) in enumerate(indexes):
             if position == 0 and searcher is not None:
-                services[name] = SearchService(searcher, config)
+                services.append((name, SearchService(searcher, config)))
             else:
-                services[name] = SearchService.open(index_dir, config)
+                services.append((name, SearchService.open(index_dir, config)))
         return cls(services)
 
     @property
     def names(self) -> list[str]:
-        return list(self.services)
+        return list(self.by_name)
 
-    def get(self, name: str | None) -> SearchService:
-        """The index called ``name`` (None: the default); 404 listing the names otherwise."""
-        if name is None or name == "":
-            return self.default
-        if name not in self.services:
+    @property
+    def services(self) -> list[SearchService]:
+        return [service for held in self.by_name.values() for service in held.values()]
+
+    def get(self, name: str | None = None, modality: str | None = None) -> SearchService:
+        """The index called ``name`` (None: the default's) holding ``modality`` (None: the first
+        it was given); 404 listing the names, or 400 listing the modalities it holds."""
+        name = name or self.names[0]
+        if name not in self.by_name:
             raise QueryError(
                 404, f"unknown indice_name {name!r}; this server has: {', '.join(self.names)}"
             )
-        return self.services[name]
+        held = self.by_name[name]
+        if modality is None:
+            return next(iter(held.values()))
+        if modality not in held:
+            raise QueryError(
+                400,
+                f"modality {modality!r}: index {name!r} holds {' and '.join(held)} vectors "
+                f"(serve a {modality} index under the same name: --index {name}=DIR)",
+            )
+        return held[modality]
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
@@ -82,5 +126,5 @@ class IndexSet:
             try:
                 yield
             finally:
-                for service in self.services.values():
+                for service in self.services:
                     service.close()

@@ -10,8 +10,8 @@ later from ``/metadata``. ``id`` is the index row, the same id clipforge's ``/se
 The query vector: ``text`` through the index's model (joining the server's shared text batch),
 ``image`` (base64 bytes) or ``image_url`` (:mod:`.file_urls`) decoded under the upload limits and
 through the image tower, or ``embedding_input`` as given (L2-normalised; its length must be the
-index's dimension). ``modality`` must be what the index holds (clipforge indexes hold one
-modality; serve a text index under a second name for ``modality: text``). ``deduplicate`` drops
+index's dimension). ``modality`` picks the name's image or text index (:mod:`.indices`; default:
+the first one given for that name). ``deduplicate`` drops
 near-duplicates (:mod:`.dedup`) among the ``num_result_ids`` nearest, as clip-retrieval does, so
 fewer may come back.
 """
@@ -70,15 +70,8 @@ class KnnService:
     async def knn(self, request) -> list[dict]:
         """A checked :class:`.knn_request.KnnRequest` → the result list (QueryError if it
         cannot run)."""
-        service = self.indexes.get(request.indice_name)
+        service = self.indexes.get(request.indice_name, request.modality)
         searcher = service.searcher
-        held = searcher.info.get("modality", "image")
-        if request.modality not in (None, held):
-            raise QueryError(
-                400,
-                f"modality {request.modality!r}: index {request.indice_name or 'default'!r} "
-                f"holds {held} vectors",
-            )
         count = min(request.result_ids, searcher.count)
         try:
             hits = await self._hits(service, request, count)

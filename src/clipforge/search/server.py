@@ -29,7 +29,7 @@ loads once, when the service opens the index.
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations at runtime
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .deps import require
@@ -226,21 +226,24 @@ class SearchRoutes:
 
 
 def create_app(
-    index_dir: str | Path | Mapping[str, str | Path] | None,
+    index_dir: str | Path | Mapping[str, str | Path] | Sequence[tuple[str, str | Path]] | None,
     config: ServerConfig | None = None,
     searcher: Searcher | None = None,
 ):
-    """The app for ``index_dir`` — one directory, or ``{name: directory}`` for several, the first
-    answering clipforge's own routes (:mod:`.indices`) — or an already opened ``searcher``;
+    """The app for ``index_dir`` — one directory, or ``{name: directory}`` / ``[(name,
+    directory)]`` for several (a name may hold an image and a text index), the first answering
+    clipforge's own routes (:mod:`.indices`) — or an already opened ``searcher``;
     ``app.state.service``, ``app.state.searcher`` and ``app.state.indexes`` give the objects."""
     from fastapi import FastAPI
 
     config = config or ServerConfig()
     file_urls = FileUrls(allowed_folders(config.image_url_folders), config.max_upload_bytes)
     if isinstance(index_dir, Mapping):
-        named = dict(index_dir)
+        named = list(index_dir.items())
+    elif isinstance(index_dir, (list, tuple)):
+        named = list(index_dir)
     else:
-        named = {default_name(index_dir) if index_dir is not None else "index": index_dir}
+        named = [(default_name(index_dir) if index_dir is not None else "index", index_dir)]
     indexes = IndexSet.open(named, config, searcher)
     service = indexes.default
     app = FastAPI(
