@@ -193,7 +193,19 @@ def test_knn_by_text_has_clip_retrieval_keys_and_ids_beyond_num_images(client):
     assert len(results) == 5
     assert results[0]["id"] == 3 and results[0]["caption"] == "a red apple"
     assert results[0]["similarity"] == pytest.approx(1.0, abs=1e-5)
-    assert set(results[0]) == {"id", "similarity", "caption", "key", "image_path", "record_id"}
+    assert set(results[0]) == {
+        "id",
+        "similarity",
+        "caption",
+        "key",
+        "image_path",
+        "record_id",
+        "image",
+    }
+    served = client.get(
+        client.post("/search", json={"id": 3, "k": 1}).json()["results"][0]["image_url"]
+    )
+    assert base64.b64decode(results[0]["image"]) == served.content  # the apple's own file
     assert all(set(r) == {"id", "similarity"} for r in results[2:])  # ids only, as clip-retrieval
     assert [r["similarity"] for r in results] == sorted(
         (r["similarity"] for r in results), reverse=True
@@ -388,6 +400,35 @@ def test_search_client_against_a_running_server(client, queries):
         assert error.value.status == 404
         with pytest.raises(ValueError, match="Only one of text or image"):
             remote.query(text="a", image="x.png")
+
+
+def test_cors_only_for_the_origins_given(known):
+    """clip-retrieval's web front runs on its own origin: serve --cors-origin lets it call the
+    API from a browser; without it no page elsewhere may, and the preflight needs no API key."""
+    preflight = {
+        "Origin": "http://localhost:1235",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    closed = TestClient(create_app(known[1]))
+    answer = closed.post(
+        "/knn-service", json={"text": "a"}, headers={"Origin": preflight["Origin"]}
+    )
+    assert "access-control-allow-origin" not in answer.headers
+    config = ServerConfig(cors_origins=["http://localhost:1235"], api_key="k")
+    opened = TestClient(create_app(known[1], config))
+    check = opened.options("/knn-service", headers=preflight)
+    assert check.status_code == 200
+    assert check.headers["access-control-allow-origin"] == "http://localhost:1235"
+    other = opened.options("/knn-service", headers={**preflight, "Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+    answer = opened.post(
+        "/knn-service",
+        json={"text": "a red apple", "num_images": 1},
+        headers={"Origin": preflight["Origin"], "X-API-Key": "k"},
+    )
+    assert answer.json()[0]["id"] == 3
+    assert answer.headers["access-control-allow-origin"] == "http://localhost:1235"
 
 
 def test_search_client_sends_the_api_key(known):

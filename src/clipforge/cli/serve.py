@@ -115,6 +115,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "localhost,127.0.0.1 (against DNS rebinding; default: any)",
     )
     parser.add_argument(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="a web page's origin that may call the API from a browser, e.g. "
+        "http://localhost:1235 for clip-retrieval's front (repeatable; default: none)",
+    )
+    parser.add_argument(
         "--threads",
         type=positive(int),
         help="torch threads for query encoding (default: min(4, CPUs))",
@@ -187,6 +194,7 @@ def config_from_args(args: argparse.Namespace):
             allowed_hosts=allowed or None,
             torch_threads=args.threads or min(4, os.cpu_count() or 1),
             image_url_folders=tuple(args.image_url_folder or ()) or None,
+            cors_origins=args.cors_origin,
         )
     )
 

@@ -3,9 +3,10 @@
 ``/knn-service`` answers as clip-retrieval's back does: a JSON **list**, best first, of
 ``num_result_ids`` entries (default ``num_images``) — ``{"id", "similarity"}`` for every one, and
 for the first ``num_images`` also the metadata row's columns (``caption``, ``image_path``,
-``url``, ``key`` and whatever else the metadata Parquet holds), so a client can fetch the rest
-later from ``/metadata``. ``id`` is the index row, the same id clipforge's ``/search`` and
-``/items/{id}`` use; ``similarity`` the cosine similarity (vectors are L2-normalised).
+``url``, ``key`` and whatever else the metadata Parquet holds; ``image``, base64, when the index
+serves the row's image), so a client can fetch the rest later from ``/metadata``. ``id`` is the
+index row, the same id clipforge's ``/search`` and ``/items/{id}`` use; ``similarity`` the cosine
+similarity (vectors are L2-normalised).
 
 The query vector: ``text`` through the index's model (joining the server's shared text batch),
 ``image`` (base64 bytes) or ``image_url`` (:mod:`.file_urls`) decoded under the upload limits and
@@ -52,10 +53,17 @@ def json_value(value: Any) -> Any:
     return str(value)  # timestamps, decimals
 
 
-def metadata_row(searcher: Searcher, item_id: int) -> dict:
-    """Row ``item_id``'s metadata columns, JSON-ready (KeyError when there is no such row)."""
-    row = searcher.item(item_id)
-    return {k: json_value(v) for k, v in row.items() if k not in HIDDEN_COLUMNS and k != "id"}
+def metadata_row(service: SearchService, item_id: int) -> dict:
+    """Row ``item_id``'s metadata columns, JSON-ready (KeyError when there is no such row), plus
+    ``image``: the row's image file, base64, when the index serves it (clip-retrieval's back adds
+    the same key for local images; its web front shows it). Only files the index lists are read
+    (:mod:`.images`), and sent as stored, not re-encoded."""
+    row = service.searcher.item(item_id)
+    found = service.image_file(row["image_rel"]) if row["image_rel"] else None
+    answer = {k: json_value(v) for k, v in row.items() if k not in HIDDEN_COLUMNS and k != "id"}
+    if found is not None:
+        answer["image"] = base64.b64encode(found.read_bytes()).decode("ascii")
+    return answer
 
 
 class KnnService:
@@ -80,15 +88,19 @@ class KnnService:
         except ValueError as error:
             raise QueryError(400, str(error)) from None
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self._results, searcher, hits, request)
+        return await loop.run_in_executor(None, self._results, service, hits, request)
 
-    def metadata(self, ids: list[int], indice_name: str | None) -> list[dict]:
+    async def metadata(self, ids: list[int], indice_name: str | None) -> list[dict]:
         """``[{"id", "metadata"}]`` for ``ids`` of one index (QueryError 404 for an unknown id)."""
-        searcher = self.indexes.get(indice_name).searcher
-        try:
-            return [{"id": i, "metadata": metadata_row(searcher, i)} for i in ids]
-        except KeyError as error:
-            raise QueryError(404, str(error.args[0])) from None
+        service = self.indexes.get(indice_name)
+
+        def rows():
+            try:
+                return [{"id": i, "metadata": metadata_row(service, i)} for i in ids]
+            except KeyError as error:
+                raise QueryError(404, str(error.args[0])) from None
+
+        return await asyncio.get_running_loop().run_in_executor(None, rows)
 
     # -- the query vector -------------------------------------------------------------------
 
@@ -152,12 +164,12 @@ class KnnService:
     # -- the answer -------------------------------------------------------------------------
 
     @staticmethod
-    def _results(searcher: Searcher, hits: list[Hit], request) -> list[dict]:
+    def _results(service: SearchService, hits: list[Hit], request) -> list[dict]:
         if request.deduplicate and len(hits) > 1:
-            vectors = np.stack([searcher.vector(hit.id) for hit in hits])
+            vectors = np.stack([service.searcher.vector(hit.id) for hit in hits])
             hits = [hits[position] for position in kept_positions(vectors)]
         results = []
         for rank, hit in enumerate(hits):
-            row = metadata_row(searcher, hit.id) if rank < request.num_images else {}
+            row = metadata_row(service, hit.id) if rank < request.num_images else {}
             results.append({**row, "id": hit.id, "similarity": hit.score})
         return results

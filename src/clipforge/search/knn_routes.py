@@ -7,9 +7,10 @@
     POST /metadata       {"ids": [...], "indice_name"} → [{"id", "metadata": {…}}, …]
 
 Same keys and shapes as clip-retrieval's ``clip_back.py`` (:mod:`.knn_request` lists what is
-accepted, :mod:`.knn` what is answered), so ``ClipClient`` and clip-retrieval's web front work
-against ``clipforge serve``. Bodies are parsed as strictly as ``/search``'s (:mod:`.request`);
-errors are ``{"detail": …}`` with a 4xx, never a 500.
+accepted, :mod:`.knn` what is answered), so ``ClipClient`` works against ``clipforge serve``, and
+so does clip-retrieval's web front once ``serve --cors-origin`` names the page's origin. Bodies
+are parsed as strictly as ``/search``'s (:mod:`.request`); errors are ``{"detail": …}`` with a
+4xx, never a 500.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations at runtime
@@ -87,7 +88,7 @@ class KnnRoutes:
         """Metadata rows of ids returned by /knn-service."""
         body = await self.read_body(request, JSON_ALLOWANCE)
         params = checked(MetadataRequest, body)
-        return _json(self.knn.metadata(params.ids, params.indice_name))
+        return _json(await self.knn.metadata(params.ids, params.indice_name))
 
 
 def _json(body) -> Response:
