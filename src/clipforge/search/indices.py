@@ -74,21 +74,28 @@ class IndexSet:
         a name given twice for one modality is refused before any model loads."""
         indexes = list(indexes)
         seen: dict[tuple[str, str], str | Path | None] = {}
-        for name, index_dir in indexes:
+        for position, (name, index_dir) in enumerate(indexes):
             index_name(name)
-            key = (name, modality_of(index_dir) if index_dir is not None else "image")
-            if key in seen and key[1] is not None:
-                article = "an" if key[1] == "image" else "a"
+            if position == 0 and searcher is not None:
+                modality: str | None = searcher.info.get("modality", "image")
+            elif index_dir is None:
+                raise ValueError(f"index {name!r}: no directory given")
+            else:
+                modality = modality_of(index_dir)  # None: opening it will say what is wrong
+            if modality is not None and (name, modality) in seen:
+                article = "an" if modality == "image" else "a"
                 raise ValueError(
-                    f"--index {index_dir}: {name!r} already has {article} {key[1]} index "
-                    f"({seen[key]}); write NAME=DIR to tell them apart"
+                    f"--index {index_dir}: {name!r} already has {article} {modality} index "
+                    f"({seen[name, modality]}); write NAME=DIR to tell them apart"
                 )
-            seen[key] = index_dir
+            if modality is not None:
+                seen[name, modality] = index_dir
         services = []
         for position, (name, index_dir) in enumerate(indexes):
             if position == 0 and searcher is not None:
                 services.append((name, SearchService(searcher, config)))
             else:
+                assert index_dir is not None  # checked above
                 services.append((name, SearchService.open(index_dir, config)))
         return cls(services)
 

@@ -238,12 +238,13 @@ def create_app(
 
     config = config or ServerConfig()
     file_urls = FileUrls(allowed_folders(config.image_url_folders), config.max_upload_bytes)
-    if isinstance(index_dir, Mapping):
-        named = list(index_dir.items())
-    elif isinstance(index_dir, (list, tuple)):
-        named = list(index_dir)
-    else:
+    named: list[tuple[str, str | Path | None]]
+    if index_dir is None or isinstance(index_dir, (str, Path)):
         named = [(default_name(index_dir) if index_dir is not None else "index", index_dir)]
+    elif isinstance(index_dir, Mapping):
+        named = list(index_dir.items())
+    else:
+        named = list(index_dir)
     indexes = IndexSet.open(named, config, searcher)
     service = indexes.default
     app = FastAPI(
