@@ -16,7 +16,8 @@ ROOT = "clipforge"  # the package itself: ``from clipforge import load`` is the 
 
 # Lowest first. A unit may import its own layer's units (without a cycle) and any lower layer.
 LAYERS: list[set[str]] = [
-    {"registry", "distributed", "common", "machine"},  # name tables; process groups; helpers; CPU
+    {"registry", "distributed", "common", "machine", "client"},  # name tables; process groups;
+    # helpers; CPU; the HTTP client of `serve` (imports nothing of clipforge)
     {"data"},  # sources → records → transforms → tokenizer → batches
     {"models"},  # configs, towers, CLIP, model directories
     {"interop"},  # Hugging Face CLIP directories ⇄ clipforge models

@@ -7,14 +7,16 @@ import argparse
 from .defaults import given, shows_default
 
 INDEX = "clipforge.search.index:IndexConfig"
-DESCRIPTION = """Build a search index from an embedding directory written by `clipforge embed`: a
+DESCRIPTION = """Build a search index from an embedding directory written by `clipforge embed` or
+by `clip-retrieval inference` (img_emb/, text_emb/, metadata/ Parquet, paired by partition): a
 FAISS index chosen for the number of vectors and the memory budget (exact Flat, IVF, or IVF-PQ;
 any factory string with --index-key), its search parameter tuned to the target recall, the
 metadata, a lexical index when the embeddings have one, and the folder images are served from."""
 EXAMPLES = """examples:
   clipforge index --embeddings emb --out idx                      # index chosen for N and 2GB
   clipforge index --embeddings emb --out idx --memory-budget 512MB --target-recall 0.9
-  clipforge index --embeddings emb --out idx --index-key HNSW32,Flat"""
+  clipforge index --embeddings emb --out idx --index-key HNSW32,Flat
+  clipforge index --embeddings clip_retrieval_out --out idx --model runs/demo  # clip-retrieval"""
 
 
 def memory_size(text: str) -> int:
@@ -52,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     if parser.epilog is None:  # a cli/main.py that does not read EXAMPLES yet
         parser.formatter_class, parser.epilog = argparse.RawDescriptionHelpFormatter, EXAMPLES
     parser.add_argument(
-        "--embeddings", required=True, help="directory written by `clipforge embed`"
+        "--embeddings",
+        required=True,
+        help="directory written by `clipforge embed` or `clip-retrieval inference`",
     )
     parser.add_argument("--out", required=True, help="index directory to write")
     parser.add_argument(
@@ -80,6 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help="recall@10 the search parameter is tuned for",
         ),
         f"{INDEX}.target_recall",
+    )
+    parser.add_argument(
+        "--model",
+        help="the model that made the vectors, recorded for `serve` to embed queries with "
+        "(default: the one `clipforge embed` recorded; clip-retrieval folders record none)",
     )
     parser.add_argument(
         "--image-root",
@@ -111,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             index=index,
             progress=not args.no_progress,
-            **given(modality=args.modality, image_root=args.image_root),
+            **given(modality=args.modality, image_root=args.image_root, model=args.model),
         )
     )
     summary = {

@@ -10,13 +10,16 @@ from .defaults import given, shows_default
 
 CONFIG = "clipforge.search.service:ServerConfig"
 DESCRIPTION = """Serve an index built by `clipforge index`: the search API (POST /search, GET
-/items/ID, /images/…, /healthz, /metrics; OpenAPI docs at /docs) and a search page at /. Listens
-on this machine only unless --host says otherwise; docs/deploy.md covers the limits, the API key
-and running behind a reverse proxy."""
+/items/ID, /images/…, /healthz, /metrics; OpenAPI docs at /docs), a search page at /, and
+clip-retrieval's API (POST /knn-service, GET /indices-list, POST /metadata) over one or several
+named indexes. Listens on this machine only unless --host says otherwise; docs/deploy.md covers
+the limits, the API key and running behind a reverse proxy."""
 EXAMPLES = """examples:
   clipforge serve --index idx                         # http://127.0.0.1:8000, API docs at /docs
   clipforge serve --index idx --host 0.0.0.0 --api-key "$KEY" --allowed-hosts search.example.org
-  curl -s localhost:8000/search -H 'content-type: application/json' -d '{"text": "a red apple"}'"""
+  curl -s localhost:8000/search -H 'content-type: application/json' -d '{"text": "a red apple"}'
+  clipforge serve --index laion=idx_a --index coco=idx_b --image-url-folder ~/queries
+  curl -s localhost:8000/knn-service -d '{"text": "a cat", "indice_name": "coco"}'"""
 
 
 def port_number(text: str) -> int:
@@ -46,7 +49,24 @@ def positive(kind: type):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     if parser.epilog is None:  # a cli/main.py that does not read EXAMPLES yet
         parser.formatter_class, parser.epilog = argparse.RawDescriptionHelpFormatter, EXAMPLES
-    parser.add_argument("--index", required=True, help="directory written by `clipforge index`")
+    parser.add_argument(
+        "--index",
+        required=True,
+        action="append",
+        type=named_index,
+        metavar="[NAME=]DIR",
+        help="directory written by `clipforge index`; repeat as NAME=DIR to serve several, "
+        "chosen by indice_name on /knn-service (a NAME may hold an image and a text index, "
+        "chosen by modality; the first also answers /search; a DIR without NAME= is named "
+        "after its folder)",
+    )
+    parser.add_argument(
+        "--image-url-folder",
+        action="append",
+        metavar="DIR",
+        help="folder whose files /knn-service may read through a file:// image_url "
+        "(repeatable; default: none, every image_url refused; other schemes always are)",
+    )
     flags = [
         ("--host", {}, "interface to listen on; anything but loopback prints a warning", "host"),
         ("--port", {"type": port_number}, "TCP port", "port"),
@@ -95,10 +115,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "localhost,127.0.0.1 (against DNS rebinding; default: any)",
     )
     parser.add_argument(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="a web page's origin that may call the API from a browser, e.g. "
+        "http://localhost:1235 for clip-retrieval's front (repeatable; default: none)",
+    )
+    parser.add_argument(
         "--threads",
         type=positive(int),
         help="torch threads for query encoding (default: min(4, CPUs))",
     )
+
+
+def named_index(text: str) -> tuple[str | None, str]:
+    """``NAME=DIR`` → (NAME, DIR); a plain ``DIR`` (or an existing path with ``=`` in it) →
+    (None, DIR)."""
+    from pathlib import Path
+
+    from ..search.indices import index_name
+
+    name, equals, directory = text.partition("=")
+    if not equals or Path(text).exists():
+        return None, text
+    try:
+        return index_name(name), directory
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def index_dirs(given_indexes: list[tuple[str | None, str]]) -> list[tuple[str, str]]:
+    """The ``--index`` values as (name, directory), in order, a plain DIR named after its folder
+    (a name given twice for one modality is refused when the indexes open)."""
+    from ..search.indices import default_name
+
+    return [(name or default_name(directory), directory) for name, directory in given_indexes]
 
 
 def is_loopback(host: str) -> bool:
@@ -142,6 +193,8 @@ def config_from_args(args: argparse.Namespace):
             api_key=args.api_key or os.environ.get("CLIPFORGE_API_KEY") or None,
             allowed_hosts=allowed or None,
             torch_threads=args.threads or min(4, os.cpu_count() or 1),
+            image_url_folders=tuple(args.image_url_folder or ()) or None,
+            cors_origins=args.cors_origin,
         )
     )
 
@@ -154,9 +207,11 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     warning = exposure_warning(config.host, config.api_key)
-    app = create_app(args.index, config)
+    indexes = index_dirs(args.index)
+    app = create_app(indexes, config)
     if warning:
         print(warning, file=sys.stderr)
-    print(f"serving {args.index} on http://{config.host}:{config.port} (API docs at /docs)")
+    served = ", ".join(f"{name}={directory}" for name, directory in indexes)
+    print(f"serving {served} on http://{config.host}:{config.port} (API docs at /docs)")
     run_server(app, config)
     return 0

@@ -1,5 +1,8 @@
 """``clipforge index``: an embedding directory → a servable index directory.
 
+The embedding directory is ``clipforge embed``'s or a ``clip-retrieval inference`` output
+(:mod:`.inference_dir`); either way index id ``i`` is metadata row ``i``.
+
 ::
 
     IDX/image.index        FAISS index of the chosen modality's vectors (see :mod:`.index`)
@@ -37,7 +40,8 @@ from ..common.files import atomic_write, atomic_write_text
 from .deps import require
 from .images import BY_ROW, check_image_root, common_image_root
 from .index import IndexConfig, build_dense_index
-from .shards import IMAGES_DIR, EmbeddingDir
+from .inference_dir import open_embeddings
+from .shards import IMAGES_DIR
 from .sparse import SparseIndex
 
 INDEX_INFO, METADATA = "index_info.json", "metadata.parquet"
@@ -51,6 +55,7 @@ class BuildConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
     image_root: Path | None = None  # override the folder images are served from
     progress: bool = True  # a bar on stderr while vectors are added (--no-progress: off)
+    model: str | None = None  # the model that made the vectors (default: the one embed recorded)
 
 
 def rss_bytes() -> int:
@@ -95,9 +100,17 @@ def given_image_root(root: Path, metadata: pa.Table) -> tuple[Path, list[str]]:
 def build_index_dir(config: BuildConfig) -> dict:
     """Build every part of ``config.out``; returns the saved ``index_info.json`` content."""
     faiss = require("faiss")
-    embeddings = EmbeddingDir(config.embeddings)
+    embeddings = open_embeddings(config.embeddings)  # clipforge's layout or clip-retrieval's
     if config.modality not in ("image", "text"):
         raise ValueError(f"modality must be image or text, got {config.modality!r}")
+    model = str(config.model)
+    if config.model and Path(config.model).exists():
+        model = str(Path(config.model).resolve())  # serve may start from another folder
+    elif config.model:
+        from ..models import MODELS
+
+        if config.model not in MODELS:
+            raise FileNotFoundError(f"--model {config.model}: no such model directory or name")
     out = Path(config.out)
     metadata = embeddings.metadata()
     root: Path | None  # None: images served by row (several trees) or none
@@ -145,7 +158,7 @@ def build_index_dir(config: BuildConfig) -> dict:
         }
 
     info = {
-        "model": embeddings.info.get("model"),
+        "model": model if config.model else embeddings.info.get("model"),
         "embeddings": str(Path(config.embeddings).resolve()),
         "modality": config.modality,
         "index_file": index_file.name,

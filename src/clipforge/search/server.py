@@ -10,6 +10,9 @@ Routes::
     GET  /images/{path}    an image file that a row of the index lists, nothing else
     GET  /healthz          liveness + what the index holds (never needs the API key)
     GET  /metrics          Prometheus text: request counts, latency histogram and p50/p90/p99
+    POST /knn-service, GET /indices-list, POST /metadata
+                           clip-retrieval's API over one or several named indexes
+                           (:mod:`.knn_routes`)
 
 Limits (:class:`.service.ServerConfig`; docs/deploy.md): text ≤ 1000 characters and
 1 ≤ k ≤ 100 (422), uploads ≤ 10 MB (413; the body is read with a cap, so a missing or false
@@ -26,6 +29,7 @@ loads once, when the service opens the index.
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations at runtime
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .deps import require
@@ -37,6 +41,10 @@ from fastapi import HTTPException, Request  # noqa: E402 - after the install hin
 from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
 from starlette.requests import ClientDisconnect  # noqa: E402
 
+from .file_urls import FileUrls, allowed_folders  # noqa: E402
+from .indices import IndexSet, default_name  # noqa: E402
+from .knn import KnnService  # noqa: E402
+from .knn_routes import KnnRoutes  # noqa: E402
 from .middleware import ApiKeyMiddleware, MetricsMiddleware  # noqa: E402
 from .request import (  # noqa: E402
     BadRequest,
@@ -117,7 +125,7 @@ class SearchRoutes:
 
     async def search(self, request: Request) -> Response:
         """Search by text, uploaded image, item id, or image/item + text (composed)."""
-        body = await self._read_capped(request, self.config.max_upload_bytes + FORM_ALLOWANCE)
+        body = await self.read_capped(request, self.config.max_upload_bytes + FORM_ALLOWANCE)
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             return self._json(await self._search_form(request, body))
         try:
@@ -201,7 +209,7 @@ class SearchRoutes:
             raise HTTPException(413, self.too_large)
         return await self.service.search_upload(data, **self._query(params))
 
-    async def _read_capped(self, request, limit: int) -> bytes:
+    async def read_capped(self, request, limit: int) -> bytes:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise HTTPException(413, self.too_large)
@@ -218,22 +226,39 @@ class SearchRoutes:
 
 
 def create_app(
-    index_dir: str | Path, config: ServerConfig | None = None, searcher: Searcher | None = None
+    index_dir: str | Path | Mapping[str, str | Path] | Sequence[tuple[str, str | Path]] | None,
+    config: ServerConfig | None = None,
+    searcher: Searcher | None = None,
 ):
-    """The app for ``index_dir`` (or an already opened ``searcher``); ``app.state.service``
-    and ``app.state.searcher`` give the objects behind it."""
+    """The app for ``index_dir`` — one directory, or ``{name: directory}`` / ``[(name,
+    directory)]`` for several (a name may hold an image and a text index), the first answering
+    clipforge's own routes (:mod:`.indices`) — or an already opened ``searcher``;
+    ``app.state.service``, ``app.state.searcher`` and ``app.state.indexes`` give the objects."""
     from fastapi import FastAPI
 
     config = config or ServerConfig()
-    service = SearchService(searcher, config) if searcher else SearchService.open(index_dir, config)
+    file_urls = FileUrls(allowed_folders(config.image_url_folders), config.max_upload_bytes)
+    named: list[tuple[str, str | Path | None]]
+    if index_dir is None or isinstance(index_dir, (str, Path)):
+        named = [(default_name(index_dir) if index_dir is not None else "index", index_dir)]
+    elif isinstance(index_dir, Mapping):
+        named = list(index_dir.items())
+    else:
+        named = list(index_dir)
+    indexes = IndexSet.open(named, config, searcher)
+    service = indexes.default
     app = FastAPI(
-        lifespan=service.lifespan,
+        lifespan=indexes.lifespan,
         title="clipforge search",
         version="1",
-        description="Text, image and composed search over one index.",
+        description="Text, image and composed search over one or more indexes.",
     )
     app.state.service, app.state.searcher = service, service.searcher
-    SearchRoutes(service).install(app)
+    app.state.indexes = indexes
+    routes = SearchRoutes(service)
+    routes.install(app)
+    knn = KnnService(indexes, file_urls)
+    KnnRoutes(knn, routes.read_capped, config.max_upload_bytes).install(app)
     # added last = outermost: the Host check runs first, then the key, then timing
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
     if config.api_key:
@@ -242,4 +267,13 @@ def create_app(
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))
+    if config.cors_origins:  # outermost: a browser's preflight carries no API key
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "x-api-key", "authorization"],
+        )
     return app

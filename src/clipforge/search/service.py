@@ -57,6 +57,8 @@ class ServerConfig:
     batch_text_queries: bool = True  # concurrent text queries share forwards
     search_workers: int = 4  # threads for image, item, sparse and hybrid queries
     faiss_threads: int = 1  # OpenMP threads per FAISS search (see SearchService)
+    image_url_folders: tuple = ()  # folders /knn-service may read file:// image_url from
+    cors_origins: list[str] | None = None  # web pages (origins) that may call the API; None: none
 
     def __post_init__(self):
         if not 1 <= self.port <= 65535:
