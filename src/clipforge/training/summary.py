@@ -41,7 +41,7 @@ def run_header(
             f"time budget {run.time_budget:g} min of training"
             + (" (CPU time)" if run.budget_clock == "cpu" else "")
             + ": steps planned from the "
-            f"measured step time, re-planned every step"
+            "measured step time, re-planned every step"
         )
     else:
         plan = (
