@@ -29,7 +29,7 @@ from ..record import RawRecord
 class SourceOptions:
     """Options shared by sources; each source reads the ones that apply to it."""
 
-    split: str = "train"  # built-in sets: "train" | "val" | "all"
+    split: str | None = None  # None: the source's default (built-in: train; clip_benchmark: test)
     image_column: str = "image"  # tables: path (relative to the table's folder) or bytes
     caption_column: str = "caption"
     extra_caption_columns: tuple[str, ...] = ()  # e.g. a synthetic-caption column (ALIP)
@@ -84,7 +84,9 @@ def _guess_kind(location: str, kinds: Collection[str]) -> str:
     if lowered.endswith(".tar") or "{" in location or lowered.endswith(".txt"):
         return "wds"
     if Path(location).is_dir():
-        return "folder"
+        from .clip_benchmark import looks_like_clip_benchmark
+
+        return "clip_benchmark" if looks_like_clip_benchmark(location) else "folder"
     raise ValueError(
         f"cannot tell what kind of data {location!r} is; write it as KIND:LOCATION with KIND in "
         f"{', '.join(sorted(kinds))}"
@@ -109,6 +111,10 @@ class MapSource(ABC):
 
     def class_names(self) -> list[str] | None:
         """Class names when records carry ``metadata['label']`` (zero-shot tasks), else None."""
+        return None
+
+    def templates(self) -> tuple[str, ...] | None:
+        """The data set's own zero-shot prompt templates (``{c}``: class name), else None."""
         return None
 
 

@@ -13,4 +13,4 @@ def open_builtin(location: str, options: SourceOptions) -> MapSource:
     if name not in BUILTIN_SETS:
         known = ", ".join(f"builtin:{known}" for known in BUILTIN_SETS.names())
         raise ValueError(f"unknown built-in data set {f'builtin:{location}'!r}; known: {known}")
-    return BUILTIN_SETS.get(name)(split=options.split)
+    return BUILTIN_SETS.get(name)(split=options.split or "train")
