@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a model (YAML config, flags, key=value overrides)"),
     "bench": ("bench", "measure training speed: clipforge bench train --json"),
     "eval": ("eval", "evaluate a model: zero-shot classification or image-text retrieval"),
+    "benchmark": ("benchmark", "run models × data sets × tasks; CLIP_benchmark JSONs and CSV"),
     "convert": ("convert", "convert between clipforge and Hugging Face CLIP directories"),
     "data": ("data", "data-set chores: clipforge data prepare openclipart"),
 }
