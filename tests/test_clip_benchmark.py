@@ -22,7 +22,8 @@ import webdataset as wds
 from PIL import Image
 
 from clipforge.cli.main import main
-from clipforge.data.sources import open_source
+from clipforge.data.clip_benchmark_export import export_clip_benchmark
+from clipforge.data.sources import SourceOptions, open_source
 from clipforge.data.sources.classfolder import ClassFolderSource
 from clipforge.data.sources.clip_benchmark import CLIPBenchmarkSource
 from clipforge.data.tokenizer import Tokenizer
@@ -37,6 +38,8 @@ from clipforge.evaluation.aggregate import collect_rows
 from clipforge.evaluation.suite_file import DEFAULT_SUITE, load_suite
 from clipforge.models import CLIP, model_config
 from clipforge.models.io import save_model_dir
+
+from synthetic import ShapesSource
 
 QUIET = EncodeConfig(batch_size=4, workers=0, progress=False)
 COLOURS = ("red", "green", "blue")
@@ -420,3 +423,44 @@ def test_benchmark_bad_input_writes_nothing(models, tmp_path, capsys):
     )
     assert code == 2 and "nomodel: no such model" in err
     assert names_in(out) == ["old.json"]
+
+
+# --- export: clipforge data in CLIP_benchmark's layout ------------------------------------------
+
+
+def test_export_round_trip(tmp_path, capsys):
+    """``export_clip_benchmark`` writes what the reader (and CLIP_benchmark) reads: same
+    labels, class names, templates and every caption; bad records left out and listed."""
+    source = ShapesSource(10, bad_keys={3})  # PIL images; record 3 is undecodable
+    summary = export_clip_benchmark(
+        source, tmp_path / "wds_shapes", templates=TEMPLATES, max_count=4
+    )
+    assert (summary.samples, summary.shards, [k for k, _ in summary.skipped]) == (9, 3, ["shape-3"])
+    back = CLIPBenchmarkSource(tmp_path / "wds_shapes")
+    assert back.class_names() == source.class_names() and back.templates() == tuple(TEMPLATES)
+    kept = [i for i in range(10) if i != 3]
+    assert [back[j].metadata["label"] for j in range(9)] == [
+        source[i].metadata["label"] for i in kept
+    ]
+    export_clip_benchmark(source, tmp_path / "wds_shapes", split="val", retrieval=True)
+    captions = CLIPBenchmarkSource(tmp_path / "wds_shapes", SourceOptions(split="val"))
+    assert [captions[j].captions for j in range(9)] == [source[i].captions for i in kept]
+    with pytest.raises(FileExistsError, match="val: already exists"):
+        export_clip_benchmark(source, tmp_path / "wds_shapes", split="val", retrieval=True)
+
+
+def test_export_cli_copies_images(tmp_path, capsys):
+    """An image folder exported from the command line: PNG and JPEG bytes copied unchanged."""
+    folder = tmp_path / "folder"
+    for index, (rgb, label) in enumerate(CLASSIFIED):
+        (folder / COLOURS[label]).mkdir(parents=True, exist_ok=True)
+        (folder / COLOURS[label] / f"{index}.{FORMATS[index]}").write_bytes(
+            encoded(rgb, FORMATS[index])
+        )
+    out = tmp_path / "wds_colours"
+    argv = ["data", "export-wds", str(folder), "--out", str(out), "--max-count", "5"]
+    assert main(argv) == 0 and "wrote 6 samples in 2 shards" in capsys.readouterr().out
+    back, source = CLIPBenchmarkSource(out), ClassFolderSource(folder)
+    assert back.class_names() == ["blue", "green", "red"] and back.templates()
+    assert [back[i].image for i in range(6)] == [p.read_bytes() for p, _ in source.items]
+    assert main(argv) == 2 and "test: already exists" in capsys.readouterr().err
