@@ -272,7 +272,7 @@ def test_eval_json_has_clip_benchmark_schema(models, tmp_path, capsys):
     assert list(wds_result)[:6] == ["dataset", "model", "pretrained", "task", "metrics", "language"]
     assert wds_result["task"] == "zeroshot_classification" and wds_result["language"] == "en"
     assert wds_result["model"] == wds_result["pretrained"] == str(models[0])
-    assert wds_result["dataset"] == str(root) and "num_samples" in wds_result  # clipforge's keys
+    assert wds_result["dataset"] == "wds/colours" and "num_samples" in wds_result
     assert wds_result["metrics"] == folder_result["metrics"]
     rows = collect_rows([tmp_path / "wds_colours.json"])  # what clip_benchmark build reads
     assert rows[0]["model_fullname"] == f"{models[0]} {models[0]}"
@@ -455,3 +455,18 @@ def test_export_cli_copies_images(tmp_path, capsys):
     assert back.class_names() == ["blue", "green", "red"] and back.templates()
     assert [back[i].image for i in range(6)] == [p.read_bytes() for p, _ in source.items]
     assert main(argv) == 2 and "test: already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["both", "missing names", "prompts missing a class"])
+def test_eval_prompt_flag_errors(case, models, tmp_path, capsys):
+    root = write_classification(tmp_path / "wds_colours")
+    (tmp_path / "cupl.json").write_text(json.dumps({"red": ["red"], "green": ["green"]}))
+    flags, message = {
+        "both": (["--prompts", "cupl.json", "--templates", "t.txt"], "not both"),
+        "missing names": (["--classnames", "names.txt"], "names.txt: class names file not found"),
+        "prompts missing a class": (["--prompts", "cupl.json"], "no prompts for class 'blue'"),
+    }[case]
+    flags = [str(tmp_path / f) if f.endswith((".json", ".txt")) else f for f in flags]
+    argv = ["eval", "zeroshot", "--model", str(models[0]), "--data", str(root), *flags]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -31,6 +31,7 @@ from .embedding import EncodeConfig
 from .runner import (
     LANGUAGE,
     Evaluator,
+    dataset_key,
     open_classification_data,
     open_data,
     package_result,
@@ -38,7 +39,6 @@ from .runner import (
     write_json,
 )
 from .suite_file import AUTO, DEFAULT_SUITE, SuiteEntry
-from .zeroshot import dataset_key
 
 OUTPUT_TEMPLATE = "{dataset}_{pretrained}_{model}_{language}_{task}.json"
 

@@ -8,9 +8,10 @@ the task needs it, run the task's evaluator, and add what CLIP_benchmark's resul
 
 The first six keys are CLIP_benchmark's (``clip_benchmark build`` reads them), always written, so
 every clipforge result file aggregates with CLIP_benchmark's own; clipforge's extra keys follow.
-``model`` is the model as given, ``pretrained`` the weights actually loaded (a run directory's
-final model or latest checkpoint; the model as given when it is not a local path), ``language``
-the language of the prompts (clipforge's templates are English).
+``dataset`` is the data spec as given (for a CLIP_benchmark folder its CLIP_benchmark name,
+``wds/NAME``), ``model`` the model as given, ``pretrained`` the weights actually loaded (a run
+directory's final model or latest checkpoint; the model as given when it is not a local path),
+``language`` the language of the prompts (clipforge's templates are English).
 """
 
 from __future__ import annotations
@@ -123,6 +124,12 @@ def open_classification_data(spec: str) -> MapSource:
     return source
 
 
+def dataset_key(source: MapSource | StreamSource) -> str | None:
+    """The name a file keyed by data set uses for ``source`` (CLIP_benchmark's ``wds/NAME``)."""
+    name_of = getattr(source, "dataset_name", None)
+    return name_of() if callable(name_of) else None
+
+
 def run_evaluation(
     task: str, model: str | Path, data: str, config: Any = None, device: str | torch.device = "cpu"
 ) -> dict[str, Any]:
@@ -139,7 +146,7 @@ def run_evaluation(
     if tokenizer is None:
         raise ValueError(f"{model}: the model has no tokenizer files (tokenizer.json)")
     result = evaluator.run(loaded_model, preprocess, tokenizer, source, config)
-    return package_result(result, model, data)
+    return package_result(result, model, dataset_key(source) or data)
 
 
 def pretrained_of(model: str | Path) -> str:

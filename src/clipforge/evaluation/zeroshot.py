@@ -27,6 +27,7 @@ from ..data.transforms import ImageTransform
 from .class_prompts import load_class_names, load_class_prompts
 from .embedding import EncodeConfig, EncodedImages, encode_images, encode_texts
 from .metrics import DEFAULT_BLOCK_SIZE, classification_metrics_from_top, top_indices
+from .runner import dataset_key
 from .templates import check_templates, fill, load_templates
 
 TASK = "zeroshot_classification"
@@ -118,12 +119,6 @@ def build_classifier(
     sums = torch.zeros(len(class_names), embeds.shape[1]).index_add_(0, owner, embeds)
     counts = torch.bincount(owner, minlength=len(class_names)).clamp(min=1)
     return F.normalize(sums / counts[:, None], dim=-1)  # [C, D]
-
-
-def dataset_key(source: MapSource | StreamSource) -> str | None:
-    """The name a file keyed by data set uses for ``source`` (CLIP_benchmark's ``wds/NAME``)."""
-    name_of = getattr(source, "dataset_name", None)
-    return name_of() if callable(name_of) else None
 
 
 def class_names_of(
