@@ -35,6 +35,7 @@ from clipforge.evaluation import (
     zeroshot_classification,
 )
 from clipforge.evaluation.aggregate import collect_rows
+from clipforge.evaluation.runner import open_classification_data
 from clipforge.evaluation.suite_file import DEFAULT_SUITE, load_suite
 from clipforge.models import CLIP, model_config
 from clipforge.models.io import save_model_dir
@@ -200,16 +201,17 @@ def test_classnames_file_for_an_image_folder(tmp_path):
     for index, (rgb, label) in enumerate(CLASSIFIED):
         (folder / f"class{label}").mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (8, 8), rgb).save(folder / f"class{label}" / f"{index}.png")
-    (tmp_path / "names.txt").write_text("red\ngreen\nblue\n")
-    config = ZeroShotConfig(
-        templates=("a {c}",), class_names_file=tmp_path / "names.txt", encode=QUIET
-    )
-    result = zeroshot(ClassFolderSource(folder), config)
+    (folder / "classnames.txt").write_text("red\ngreen\nblue\n")  # beside the class folders
+    source = open_classification_data(str(folder))
+    assert isinstance(source, ClassFolderSource)  # still an image folder, not a wds set
+    names = folder / "classnames.txt"
+    config = ZeroShotConfig(templates=("a {c}",), class_names_file=names, encode=QUIET)
+    result = zeroshot(source, config)
     assert result["metrics"]["acc1"] == pytest.approx(4 / 6)  # "class0" … would score 0 / 6
     (tmp_path / "names.json").write_text(json.dumps(["red", "green"]))
     config.class_names_file = tmp_path / "names.json"
     with pytest.raises(ValueError, match="names.json: 2 class names, but .* has 3 classes"):
-        zeroshot(ClassFolderSource(folder), config)
+        zeroshot(source, config)
 
 
 # --- the CLI with a real (micro) model ---------------------------------------------------------
@@ -362,7 +364,7 @@ def bad_layout(case, root):
     if case == "no shards":
         (root / "test").mkdir(parents=True)
         (root / "classnames.txt").write_text("a\n")
-        return root, "test: no .tar shards in this split folder"
+        return f"clip_benchmark:{root}", "test: no .tar shards in this split folder"
     if case == "missing shard":
         write_classification(root)
         (root / "test" / "nshards.txt").write_text("3\n")
@@ -374,7 +376,7 @@ def bad_layout(case, root):
             "train: no such split folder (splits here: test)",
         )
     (root / "test").mkdir(parents=True)
-    (root / "dataset_type.txt").write_text("multilabel\n")
+    (root / "dataset_type.txt").write_text("multilabel\n")  # recognised by this file
     return root, "data set type 'multilabel' is not supported"
 
 

@@ -158,9 +158,10 @@ def run_benchmark(config: BenchmarkConfig, log: Callable[[str], None] = print) -
         prepare_entry(entry, config.encode, f"suite entry {index}")
         for index, entry in enumerate(config.suite)
     ]
-    pretrained = {model: _check_model(model) for model in config.models}
+    models = list(dict.fromkeys(config.models))  # a model given twice runs once
+    pretrained = {model: _check_model(model) for model in models}
     cells: dict[Path, tuple[str, _Entry]] = {}
-    for model in config.models:
+    for model in models:
         for entry in entries:
             path = output_path(config, entry, model, pretrained[model])
             if path in cells:
@@ -172,13 +173,13 @@ def run_benchmark(config: BenchmarkConfig, log: Callable[[str], None] = print) -
     written: list[Path] = []
     skipped: list[Path] = []
     total = len(cells)
-    for model in config.models:
+    for model in models:
         todo = [(p, e) for p, (m, e) in cells.items() if m == model]
         if config.skip_existing:
-            skipped.extend(p for p, _ in todo if p.exists())
             for path in (p for p, _ in todo if p.exists()):
+                skipped.append(path)
                 log(f"skip {path} (exists)")
-            todo = [(p, e) for p, e in todo if not p.exists()]
+            todo = [(p, e) for p, e in todo if p not in skipped]
         if not todo:
             continue
         loaded, preprocess, tokenizer = load(model, device=config.device)

@@ -44,13 +44,19 @@ KINDS = ("classification", "retrieval")
 
 
 def looks_like_clip_benchmark(path: str | Path) -> bool:
-    """A folder with CLIP_benchmark's metadata files or a split folder holding ``nshards.txt``."""
+    """A folder with a split sub-folder of shards (``nshards.txt`` or ``.tar`` files) or one of
+    CLIP_benchmark's own metadata files. ``classnames.txt`` alone does not count: an image
+    folder may keep one beside its class folders."""
     root = Path(path)
     if not root.is_dir():
         return False
-    if (root / CLASSNAMES_FILE).is_file() or (root / TYPE_FILE).is_file():
+    if (root / TYPE_FILE).is_file() or (root / TEMPLATES_FILE).is_file():
         return True
-    return any((child / NSHARDS_FILE).is_file() for child in root.iterdir() if child.is_dir())
+    return any(
+        (child / NSHARDS_FILE).is_file() or any(child.glob("*.tar"))
+        for child in root.iterdir()
+        if child.is_dir()
+    )
 
 
 @dataclass
