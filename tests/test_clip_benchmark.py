@@ -35,7 +35,7 @@ from clipforge.evaluation import (
     zeroshot_classification,
 )
 from clipforge.evaluation.aggregate import collect_rows
-from clipforge.evaluation.runner import open_classification_data
+from clipforge.evaluation.runner import open_classification_data, open_data
 from clipforge.evaluation.suite_file import DEFAULT_SUITE, load_suite
 from clipforge.models import CLIP, model_config
 from clipforge.models.io import save_model_dir
@@ -194,6 +194,8 @@ def test_multi_caption_retrieval_hand_computed(tmp_path):
     assert result["num_samples"] == 3 and result["num_texts"] == 6
     metrics = {k: v for k, v in result["metrics"].items() if k != "modality_gap"}
     assert metrics == pytest.approx(EXPECTED_RECALL)
+    with pytest.warns(UserWarning, match=f"read it as clip_benchmark:{root}\\?split=test"):
+        open_data(f"wds:{root}/test")  # plain WebDataset: told how to count every caption
 
 
 def test_classnames_file_for_an_image_folder(tmp_path):

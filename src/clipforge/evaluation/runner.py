@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from ..common.files import atomic_write_text
 from ..data.sources import DATA_SOURCES, open_source
 from ..data.sources.base import MapSource, StreamSource
 from ..data.sources.classfolder import ClassFolderSource
-from ..data.sources.clip_benchmark import looks_like_clip_benchmark
+from ..data.sources.clip_benchmark import TYPE_FILE, looks_like_clip_benchmark
 
 LANGUAGE = "en"  # of the prompts; CLIP_benchmark's "language" key
 
@@ -100,7 +101,25 @@ def open_data(spec: str) -> MapSource | StreamSource:
             f"{path}: no such file or folder (nor a KIND:LOCATION spec with "
             f"KIND in {', '.join(DATA_SOURCES.names())})"
         )
-    return open_source(spec)
+    source = open_source(spec)
+    _warn_if_joined_captions(source)
+    return source
+
+
+def _warn_if_joined_captions(source: MapSource | StreamSource) -> None:
+    """Plain ``wds:`` on a CLIP_benchmark retrieval split would read each image's ``\\n``-joined
+    captions as one text, and recall would be wrong without an error: say how to read it."""
+    shards = getattr(source, "shards", None)
+    if not isinstance(source, StreamSource) or not shards or "://" in str(shards[0]):
+        return
+    split = Path(shards[0]).parent
+    if (split.parent / TYPE_FILE).is_file():
+        warnings.warn(
+            f"{split} is a split of a CLIP_benchmark data set, read here as plain WebDataset "
+            f"(each .txt one caption); read it as clip_benchmark:{split.parent}"
+            f"?split={split.name} to count each of an image's captions",
+            stacklevel=2,
+        )
 
 
 def open_classification_data(spec: str) -> MapSource:
