@@ -6,8 +6,9 @@ A spec is ``KIND:LOCATION`` with optional ``?key=value&…`` options, e.g.::
     folder:/data/pairs                 csv:pairs.csv?image_column=path&caption_column=text
     parquet:laion.parquet              wds:shards/{00000..00099}.tar?shuffle_buffer=2000
 
-A bare path is read by its look: a directory → ``folder``, ``.csv``/``.tsv``/``.parquet`` → table,
-``.tar`` or a brace pattern → ``wds``. The valid ``KIND`` prefixes are the names in the source
+A bare path is read by its look: a directory → ``folder`` (``clip_benchmark`` when it is in
+CLIP_benchmark's ``wds_*`` layout), ``.csv``/``.tsv``/``.parquet`` → table, ``.tar`` or a brace
+pattern → ``wds``. The valid ``KIND`` prefixes are the names in the source
 registry (:data:`clipforge.data.sources.DATA_SOURCES`), passed to :meth:`SourceSpec.parse`, so
 a new source is one file plus one registry line.
 """
