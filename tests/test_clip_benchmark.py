@@ -417,6 +417,8 @@ def test_benchmark_bad_input_writes_nothing(models, tmp_path, capsys):
         capsys,
     )
     assert code == 2 and "nomodel: no such model" in err
+    code, _, err = run_cli([*base, "--datasets", str(root), "--output", "{size}.json"], capsys)
+    assert code == 2 and "output template '{size}.json': KeyError 'size'" in err
     assert names_in(out) == ["old.json"]
 
 

@@ -136,13 +136,22 @@ def _check_model(model: str) -> str:
 
 
 def output_path(config: BenchmarkConfig, entry: _Entry, model: str, pretrained: str) -> Path:
-    name = config.output.format(
-        dataset=slug(entry.dataset),
-        pretrained=slug(Path(pretrained).name or pretrained),
-        model=slug(model),
-        language=LANGUAGE,
-        task=entry.task,
-    )
+    """``out / template`` filled; CLIP_benchmark's fields, ``pretrained_full_path`` too."""
+    fields = {
+        "dataset": slug(entry.dataset),
+        "pretrained": slug(Path(pretrained).name or pretrained),
+        "pretrained_full_path": slug(pretrained),
+        "model": slug(model),
+        "language": LANGUAGE,
+        "task": entry.task,
+    }
+    try:
+        name = config.output.format(**fields)
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(
+            f"output template {config.output!r}: {type(error).__name__} {error}; "
+            f"its fields are {', '.join('{' + f + '}' for f in fields)}"
+        ) from None
     return config.out / name
 
 
