@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "measure training speed: clipforge bench train --json"),
     "eval": ("eval", "evaluate a model: zero-shot classification or image-text retrieval"),
     "explain": ("explain", "show where a model finds a text in an image: score map + box"),
+    "benchmark": ("benchmark", "run models × data sets × tasks; CLIP_benchmark JSONs and CSV"),
     "convert": ("convert", "convert between clipforge and Hugging Face CLIP directories"),
     "data": ("data", "data-set chores: clipforge data prepare openclipart"),
 }

@@ -31,6 +31,7 @@ EVALUATORS: Registry[Evaluator] = Registry(
             "builtin:emoji?split=val",
             zeroshot_task.add_arguments,
             zeroshot_task.config_from_args,
+            task_name=zeroshot_task.TASK,
         ),
         "retrieval": Evaluator(
             retrieval,
@@ -39,6 +40,7 @@ EVALUATORS: Registry[Evaluator] = Registry(
             "image-to-text and text-to-image recall@k",
             add_arguments=retrieval_task.add_arguments,
             config_from_args=retrieval_task.config_from_args,
+            task_name=retrieval_task.TASK,
         ),
         "grounding": Evaluator(
             grounding_task.grounding,

@@ -1,9 +1,17 @@
-"""From a model path and a data spec to a CLIP_benchmark-style result dict.
+"""From a model path and a data spec to a result dict in CLIP_benchmark's schema.
 
 What ``clipforge eval TASK`` calls: load the model (:func:`clipforge.load`), open the data the way
-the task needs it, run the task's evaluator, and add ``model`` / ``dataset`` to the result::
+the task needs it, run the task's evaluator, and add what CLIP_benchmark's result JSON holds::
 
-    {"task": …, "model": …, "dataset": …, "metrics": {…}, "num_samples": …, "skipped": […], …}
+    {"dataset": …, "model": …, "pretrained": …, "task": …, "metrics": {…}, "language": "en",
+     "num_samples": …, "skipped": […], …}
+
+The first six keys are CLIP_benchmark's (``clip_benchmark build`` reads them), always written, so
+every clipforge result file aggregates with CLIP_benchmark's own; clipforge's extra keys follow.
+``dataset`` is the data spec as given (for a CLIP_benchmark folder its CLIP_benchmark name,
+``wds/NAME``), ``model`` the model as given, ``pretrained`` the weights actually loaded (a run
+directory's final model or latest checkpoint; the model as given when it is not a local path),
+``language`` the language of the prompts (clipforge's templates are English).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +28,13 @@ from typing import Any
 
 import torch
 
+from ..common.files import atomic_write_text
 from ..data.sources import DATA_SOURCES, open_source
 from ..data.sources.base import MapSource, StreamSource
 from ..data.sources.classfolder import ClassFolderSource
+from ..data.sources.clip_benchmark import TYPE_FILE, looks_like_clip_benchmark
+
+LANGUAGE = "en"  # of the prompts; CLIP_benchmark's "language" key
 
 
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +60,7 @@ class Evaluator:
     add_arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
     # (parsed flags, EncodeConfig) → config; None: the config's defaults
     config_from_args: Callable[[argparse.Namespace, Any], Any] | None = None
+    task_name: str | None = None  # the CLIP_benchmark task its results name; None: its own name
 
     def config_from_cli(self, args: argparse.Namespace, encode: Any) -> Any:
         if self.config_from_args is not None:
@@ -87,7 +101,25 @@ def open_data(spec: str) -> MapSource | StreamSource:
             f"{path}: no such file or folder (nor a KIND:LOCATION spec with "
             f"KIND in {', '.join(DATA_SOURCES.names())})"
         )
-    return open_source(spec)
+    source = open_source(spec)
+    _warn_if_joined_captions(source)
+    return source
+
+
+def _warn_if_joined_captions(source: MapSource | StreamSource) -> None:
+    """Plain ``wds:`` on a CLIP_benchmark retrieval split would read each image's ``\\n``-joined
+    captions as one text, and recall would be wrong without an error: say how to read it."""
+    shards = getattr(source, "shards", None)
+    if not isinstance(source, StreamSource) or not shards or "://" in str(shards[0]):
+        return
+    split = Path(shards[0]).parent
+    if (split.parent / TYPE_FILE).is_file():
+        warnings.warn(
+            f"{split} is a split of a CLIP_benchmark data set, read here as plain WebDataset "
+            f"(each .txt one caption); read it as clip_benchmark:{split.parent}"
+            f"?split={split.name} to count each of an image's captions",
+            stacklevel=2,
+        )
 
 
 def open_classification_data(spec: str) -> MapSource:
@@ -98,6 +130,7 @@ def open_classification_data(spec: str) -> MapSource:
         not spec.startswith(CLASSFOLDER)
         and not _has_kind_prefix(spec)
         and (path.is_dir() or not path.exists())
+        and not looks_like_clip_benchmark(spec.partition("?")[0])
     ):
         return ClassFolderSource(path)
     source = open_data(spec)
@@ -108,6 +141,12 @@ def open_classification_data(spec: str) -> MapSource:
             f"such as builtin:emoji?split=val"
         )
     return source
+
+
+def dataset_key(source: MapSource | StreamSource) -> str | None:
+    """The name a file keyed by data set uses for ``source`` (CLIP_benchmark's ``wds/NAME``)."""
+    name_of = getattr(source, "dataset_name", None)
+    return name_of() if callable(name_of) else None
 
 
 def run_evaluation(
@@ -126,11 +165,32 @@ def run_evaluation(
     if tokenizer is None:
         raise ValueError(f"{model}: the model has no tokenizer files (tokenizer.json)")
     result = evaluator.run(loaded_model, preprocess, tokenizer, source, config)
+    return package_result(result, model, dataset_key(source) or data)
+
+
+def pretrained_of(model: str | Path) -> str:
+    """The weights ``model`` loads from: a run's final model or latest checkpoint directory,
+    a model directory itself; the model as given when it is no local path (a name)."""
+    from ..models.io import resolve_model_dir
+
+    try:
+        return str(resolve_model_dir(model))
+    except (FileNotFoundError, ValueError):
+        return str(model)
+
+
+def package_result(
+    result: dict[str, Any], model: str | Path, dataset: str, pretrained: str | None = None
+) -> dict[str, Any]:
+    """An evaluator's result with CLIP_benchmark's keys first (see the module docstring)."""
     return {
-        "task": result["task"],
+        "dataset": dataset,
         "model": str(model),
-        "dataset": data,
-        **{key: value for key, value in result.items() if key != "task"},
+        "pretrained": pretrained if pretrained is not None else pretrained_of(model),
+        "task": result["task"],
+        "metrics": result["metrics"],
+        "language": LANGUAGE,
+        **{key: value for key, value in result.items() if key not in ("task", "metrics")},
     }
 
 
@@ -148,7 +208,6 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_json(result: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n")
-    return path
+    """Atomically: a grid resumed with ``--skip-existing`` never finds half a file."""
+    text = json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n"
+    return atomic_write_text(path, text)

@@ -4,14 +4,17 @@ Each class c gets a text classifier weight w_c = normalise(mean_t normalise(E_te
 templates t; an image is assigned argmax_c ⟨E_image(x), w_c⟩. Metrics are CLIP_benchmark's
 ``acc1``, ``acc5`` and ``mean_per_class_recall`` (see :mod:`.metrics`).
 
-The source must name its classes (``MapSource.class_names()``) and its records must carry
-``metadata["label"]``, an index into those names; records without a label are skipped.
+The source must name its classes (``MapSource.class_names()``, or ``class_names_file``) and its
+records must carry ``metadata["label"]``, an index into those names; records without a label are
+skipped. Prompts, first found: ``templates`` / ``templates_file``, per-class ``prompts_file``
+(CuPL, :mod:`.class_prompts`), the data set's own templates (a CLIP_benchmark
+``zeroshot_classification_templates.txt``), the built-in ensemble — CLIP_benchmark's order.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,10 @@ import torch.nn.functional as F
 
 from ..data.sources.base import MapSource, StreamSource
 from ..data.transforms import ImageTransform
+from .class_prompts import load_class_names, load_class_prompts
 from .embedding import EncodeConfig, EncodedImages, encode_images, encode_texts
 from .metrics import DEFAULT_BLOCK_SIZE, classification_metrics_from_top, top_indices
+from .runner import dataset_key
 from .templates import check_templates, fill, load_templates
 
 TASK = "zeroshot_classification"
@@ -31,14 +36,29 @@ TASK = "zeroshot_classification"
 @dataclass
 class ZeroShotConfig:
     templates: tuple[str, ...] | None = None  # None: read templates_file
-    templates_file: Path | None = None  # None: the built-in templates.txt
+    templates_file: Path | None = None  # None: the data set's own, else the built-in templates.txt
+    class_names_file: Path | None = None  # .txt/.json names in label order; None: the source's
+    prompts_file: Path | None = None  # CuPL JSON {class: [prompts]}; replaces the templates
     block_size: int = DEFAULT_BLOCK_SIZE  # images scored at a time
     encode: EncodeConfig = field(default_factory=EncodeConfig)
 
-    def resolved_templates(self) -> tuple[str, ...]:
+    def __post_init__(self):
+        if self.prompts_file is not None and (
+            self.templates is not None or self.templates_file is not None
+        ):
+            raise ValueError(
+                f"{self.prompts_file}: per-class prompts replace the templates; "
+                f"give templates or prompts, not both"
+            )
+
+    def resolved_templates(self, own: Sequence[str] | None = None) -> tuple[str, ...]:
+        """The shared templates: given ones, else the data set's ``own``, else the built-in."""
         if self.templates is not None:
             check_templates(self.templates)
             return tuple(self.templates)
+        if self.templates_file is None and own:
+            check_templates(tuple(own), "the data set's templates")
+            return tuple(own)
         return load_templates(self.templates_file)
 
 
@@ -48,30 +68,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--templates",
         metavar="FILE",
         help="prompt templates, one per line with {c} for the class name "
-        "(default: the built-in ensemble)",
+        "(default: the data set's own, e.g. a CLIP_benchmark set's, else the built-in ensemble)",
+    )
+    parser.add_argument(
+        "--classnames",
+        metavar="FILE",
+        help="class names in label order: .txt one per line, or .json list "
+        "(default: the data's, e.g. sub-folder names or classnames.txt)",
+    )
+    parser.add_argument(
+        "--prompts",
+        metavar="FILE",
+        help="CuPL-style per-class prompts, JSON {class: [prompts]}; replaces the templates "
+        "(default: none)",
     )
 
 
 def config_from_args(args: argparse.Namespace, encode: EncodeConfig) -> ZeroShotConfig:
     config = ZeroShotConfig(
-        templates_file=Path(args.templates) if args.templates else None, encode=encode
+        templates_file=Path(args.templates) if args.templates else None,
+        class_names_file=Path(args.classnames) if args.classnames else None,
+        prompts_file=Path(args.prompts) if args.prompts else None,
+        encode=encode,
     )
-    config.resolved_templates()  # a bad templates file fails before the model loads
+    if config.templates_file is not None:
+        config.resolved_templates()  # a bad templates file fails before the model loads
+    if config.class_names_file is not None:
+        load_class_names(config.class_names_file)
     return config
 
 
 def build_classifier(
-    model, tokenizer, class_names: Sequence[str], templates: Sequence[str], config: EncodeConfig
+    model,
+    tokenizer,
+    class_names: Sequence[str],
+    templates: Sequence[str] | Mapping[str, Sequence[str]],
+    config: EncodeConfig,
 ) -> torch.Tensor:
-    """Class weights [C, D]: the normalised mean of each class's normalised prompt embeddings."""
-    prompts = [fill(template, name) for name in class_names for template in templates]
-    embeds = encode_texts(model, tokenizer, prompts, config, description="class prompts")
-    per_class = embeds.view(len(class_names), len(templates), -1)  # [C, K, D]
-    return F.normalize(per_class.mean(dim=1), dim=-1)
+    """Class weights [C, D]: the normalised mean of each class's normalised prompt embeddings.
+
+    ``templates`` are shared (``{c}`` filled with each name) or, as a mapping, each class's own
+    prompts (CuPL); classes may then have different numbers of prompts."""
+    if isinstance(templates, Mapping):
+        per_class = [list(templates[name]) for name in class_names]
+    else:
+        per_class = [[fill(template, name) for template in templates] for name in class_names]
+    prompts = [prompt for own in per_class for prompt in own]
+    owner = torch.tensor([c for c, own in enumerate(per_class) for _ in own], dtype=torch.long)
+    embeds = encode_texts(model, tokenizer, prompts, config, description="class prompts")  # [P, D]
+    sums = torch.zeros(len(class_names), embeds.shape[1]).index_add_(0, owner, embeds)
+    counts = torch.bincount(owner, minlength=len(class_names)).clamp(min=1)
+    return F.normalize(sums / counts[:, None], dim=-1)  # [C, D]
 
 
-def class_names_of(source: MapSource | StreamSource, origin: str = "data") -> list[str]:
+def class_names_of(
+    source: MapSource | StreamSource, origin: str = "data", names_file: Path | None = None
+) -> list[str]:
+    """The source's class names, or ``names_file``'s (which must name as many classes)."""
     names = source.class_names() if isinstance(source, MapSource) else None
+    if names_file is not None:
+        given = load_class_names(names_file, dataset_key(source))
+        if names and len(given) != len(names):
+            raise ValueError(
+                f"{names_file}: {len(given)} class names, but {origin} has {len(names)} classes"
+            )
+        return given
     if not names:
         raise ValueError(
             f"{origin}: has no class names; zero-shot classification needs an image "
@@ -116,8 +177,14 @@ def zeroshot_classification(
     config = config or ZeroShotConfig()
     if tokenizer is None:
         raise ValueError("the model has no tokenizer (no tokenizer.json beside its weights)")
-    class_names = class_names_of(source, getattr(source, "name", "data"))
-    templates = config.resolved_templates()
+    class_names = class_names_of(source, getattr(source, "name", "data"), config.class_names_file)
+    if config.prompts_file is not None:
+        templates: Any = load_class_prompts(config.prompts_file, class_names, dataset_key(source))
+        num_templates = sum(len(prompts) for prompts in templates.values())
+    else:
+        own = source.templates() if isinstance(source, MapSource) else None
+        templates = config.resolved_templates(own)
+        num_templates = len(templates)
     classifier = build_classifier(model, tokenizer, class_names, templates, config.encode)
     encoded = encode_images(model, preprocess, source, config.encode)
     metrics, num_samples, unlabelled = classify(encoded, classifier, config.block_size)
@@ -127,7 +194,9 @@ def zeroshot_classification(
         "metrics": metrics,
         "num_samples": num_samples,
         "num_classes": len(class_names),
-        "num_templates": len(templates),
-        "templates": list(templates),
+        "num_templates": num_templates,  # per-class prompts: their total
+        "templates": {k: list(v) for k, v in templates.items()}
+        if isinstance(templates, Mapping)
+        else list(templates),
         "skipped": [{"key": key, "reason": reason} for key, reason in skipped],
     }

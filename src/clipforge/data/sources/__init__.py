@@ -6,6 +6,7 @@ from ...registry import Registry
 from .base import MapSource, SourceOptions, SourceSpec, StreamSource
 from .builtin import open_builtin
 from .classfolder import ClassFolderSource
+from .clip_benchmark import CLIPBenchmarkSource
 from .folder import FolderSource
 from .table import TableSource
 from .webdataset import WebDatasetSource
@@ -21,6 +22,7 @@ DATA_SOURCES: Registry = Registry(
         "tsv": TableSource,
         "parquet": TableSource,
         "wds": WebDatasetSource,
+        "clip_benchmark": CLIPBenchmarkSource,
     },
 )
 

@@ -6,8 +6,9 @@ A spec is ``KIND:LOCATION`` with optional ``?key=value&…`` options, e.g.::
     folder:/data/pairs                 csv:pairs.csv?image_column=path&caption_column=text
     parquet:laion.parquet              wds:shards/{00000..00099}.tar?shuffle_buffer=2000
 
-A bare path is read by its look: a directory → ``folder``, ``.csv``/``.tsv``/``.parquet`` → table,
-``.tar`` or a brace pattern → ``wds``. The valid ``KIND`` prefixes are the names in the source
+A bare path is read by its look: a directory → ``folder`` (``clip_benchmark`` when it is in
+CLIP_benchmark's ``wds_*`` layout), ``.csv``/``.tsv``/``.parquet`` → table, ``.tar`` or a brace
+pattern → ``wds``. The valid ``KIND`` prefixes are the names in the source
 registry (:data:`clipforge.data.sources.DATA_SOURCES`), passed to :meth:`SourceSpec.parse`, so
 a new source is one file plus one registry line.
 """
@@ -29,7 +30,7 @@ from ..record import RawRecord
 class SourceOptions:
     """Options shared by sources; each source reads the ones that apply to it."""
 
-    split: str = "train"  # built-in sets: "train" | "val" | "all"
+    split: str | None = None  # None: the source's default (built-in: train; clip_benchmark: test)
     image_column: str = "image"  # tables: path (relative to the table's folder) or bytes
     caption_column: str = "caption"
     extra_caption_columns: tuple[str, ...] = ()  # e.g. a synthetic-caption column (ALIP)
@@ -84,7 +85,9 @@ def _guess_kind(location: str, kinds: Collection[str]) -> str:
     if lowered.endswith(".tar") or "{" in location or lowered.endswith(".txt"):
         return "wds"
     if Path(location).is_dir():
-        return "folder"
+        from .clip_benchmark import looks_like_clip_benchmark
+
+        return "clip_benchmark" if looks_like_clip_benchmark(location) else "folder"
     raise ValueError(
         f"cannot tell what kind of data {location!r} is; write it as KIND:LOCATION with KIND in "
         f"{', '.join(sorted(kinds))}"
@@ -109,6 +112,10 @@ class MapSource(ABC):
 
     def class_names(self) -> list[str] | None:
         """Class names when records carry ``metadata['label']`` (zero-shot tasks), else None."""
+        return None
+
+    def templates(self) -> tuple[str, ...] | None:
+        """The data set's own zero-shot prompt templates (``{c}``: class name), else None."""
         return None
 
 

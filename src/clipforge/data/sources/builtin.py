@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .base import MapSource, SourceOptions
 
 
@@ -15,4 +17,6 @@ def open_builtin(location: str, options: SourceOptions) -> MapSource:
         raise ValueError(f"unknown built-in data set {f'builtin:{location}'!r}; known: {known}")
     factory = BUILTIN_SETS.get(name)
     from_options = getattr(factory, "from_options", None)  # a set that reads more than split
-    return from_options(options) if from_options else factory(split=options.split)
+    if from_options:
+        return from_options(replace(options, split=options.split or "train"))
+    return factory(split=options.split or "train")
