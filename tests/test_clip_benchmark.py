@@ -129,10 +129,10 @@ class ColourModel(torch.nn.Module):
         self.anchor = torch.nn.Parameter(torch.zeros(1))
         self.config = SimpleNamespace(embed_dim=3)
 
-    def encode_image(self, images):
+    def encode_image(self, images, normalize=True):
         return images
 
-    def encode_text(self, counts):
+    def encode_text(self, counts, normalize=True):
         return counts.float()
 
 

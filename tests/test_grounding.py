@@ -95,7 +95,7 @@ class PatchStub(torch.nn.Module):
         index = torch.where(red, 0, torch.where(blue, 2, 1))
         return None, F.one_hot(index, 4).float()
 
-    def encode_text(self, ids):
+    def encode_text(self, ids, normalize=True):
         return F.one_hot(torch.where(ids[:, 0] == 0, 0, 2), 4).float()
 
 

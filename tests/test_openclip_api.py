@@ -141,9 +141,11 @@ def test_normalize_keyword(model_dir):
     ids = tokenizer(["a red apple", "a cat"])
     with torch.no_grad():
         raw_image, raw_text = model.visual(pixels), model.text(ids)  # the towers' projections
-        assert torch.equal(model.encode_image(pixels), raw_image)  # default False, as OpenCLIP
-        assert torch.equal(model.encode_text(ids), raw_text)
+        # default True (clipforge's unit vectors; OpenCLIP code that normalises again is unchanged)
+        assert torch.equal(model.encode_image(pixels), model.encode_image(pixels, normalize=True))
+        assert torch.equal(model.encode_text(ids), model.encode_text(ids, normalize=True))
         assert torch.equal(model.encode_image(pixels, normalize=False), raw_image)
+        assert torch.equal(model.encode_text(ids, normalize=False), raw_text)
         unit_image = model.encode_image(pixels, normalize=True)
         unit_text = model.encode_text(ids, normalize=True)
         assert not torch.allclose(raw_image.norm(dim=-1), torch.ones(2), atol=1e-3)
@@ -157,8 +159,8 @@ def test_normalize_keyword(model_dir):
 
 
 def test_every_caller_in_clipforge_says_normalize():
-    """The default is OpenCLIP's (False); each call inside clipforge states what it needs, so a
-    caller written for the old default (True) cannot silently get raw projections."""
+    """Each call inside clipforge states what it needs (unit vectors or raw projections), so it
+    does not hang on the default, which differs from OpenCLIP's (False)."""
     implicit = []
     for path in sorted(SRC.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):

@@ -53,7 +53,7 @@ def text_map(model, preprocess, tokenizer, image: Image.Image, text: str) -> tor
     device = _device_of(model)
     with inference_mode(model, None):
         tokens = patch_tokens(model, preprocess(image)[None].to(device))
-        text_embeds = model.encode_text(tokenizer([text]).to(device))
+        text_embeds = model.encode_text(tokenizer([text]).to(device), normalize=True)
         return score_maps(tokens, text_embeds)[0].cpu()
 
 

@@ -161,7 +161,9 @@ def grounding(
             tokens = patch_tokens(model, torch.stack([s.image for s in good]).to(device))
             owner = [row for row, s in enumerate(good) for _ in s.captions]
             texts = tokenizer([c for s in good for c in s.captions]).to(device)
-            maps = score_maps(tokens[owner], model.encode_text(texts)).cpu()  # [R, g, g]
+            maps = score_maps(
+                tokens[owner], model.encode_text(texts, normalize=True)
+            ).cpu()  # [R, g, g]
             truths = [(s, box) for s in good for box in s.boxes]
             for grid_map, (scene, truth) in zip(maps, truths):
                 frame = InputFrame.of(scene.size[0], scene.size[1], preprocess.preprocess)

@@ -45,13 +45,16 @@ class CLIP(nn.Module):
             self.logit_bias = None
 
     def encode_image(
-        self, images: torch.Tensor, *, normalize: bool = False, return_tokens: bool = False
+        self, images: torch.Tensor, *, normalize: bool = True, return_tokens: bool = False
     ):
         """images [B, 3, H, W] → embeddings [B, D]; ``return_tokens`` adds patches [B, N, D].
 
-        ``normalize`` (keyword only, default False as in OpenCLIP and Hugging Face's
-        ``get_image_features``): True L2-normalises the pooled embedding (for cosine similarity),
-        False returns the raw projection. Patch tokens are never normalised.
+        ``normalize`` (keyword only) L2-normalises the pooled embedding (for cosine similarity);
+        False returns the raw projection. The default is True, as clipforge has always returned
+        unit vectors; OpenCLIP's and Hugging Face's ``get_image_features`` default to raw
+        projections. Kept True because normalising is idempotent: OpenCLIP code that normalises
+        afterwards gets the same result, while a flipped default would silently turn existing
+        clipforge users' cosines into dot products. Patch tokens are never normalised.
         """
         out = self.visual(images, return_tokens=return_tokens)
         if return_tokens:
@@ -60,11 +63,11 @@ class CLIP(nn.Module):
         return F.normalize(out, dim=-1) if normalize else out
 
     def encode_text(
-        self, text: torch.Tensor, *, normalize: bool = False, return_tokens: bool = False
+        self, text: torch.Tensor, *, normalize: bool = True, return_tokens: bool = False
     ):
         """token ids [B, T] → embeddings [B, D]; with ``return_tokens`` also tokens and mask.
 
-        ``normalize`` as in :meth:`encode_image` (default False, the raw projection).
+        ``normalize`` as in :meth:`encode_image` (default True: unit vectors).
         """
         out = self.text(text, return_tokens=return_tokens)
         if return_tokens:
