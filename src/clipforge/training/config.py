@@ -76,6 +76,15 @@ class ModelSection:
         )
 
 
+SOURCE_OPTION_FIELDS = (
+    "csv_img_key",
+    "csv_caption_key",
+    "csv_separator",
+    "wds_caption_key",
+    "wds_caption_lines",
+)
+
+
 @dataclass
 class DataSection:
     train: str = "builtin:emoji"  # data spec (--data)
@@ -89,11 +98,30 @@ class DataSection:
     epoch_samples: int | None = None  # streams: samples per epoch (default: the shards'
     # sizes.json / img2dataset stats, if any)
     strict: bool = False  # stop at the first bad record instead of skipping
+    # how train and val data are read (OpenCLIP's flag names); null: the spec's query, else the
+    # source's default; a value here wins over the spec's query (see data.sources.base)
+    csv_img_key: str | None = None  # table image column; default image, else filepath
+    csv_caption_key: str | None = None  # table caption column; default caption, else title
+    csv_separator: str | None = None  # table delimiter (tab ok); default: suffix, header
+    wds_caption_key: str | None = None  # txt (default), another member or json:FIELD
+    wds_caption_lines: bool | None = None  # wds: each line of the caption text is a caption
 
     def __post_init__(self) -> None:
         self.validate()
 
+    def source_options(self) -> dict[str, Any]:
+        """The data-source options set here, by their flag names (``SourceOptions`` reads them)."""
+        return {
+            name: getattr(self, name)
+            for name in SOURCE_OPTION_FIELDS
+            if getattr(self, name) is not None
+        }
+
     def validate(self) -> None:
+        for name in SOURCE_OPTION_FIELDS:
+            value, kind = getattr(self, name), bool if name == "wds_caption_lines" else str
+            if value is not None and not (isinstance(value, kind) and value != ""):
+                raise ValueError(f"data.{name} must be a {kind.__name__}, got {value!r}")
         for key in ("train", "val"):
             value = getattr(self, key)
             if not (isinstance(value, str) and value) and not (key == "val" and value is None):
