@@ -98,19 +98,19 @@ class DataSection:
     epoch_samples: int | None = None  # streams: samples per epoch (default: the shards'
     # sizes.json / img2dataset stats, if any)
     strict: bool = False  # stop at the first bad record instead of skipping
-    # how train and val data are read (OpenCLIP's flag names); null: the spec's query, else the
-    # source's default; a value here wins over the spec's query (see data.sources.base)
-    csv_img_key: str | None = None  # table image column; default image, else filepath
-    csv_caption_key: str | None = None  # table caption column; default caption, else title
-    csv_separator: str | None = None  # table delimiter (tab ok); default: suffix, header
-    wds_caption_key: str | None = None  # txt (default), another member or json:FIELD
-    wds_caption_lines: bool | None = None  # wds: each line of the caption text is a caption
+    csv_img_key: str | None = None  # train+val tables: image column (--csv-img-key);
+    # null: image, else filepath
+    csv_caption_key: str | None = None  # tables: caption column; null: caption, else title
+    csv_separator: str | None = None  # tables: delimiter (tab ok); null: by suffix, header
+    wds_caption_key: str | None = None  # wds: txt (null), another member, or json:FIELD
+    wds_caption_lines: bool | None = None  # wds: each line of the caption is a caption
 
     def __post_init__(self) -> None:
         self.validate()
 
     def source_options(self) -> dict[str, Any]:
-        """The data-source options set here, by their flag names (``SourceOptions`` reads them)."""
+        """The data-source options set here, for the train and val sources, by their flag names
+        (``SourceOptions`` reads them); they win over the same options in a spec's query."""
         return {
             name: getattr(self, name)
             for name in SOURCE_OPTION_FIELDS
