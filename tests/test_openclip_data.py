@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_custom_keys_and_separator_in_the_query_by_either_name(tmp_path):
         open_source(f"{table}?image_column=img&csv_img_key=img")
 
 
-def test_train_from_openclip_tsv_and_from_custom_csv_flags_and_yaml(tmp_path, monkeypatch):
+def test_train_from_openclip_tsv_and_from_custom_csv_flags_and_yaml(tmp_path, monkeypatch, capsys):
     write_openclip_tsv(tmp_path / "oc", count=8)
     monkeypatch.chdir(tmp_path / "oc")
     run = tmp_path / "run-tsv"
@@ -123,10 +124,14 @@ def test_train_from_openclip_tsv_and_from_custom_csv_flags_and_yaml(tmp_path, mo
     keys = ["--csv-img-key", "img", "--csv-caption-key", "text", "--csv-separator", ";"]
     run = tmp_path / "run-csv"
     argv = ["train", "--data", str(table), "--val", str(table), "--steps", "2", *keys]
+    capsys.readouterr()
     assert main([*argv, *micro_flags(run)]) == 0  # the keys apply to --val too
     saved = yaml.safe_load((run / "config.yaml").read_text())["data"]
     assert (saved["csv_img_key"], saved["csv_separator"]) == ("img", ";")
     assert train_metrics(run)["skipped_records"]["count"] == 0
+    embed = next(line for line in capsys.readouterr().out.splitlines() if "clipforge embed" in line)
+    suggested = shlex.split(embed)[shlex.split(embed).index("--data") + 1]
+    assert open_source(suggested)[2].captions == ("a picture, number 2",)  # reads it the same way
 
     config = tmp_path / "own.yaml"
     data = {"train": str(table), "val": None, "csv_img_key": "img", "csv_caption_key": "text"}

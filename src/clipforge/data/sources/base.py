@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from ..record import RawRecord
 
@@ -106,6 +106,25 @@ class SourceSpec:
         if sep and kind in kinds:
             return cls(kind, location, query)
         return cls(_guess_kind(body, kinds), body, query)
+
+
+def spec_with_options(spec: str, options: dict) -> str:
+    """``spec`` with ``options`` (by option or flag name) written into its query, replacing the
+    same options there: one string that reopens the source as a run with those flags read it
+    (e.g. in a suggested ``clipforge embed`` command)."""
+    if not options:
+        return spec
+    body, _, query_text = spec.partition("?")
+    canonical = {FLAG_OPTION_NAMES.get(k, k) for k in options}
+    query = {
+        k: v
+        for k, v in parse_qsl(query_text, keep_blank_values=True)
+        if FLAG_OPTION_NAMES.get(k, k) not in canonical
+    }
+    for key, value in options.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        query[key] = "tab" if text == "\t" else text
+    return f"{body}?{urlencode(query, safe=':;,/{}.')}"
 
 
 def _guess_kind(location: str, kinds: Collection[str]) -> str:
