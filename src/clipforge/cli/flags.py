@@ -28,3 +28,29 @@ def add_precision_flag(parser: argparse.ArgumentParser) -> None:
         help="auto: bf16 autocast where the hardware runs it fast (CUDA, AVX-512-BF16/AMX "
         "CPUs), else fp32; $CLIPFORGE_PRECISION replaces what auto picks (default: auto)",
     )
+
+
+# flag (underscored) → help; each sets data.<flag> (DataSection), for train and val data
+DATA_KEY_FLAGS = {
+    "csv_img_key": "table column of the image paths, as open_clip_train's "
+    "(default: image, else filepath)",
+    "csv_caption_key": "table column of the captions (default: caption, else title)",
+    "csv_separator": "table delimiter, e.g. tab or ';' (default: by suffix, header line)",
+    "wds_caption_key": "WebDataset caption: txt, another member, or json:FIELD whose string or "
+    "list of strings are the captions (default: txt)",
+    "wds_caption_lines": "every line of a WebDataset caption is a caption of its own, as in "
+    "CLIP_benchmark's retrieval shards (default: the whole text is one caption)",
+}
+
+
+def add_data_key_flags(parser: argparse.ArgumentParser) -> None:
+    """OpenCLIP-style ``--csv-img-key`` … and ``--wds-caption-key`` / ``--wds-caption-lines``
+    (train); they override the same options in the data spec's query."""
+    group = parser.add_argument_group("reading the data (OpenCLIP's names)")
+    for name, help_text in DATA_KEY_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        if name == "wds_caption_lines":
+            group.add_argument(flag, action="store_true", default=None, help=help_text)
+        else:
+            metavar = "SEP" if name == "csv_separator" else "KEY"
+            group.add_argument(flag, metavar=metavar, help=help_text)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from .flags import add_precision_flag, add_run_length_flags
+from .flags import DATA_KEY_FLAGS, add_data_key_flags, add_precision_flag, add_run_length_flags
 
 # flag → dotted config path
 FLAG_PATHS = {
@@ -26,6 +26,7 @@ FLAG_PATHS = {
     "precision": "run.precision",
     "accumulation": "optim.accumulation",
     "report_to": "run.report_to",
+    **{name: f"data.{name}" for name in DATA_KEY_FLAGS},
 }
 LENGTH_FLAGS = {"epochs": "run.epochs", "steps": "run.steps", "time_budget": "run.time_budget"}
 
@@ -38,6 +39,10 @@ EXAMPLES = """examples:
   clipforge train --time-budget 5 --out runs/first           # tiny model on the built-in emoji set
   clipforge train --data "csv:pairs.csv?image_column=path&caption_column=text" --val none \\
       --epochs 3 --out runs/mine
+  clipforge train --data train.csv --csv-img-key filepath --csv-caption-key title \\
+      --csv-separator tab --out runs/openclip-csv      # open_clip_train's CSV flags
+  clipforge train --data "shards/{00000..00099}.tar" --wds-caption-key json:captions \\
+      --val none --out runs/coco-wds                   # captions from a .json field
   clipforge train --config configs/filip.yaml optim.lr=3e-4 --out runs/filip
   clipforge train --out runs/mine --resume                   # continue from the latest checkpoint
   clipforge train --out runs/mine --resume --steps 2000      # ... and extend it to 2000 steps
@@ -60,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML config file (default: none)")
     parser.add_argument("--data", help=f"training data spec (default: {data.train})")
     parser.add_argument("--val", help=f"validation data spec, or 'none' (default: {data.val})")
+    add_data_key_flags(parser)
     parser.add_argument(
         "--model",
         help=f"model size (clipforge list models) or a model "

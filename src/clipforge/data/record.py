@@ -29,9 +29,27 @@ RECORD_ERROR = "record_error"
 
 @dataclass(frozen=True)
 class RawRecord:
+    """One image and every caption it has.
+
+    Several captions per image (COCO's five, a CLIP_benchmark retrieval shard's ``\\n``-joined
+    ``.txt``, a ``.json`` list, a Parquet ``list<string>``, extra caption columns) are all kept
+    in ``captions``, in the source's order, one string each: sources split them, nothing
+    downstream does. Who reads them how:
+
+    - training uses one per sample and step: :class:`~clipforge.data.loader.SampleMaker` draws
+      it with ``sample_rng(seed, epoch, index)`` (index: the row, or a stream reader's slot and
+      position; ``caption_choice="first"`` takes the first), so the pick is the same for any
+      worker count and after a resume, and changes from epoch to epoch; objectives that want
+      more (sub-captions, ALIP's raw + synthetic) read the whole tuple via :mod:`.extras`;
+    - evaluation uses them all (:mod:`clipforge.evaluation.retrieval`): each caption is a
+      text → image query of its own, and an image → text query is right on any of its captions;
+    - ``()`` is allowed (a classification record has a label, no caption); training counts it as
+      a bad record (:func:`clean_captions`).
+    """
+
     key: str  # stable id: relative path, row number or WebDataset __key__
     image: ImageRef  # encoded bytes, a file path, or a decoded PIL image
-    captions: tuple[str, ...]  # one or more captions for this image
+    captions: tuple[str, ...]  # every caption of this image, in order; may be empty
     metadata: dict[str, Any] = field(default_factory=dict)
 
 

@@ -77,6 +77,15 @@ class ModelSection:
         )
 
 
+SOURCE_OPTION_FIELDS = (
+    "csv_img_key",
+    "csv_caption_key",
+    "csv_separator",
+    "wds_caption_key",
+    "wds_caption_lines",
+)
+
+
 @dataclass
 class DataSection:
     train: str = "builtin:emoji"  # data spec (--data)
@@ -90,11 +99,30 @@ class DataSection:
     epoch_samples: int | None = None  # streams: samples per epoch (default: the shards'
     # sizes.json / img2dataset stats, if any)
     strict: bool = False  # stop at the first bad record instead of skipping
+    csv_img_key: str | None = None  # train+val tables: image column (--csv-img-key);
+    # null: image, else filepath
+    csv_caption_key: str | None = None  # tables: caption column; null: caption, else title
+    csv_separator: str | None = None  # tables: delimiter (tab ok); null: by suffix, header
+    wds_caption_key: str | None = None  # wds: txt (null), another member, or json:FIELD
+    wds_caption_lines: bool | None = None  # wds: each line of the caption is a caption
 
     def __post_init__(self) -> None:
         self.validate()
 
+    def source_options(self) -> dict[str, Any]:
+        """The data-source options set here, for the train and val sources, by their flag names
+        (``SourceOptions`` reads them); they win over the same options in a spec's query."""
+        return {
+            name: getattr(self, name)
+            for name in SOURCE_OPTION_FIELDS
+            if getattr(self, name) is not None
+        }
+
     def validate(self) -> None:
+        for name in SOURCE_OPTION_FIELDS:
+            value, kind = getattr(self, name), bool if name == "wds_caption_lines" else str
+            if value is not None and not (isinstance(value, kind) and value != ""):
+                raise ValueError(f"data.{name} must be a {kind.__name__}, got {value!r}")
         for key in ("train", "val"):
             value = getattr(self, key)
             if not (isinstance(value, str) and value) and not (key == "val" and value is None):

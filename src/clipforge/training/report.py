@@ -17,6 +17,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from .config import SOURCE_OPTION_FIELDS
+
 GAP_LINE = (
     "modality_gap = ‖mean image embedding − mean text embedding‖ on the validation set "
     "(0 to 2; lower: images and captions share one region of the space; "
@@ -73,6 +75,12 @@ def next_steps(out: Path, summary: dict[str, Any]) -> list[str]:
     config = summary.get("config") or {}
     data = config.get("data") or {}
     val, train = data.get("val"), data.get("train") or "builtin:emoji"
+    options = {key: data[key] for key in SOURCE_OPTION_FIELDS if data.get(key) is not None}
+    if options:  # --csv-img-key …: the suggested commands must read the data the same way
+        from ..data.sources.base import spec_with_options
+
+        train = spec_with_options(train, options)
+        val = spec_with_options(val, options) if val and val != "auto" else val
     run, quoted = str(out), shlex.quote
     lines = ["next steps:"]
     if val:

@@ -159,8 +159,10 @@ def build_train_loader(
     return build_loader(source, transform, tokenizer, config, rank=rank, world_size=world)
 
 
-def open_train_source(spec: str, seed: int) -> MapSource | StreamSource:
-    return open_source(spec, seed=seed)
+def open_train_source(
+    spec: str, seed: int, options: dict[str, Any] | None = None
+) -> MapSource | StreamSource:
+    return open_source(spec, seed=seed, **(options or {}))
 
 
 def open_train_and_val(
@@ -175,13 +177,14 @@ def open_train_and_val(
     ``val`` split, else records held out of the training data (:mod:`clipforge.data.holdout`:
     5 %, at most 1,000, not trained on), else none (a stream, or under 100 records). A spec is
     opened now, so a missing validation set fails before training, not after it."""
-    train = train_source or open_train_source(section.train, seed)
+    options = section.source_options()  # --csv-img-key …: for the training and validation data
+    train = train_source or open_train_source(section.train, seed, options)
     if val_source is not None:
         return train, val_source, "validation: the given source"
     if section.val is None:
         return train, None, "validation: none"
     if section.val != "auto":
-        return train, open_source(section.val), f"validation: {section.val}"
+        return train, open_source(section.val, **options), f"validation: {section.val}"
     builtin = builtin_val_spec(section.train) if train_source is None else None
     if builtin:
         return train, open_source(builtin), f"validation: {builtin} (the set's own split)"

@@ -5,6 +5,8 @@ A spec is ``KIND:LOCATION`` with optional ``?key=value&…`` options, e.g.::
     builtin:emoji                      builtin:emoji?split=val
     folder:/data/pairs                 csv:pairs.csv?image_column=path&caption_column=text
     parquet:laion.parquet              wds:shards/{00000..00099}.tar?shuffle_buffer=2000
+    csv:train.csv?csv_img_key=filepath&csv_caption_key=title&csv_separator=tab   (OpenCLIP's names)
+    wds:shards/{00000..00099}.tar?caption_key=json:captions
 
 A bare path is read by its look: a directory → ``folder`` (``clip_benchmark`` when it is in
 CLIP_benchmark's ``wds_*`` layout), ``.csv``/``.tsv``/``.parquet`` → table, ``.tar`` or a brace
@@ -21,41 +23,70 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from ..record import RawRecord
+
+# the names of ``clipforge train``'s data flags and YAML data keys for these options (the csv_
+# ones are open_clip_train's flags --csv-img-key …, underscored), also accepted in a spec query
+FLAG_OPTION_NAMES = {
+    "csv_img_key": "image_column",
+    "csv_caption_key": "caption_column",
+    "csv_separator": "separator",
+    "wds_caption_key": "caption_key",
+    "wds_caption_lines": "caption_lines",
+}
 
 
 @dataclass
 class SourceOptions:
-    """Options shared by sources; each source reads the ones that apply to it."""
+    """Options shared by sources; each source reads the ones that apply to it.
+
+    Table columns default to clipforge's ``image``/``caption``, else OpenCLIP's ``filepath``/
+    ``title`` when the table has those instead (see :mod:`.table`)."""
 
     split: str | None = None  # None: the source's default (built-in: train; clip_benchmark: test)
-    image_column: str = "image"  # tables: path (relative to the table's folder) or bytes
-    caption_column: str = "caption"
+    image_column: str | None = None  # tables: path or bytes; None: image, else filepath
+    caption_column: str | None = None  # tables; None: caption, else title
     extra_caption_columns: tuple[str, ...] = ()  # e.g. a synthetic-caption column (ALIP)
     separator: str | None = None  # tables: override the delimiter guessed from the suffix
+    caption_key: str | None = None  # wds: member (txt) or json:FIELD holding the caption(s)
+    caption_lines: bool = False  # wds: every line of the caption text is a caption
     shuffle_buffer: int = 1000  # wds: samples held for shuffling (0 = off)
     resampled: bool = False  # wds: draw shards with replacement, endless
     seed: int = 0
 
     @classmethod
     def from_query(cls, query: dict[str, str], **overrides) -> SourceOptions:
+        """Options from a spec's query, then ``overrides`` (which win); the flag names
+        (:data:`FLAG_OPTION_NAMES`) are accepted, one option named twice in a layer refused."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
         values: dict = {}
-        for key, raw in {**query, **overrides}.items():
-            if key not in fields:
-                raise ValueError(f"unknown data option {key!r}; known: {sorted(fields)}")
-            default = fields[key].default
-            if isinstance(raw, str) and isinstance(default, bool):
-                values[key] = raw.lower() in ("1", "true", "yes")
-            elif isinstance(raw, str) and isinstance(default, int):
-                values[key] = int(raw)
-            elif isinstance(raw, str) and isinstance(default, tuple):
-                values[key] = tuple(part for part in raw.split(",") if part)
-            else:
-                values[key] = raw
+        for layer in (query, overrides):
+            named: dict[str, str] = {}
+            for given, raw in layer.items():
+                key = FLAG_OPTION_NAMES.get(given, given)
+                if key not in fields:
+                    known = sorted([*fields, *FLAG_OPTION_NAMES])
+                    raise ValueError(f"unknown data option {given!r}; known: {known}")
+                if key in named:
+                    raise ValueError(f"data option {key!r} given twice: {named[key]}, {given}")
+                named[key] = given
+                values[key] = _convert(raw, fields[key].default)
         return cls(**values)
+
+
+def _convert(raw, default):
+    """A query string value → the option's type (read from its default)."""
+    if not isinstance(raw, str):
+        return raw
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, tuple):
+        return tuple(part for part in raw.split(",") if part)
+    return raw
 
 
 @dataclass(frozen=True)
@@ -76,6 +107,25 @@ class SourceSpec:
         if sep and kind in kinds:
             return cls(kind, location, query)
         return cls(_guess_kind(body, kinds), body, query)
+
+
+def spec_with_options(spec: str, options: dict) -> str:
+    """``spec`` with ``options`` (by option or flag name) written into its query, replacing the
+    same options there: one string that reopens the source as a run with those flags read it
+    (e.g. in a suggested ``clipforge embed`` command)."""
+    if not options:
+        return spec
+    body, _, query_text = spec.partition("?")
+    canonical = {FLAG_OPTION_NAMES.get(k, k) for k in options}
+    query = {
+        k: v
+        for k, v in parse_qsl(query_text, keep_blank_values=True)
+        if FLAG_OPTION_NAMES.get(k, k) not in canonical
+    }
+    for key, value in options.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        query[key] = "tab" if text == "\t" else text
+    return f"{body}?{urlencode(query, safe=':;,/{}.')}"
 
 
 def _guess_kind(location: str, kinds: Collection[str]) -> str:

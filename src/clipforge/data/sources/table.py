@@ -2,11 +2,14 @@
 
 One row is one record. Columns (names set by :class:`SourceOptions`):
 
-- ``image_column`` (default ``image``): a path, relative to the table's folder or absolute; or
-  the encoded image itself (a Parquet ``binary`` column, or the ``struct<bytes, path>`` that
-  Hugging Face ``datasets`` writes for its ``Image`` feature).
-- ``caption_column`` (default ``caption``): a string, or a list of strings (Parquet
-  ``list<string>``) for several captions of one image.
+- ``image_column`` (default ``image``, else OpenCLIP's ``filepath`` when the table has that
+  instead): an absolute path; a relative one, found in the table's folder or else in the
+  working directory (OpenCLIP opens paths as written, i.e. relative to where it runs; a missing
+  image is a bad record whose reason names both places tried); or the encoded image itself (a
+  Parquet ``binary`` column, or the ``struct<bytes, path>`` that Hugging Face ``datasets``
+  writes for its ``Image`` feature).
+- ``caption_column`` (default ``caption``, else OpenCLIP's ``title``): a string, or a list of
+  strings (Parquet ``list<string>``) for several captions of one image.
 - ``extra_caption_columns``: more caption columns, e.g. synthetic captions. Their captions follow
   the main ones in ``RawRecord.captions`` (so ``captions[1]`` is the first extra column's when
   the main cell holds one caption, which is what ALIP's ``alt_text`` reads) and their raw values
@@ -14,11 +17,13 @@ One row is one record. Columns (names set by :class:`SourceOptions`):
 - ``key`` or ``id``: the record key when present, else the row number.
 - every other column goes into ``metadata``.
 
-The format comes from the suffix (``.csv`` comma, ``.tsv`` tab, ``.parquet``/``.pq``); a file
-with another suffix is read as delimited text, with ``options.separator`` (``tab`` or ``\\t``
-accepted) or else the delimiter its header line suggests. TSV is read without quoting (the TSV
-convention: a caption may start with ``"``); CSV follows RFC 4180 quoting, newlines allowed
-inside quoted cells. Delimited text is UTF-8: a row with an undecodable byte is a bad record
+The format comes from the suffix (``.csv`` comma, ``.tsv`` tab, ``.parquet``/``.pq``), except
+that a ``.csv`` whose header line has tabs and no comma is read as tab-separated (OpenCLIP reads
+every table with ``--csv-separator``'s default, a tab, so its ``train.csv`` files often are);
+a file with another suffix is read as delimited text, with ``options.separator`` (``tab`` or
+``\\t`` accepted) or else the delimiter its header line suggests. TSV is read without quoting
+(the TSV convention: a caption may start with ``"``); CSV follows RFC 4180 quoting, newlines
+allowed inside quoted cells. Delimited text is UTF-8: a row with an undecodable byte is a bad record
 (skipped and counted by the loader, its row number and column named), not a reason to refuse the
 whole file; its cells are kept with U+FFFD in place of the bad bytes.
 
@@ -41,6 +46,8 @@ from .base import MapSource, SourceOptions
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 KEY_COLUMNS = ("key", "id")
+# columns used when the option is not given: clipforge's name, then OpenCLIP's default
+DEFAULT_COLUMNS = {"image_column": ("image", "filepath"), "caption_column": ("caption", "title")}
 
 
 class ArrowColumn:
@@ -119,13 +126,13 @@ def decode_text_columns(raw: pa.Table) -> tuple[pa.Table, dict[int, str]]:
 def _delimiter(path: Path, separator: str | None) -> str:
     if separator:
         return {"tab": "\t", "\\t": "\t", "comma": ","}.get(separator, separator)
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        header = handle.readline()
     suffix = path.suffix.lower()
     if suffix == ".tsv":
         return "\t"
-    if suffix == ".csv":
+    if suffix == ".csv" and ("," in header or "\t" not in header):
         return ","
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        header = handle.readline()
     return "\t" if header.count("\t") > header.count(",") else ","
 
 
@@ -135,39 +142,47 @@ class TableSource(MapSource):
     def __init__(self, location: str | Path, options: SourceOptions | None = None):
         options = options or SourceOptions()
         self.path = Path(location).expanduser()
-        self.folder = self.path.parent
+        self.working_dir = Path.cwd()  # read now: loader workers resolve paths the same way
+        self.folder = self.working_dir / self.path.parent
         table, self.bad_rows = read_table(self.path, options.separator)
         if table.num_rows == 0:
             raise ValueError(f"{self.path}: the table has no rows")
         present = table.column_names
-        wanted = [
-            ("image_column", options.image_column),
-            ("caption_column", options.caption_column),
-        ]
-        wanted += [("extra_caption_columns", name) for name in options.extra_caption_columns]
-        for option, column in wanted:
-            if column not in present:
-                raise ValueError(
-                    f"{self.path}: no column {column!r} (the {option}); its columns are {present}"
-                )
-        image_column = table.column(options.image_column)
+        image_name = self._column(options.image_column, "image_column", present)
+        caption_name = self._column(options.caption_column, "caption_column", present)
+        for name in options.extra_caption_columns:
+            self._column(name, "extra_caption_columns", present)
+        image_column = table.column(image_name)
         if pa.types.is_string(image_column.type) or pa.types.is_large_string(image_column.type):
             first = next((v for v in image_column.slice(0, 100).to_pylist() if v), "")
             if "://" in first:
                 raise ValueError(
-                    f"{self.path}: column {options.image_column!r} holds URLs ({first}); "
+                    f"{self.path}: column {image_name!r} holds URLs ({first}); "
                     f"download the images first (e.g. img2dataset) and point at the result"
                 )
         self.image = ArrowColumn(image_column)
-        self.caption_columns = [options.caption_column, *options.extra_caption_columns]
+        self.caption_columns = [caption_name, *options.extra_caption_columns]
         self.captions_by_column = [ArrowColumn(table.column(c)) for c in self.caption_columns]
         key_column = next((c for c in KEY_COLUMNS if c in present), None)
         self.keys = ArrowColumn(table.column(key_column)) if key_column else None
-        skip = {options.image_column, options.caption_column, key_column}
+        skip = {image_name, caption_name, key_column}
         self.metadata_columns = {
             name: ArrowColumn(table.column(name)) for name in present if name not in skip
         }
         self.rows = table.num_rows
+
+    def _column(self, given: str | None, option: str, present: list[str]) -> str:
+        """The column ``option`` names: ``given``, else the first default the table has."""
+        candidates = (given,) if given else DEFAULT_COLUMNS[option]
+        found = next((name for name in candidates if name in present), None)
+        if found is None:
+            flag = {"image_column": " / --csv-img-key", "caption_column": " / --csv-caption-key"}
+            wanted = " or ".join(repr(name) for name in candidates)
+            raise ValueError(
+                f"{self.path}: no column {wanted} (the {option}{flag.get(option, '')}); "
+                f"its columns are {present}"
+            )
+        return found
 
     def __len__(self) -> int:
         return self.rows
@@ -181,19 +196,29 @@ class TableSource(MapSource):
         for column in self.captions_by_column:
             captions.extend(_as_captions(column[index]))
         metadata = {name: column[index] for name, column in self.metadata_columns.items()}
-        if index in self.bad_rows:
-            metadata[RECORD_ERROR] = self.bad_rows[index]
-        return RawRecord(key, self._image_ref(self.image[index]), tuple(captions), metadata)
+        image, missing = self._image_ref(self.image[index])
+        if index in self.bad_rows or missing:
+            metadata[RECORD_ERROR] = self.bad_rows.get(index, missing)
+        return RawRecord(key, image, tuple(captions), metadata)
 
-    def _image_ref(self, value: Any) -> bytes | Path:
+    def _image_ref(self, value: Any) -> tuple[bytes | Path, str | None]:
+        """The image bytes or path, and why the record is bad when its file is nowhere."""
         if isinstance(value, dict):  # Hugging Face Image: {bytes, path}
             value = value.get("bytes") or value.get("path")
         if value is None:
-            return b""  # decode_image reports the record bad
+            return b"", None  # decode_image reports the record bad
         if isinstance(value, (bytes, bytearray)):
-            return bytes(value)
+            return bytes(value), None
         path = Path(str(value)).expanduser()
-        return path if path.is_absolute() else self.folder / path
+        if path.is_absolute():
+            return path, None  # open_image names it when missing
+        tried = {self.folder / path: "the table's folder"}
+        tried.setdefault(self.working_dir / path, "the working directory")
+        found = next((place for place in tried if place.is_file()), None)
+        if found is not None:
+            return found, None
+        places = " and ".join(f"{place} ({where})" for place, where in tried.items())
+        return self.folder / path, f"image file not found: {str(value)!r}; tried {places}"
 
     def captions(self) -> Iterator[str]:
         for column in self.captions_by_column:

@@ -2,7 +2,9 @@
 
 Each shard holds samples as files sharing a key: ``KEY.jpg`` (or ``.jpeg .png .webp .bmp
 .gif``), ``KEY.txt`` (the caption) and optionally ``KEY.json`` (merged into ``metadata``, with
-the shard's path under ``"url"``). The location names the shards as
+the shard's path under ``"url"``). Captions may instead come from a ``.json`` field, or be
+several per sample (``caption_key``, ``caption_lines``: :mod:`.wds_captions`); a key given
+explicitly is checked on the first samples at once. The location names the shards as
 
 - a brace pattern: ``shards/{00000..00099}.tar`` (``::`` joins several patterns);
 - a ``.txt`` file listing one shard per line, relative to that file's folder;
@@ -49,6 +51,7 @@ from webdataset.shardlists import expand_urls
 from ... import distributed
 from ..record import RawRecord
 from .base import SourceOptions, StreamSource, first_captions
+from .wds_captions import TXT_CAPTION, CaptionKey, parse_json_member
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif")
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -154,19 +157,19 @@ class _ShardErrorLog:
             yield RawRecord(SHARD_ERROR_PREFIX + url, b"", (), {"shard_error": message, "url": url})
 
 
-def sample_to_record(sample: dict) -> RawRecord:
-    """A webdataset sample dict (``__key__``, ``jpg``, ``txt``, …) → RawRecord."""
+def sample_to_record(sample: dict, caption_key: CaptionKey = TXT_CAPTION) -> RawRecord:
+    """A webdataset sample dict (``__key__``, ``jpg``, ``txt``, …) → RawRecord, with the
+    captions ``caption_key`` names (:mod:`.wds_captions`)."""
     image = next((sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample), b"")
-    text = sample.get("txt", b"").decode("utf-8", errors="replace").strip()
+    parsed, json_error = parse_json_member(sample)
     metadata: dict = {}
-    if "json" in sample:
-        try:
-            parsed = json.loads(sample["json"])
-            metadata.update(parsed if isinstance(parsed, dict) else {"json": parsed})
-        except (ValueError, UnicodeDecodeError) as error:
-            metadata["json_error"] = str(error)
+    if parsed is not None:
+        metadata.update(parsed if isinstance(parsed, dict) else {"json": parsed})
+    if json_error is not None:
+        metadata["json_error"] = json_error
     metadata["url"] = sample.get("__url__", "")
-    return RawRecord(sample["__key__"], image, (text,) if text else (), metadata)
+    captions = caption_key.captions(sample, parsed) or ()
+    return RawRecord(sample["__key__"], image, captions, metadata)
 
 
 class WebDatasetSource(StreamSource):
@@ -184,6 +187,10 @@ class WebDatasetSource(StreamSource):
         self.location = location
         self.options = options or SourceOptions()
         self.shards = list_shards(location)
+        self.caption_key = CaptionKey.parse(self.options.caption_key, self.options.caption_lines)
+        first_local = next((s for s in self.shards if _is_local(s) and Path(s).is_file()), None)
+        if self.options.caption_key is not None and first_local:  # default: class-only shards
+            self.caption_key.check(first_local)  # remote shards are not opened here
         self.rank_override, self.world_size_override = rank, world_size
         self.epoch = 0
         self.shard_errors = 0
@@ -245,7 +252,7 @@ class WebDatasetSource(StreamSource):
             shard_list,
             log.track,
             wds.tarfile_to_samples(handler=log.handle),
-            lambda samples: _records(samples, log),
+            lambda samples: _records(samples, log, self.caption_key),
             wds.shuffle(buffer, initial=min(buffer, 100), seed=seed) if buffer > 1 else None,
         )
         yield from pipeline
@@ -258,11 +265,14 @@ class WebDatasetSource(StreamSource):
             wds.SimpleShardList(self.shards),
             wds.tarfile_to_samples(handler=wds.ignore_and_continue),
         )
-        return first_captions((sample_to_record(sample) for sample in pipeline), limit)
+        records = (sample_to_record(sample, self.caption_key) for sample in pipeline)
+        return first_captions(records, limit)
 
 
-def _records(samples: Iterator[dict], log: _ShardErrorLog) -> Iterator[RawRecord]:
+def _records(
+    samples: Iterator[dict], log: _ShardErrorLog, caption_key: CaptionKey
+) -> Iterator[RawRecord]:
     for sample in samples:
         yield from log.drain()
-        yield sample_to_record(sample)
+        yield sample_to_record(sample, caption_key)
     yield from log.drain()
