@@ -163,7 +163,7 @@ class EmojiScenesSource(MapSource):
 
     @classmethod
     def from_options(cls, options: SourceOptions) -> EmojiScenesSource:
-        return cls(split=options.split, seed=options.seed)
+        return cls(split=options.split or "train", seed=options.seed)
 
     def __len__(self) -> int:
         return sum(count for _, count in self._parts)
