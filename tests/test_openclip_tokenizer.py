@@ -1,20 +1,15 @@
-"""OpenCLIP's tokenizer, shipped with clipforge: the same ids as ``open_clip``'s own code.
-
-The oracle is ``open_clip/tokenizer.py`` from the installed package (``make test`` installs
-open-clip-torch with --no-deps), loaded from its file so the package's ``__init__`` (which needs
-torchvision) never runs. clipforge itself never imports it.
-"""
+"""OpenCLIP's tokenizer, shipped with clipforge: the same ids as ``open_clip``'s own code
+(``open_clip/tokenizer.py`` of the installed package, see :mod:`openclip_oracle`)."""
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
 from clipforge.data.openclip_tokenizer import openclip_tokenizer
 from clipforge.data.tokenizer import Tokenizer
+
+from openclip_oracle import openclip_tokenizer_module
 
 TEXTS = [
     "a photo of a cat",
@@ -37,20 +32,9 @@ TEXTS = [
 ]
 
 
-def load_openclip_tokenizer_module():
-    spec = importlib.util.find_spec("open_clip")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail("open-clip-torch is not installed (make test installs it with --no-deps)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "tokenizer.py"
-    module_spec = importlib.util.spec_from_file_location("openclip_tokenizer_oracle", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def theirs():
-    return load_openclip_tokenizer_module().SimpleTokenizer()
+    return openclip_tokenizer_module().SimpleTokenizer()
 
 
 def test_ids_equal_openclip(theirs):

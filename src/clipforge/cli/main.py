@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a model (YAML config, flags, key=value overrides)"),
     "bench": ("bench", "measure training speed: clipforge bench train --json"),
     "eval": ("eval", "evaluate a model: zero-shot classification or image-text retrieval"),
-    "convert": ("convert", "convert between clipforge and Hugging Face CLIP directories"),
+    "convert": ("convert", "convert between clipforge, Hugging Face CLIP and OpenCLIP formats"),
     "data": ("data", "data-set chores: clipforge data prepare openclipart"),
 }
 
