@@ -11,10 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
 
 import clipforge
+import clipforge.data.transforms
+from clipforge.data.preprocess import PreprocessConfig
 from clipforge.interop.openclip import load_openclip
 
 from openclip_oracle import (
@@ -82,14 +85,17 @@ def save_train_checkpoint(path: Path, state: dict, ddp: bool = True) -> Path:
 
 
 def assert_same_embeddings(ours, theirs, images, ids, atol=1e-5):
+    """Raw projections and (so) L2-normalised embeddings of both towers within ``atol``."""
     with torch.no_grad():
-        for normalize in (False, True):
-            mine = ours.encode_image(images, normalize=normalize)
-            want = theirs.encode_image(images, normalize=normalize)
-            torch.testing.assert_close(mine, want, atol=atol, rtol=0)
-            mine = ours.encode_text(ids, normalize=normalize)
-            want = theirs.encode_text(ids, normalize=normalize)
-            torch.testing.assert_close(mine, want, atol=atol, rtol=0)
+        pairs = [
+            (ours.encode_image(images, normalize=False), theirs.encode_image(images)),
+            (ours.encode_text(ids, normalize=False), theirs.encode_text(ids)),
+        ]
+    for mine, want in pairs:
+        torch.testing.assert_close(mine, want, atol=atol, rtol=0)
+        torch.testing.assert_close(
+            F.normalize(mine, dim=-1), F.normalize(want, dim=-1), atol=atol, rtol=0
+        )
 
 
 @pytest.mark.parametrize(
@@ -155,6 +161,16 @@ def generated_images() -> list[Image.Image]:
         pixels = pixels + rng.integers(0, 30, pixels.shape)
         images.append(Image.fromarray(pixels.clip(0, 255).astype(np.uint8)))
     return images
+
+
+def test_eval_preprocessing_equals_openclips_pixel_for_pixel():
+    """Resize (long side truncated, as torchvision) + centre crop + OpenAI mean/std: the same
+    tensors as OpenCLIP's eval transform. (Left: the crop offset when the excess is 3 mod 4 px,
+    which torchvision rounds half to even and HF / clipforge floor; JPEG draft decoding and
+    PIL's reducing_gap on images over 6x the size.)"""
+    preprocess = clipforge.data.transforms.eval_transform(PreprocessConfig())
+    for image in generated_images():
+        assert torch.equal(preprocess(image), torchvision_eval_transform(image, 224)), image.size
 
 
 def test_zero_shot_top1_equals_openclip_with_its_preprocessing(vit_b_32, oc_model):
