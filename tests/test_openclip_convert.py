@@ -98,6 +98,11 @@ def test_clipforge_to_openclip_to_clipforge_is_bit_exact(tmp_path, oc_model):
     state = model.state_dict()
     assert all(torch.equal(v, state[k]) for k, v in back.state_dict().items())
     assert torch.equal(back_tokenizer(CAPTIONS), tokenizer(CAPTIONS))
+    # its training checkpoint with that config: the HF tokenizer is found beside the config
+    checkpoint = tmp_path / "epoch_1.pt"
+    torch.save({"state_dict": load_file(str(out / "open_clip_model.safetensors"))}, checkpoint)
+    _, from_checkpoint = load_openclip(checkpoint, model_config=out / "open_clip_config.json")
+    assert torch.equal(from_checkpoint(CAPTIONS), tokenizer(CAPTIONS))
     theirs = oc_model.CLIP(**written).eval()  # OpenCLIP's own code pools at eos_id too
     theirs.load_state_dict(load_file(str(out / "open_clip_model.safetensors")), strict=True)
     images = torch.randn(2, 3, 64, 64)
@@ -165,6 +170,7 @@ def test_hf_hub_name_resolves_offline_from_the_cache(small, tmp_path, monkeypatc
         ("no-weights", r"no OpenCLIP weights \(open_clip_model.safetensors or "),
         ("no-config", r"open_clip_config.json: OpenCLIP model config not found"),
         ("unsupported", r"OpenCLIP vision_cfg key timm_model_name='vit_base' is not supported"),
+        ("name-for-hub-dir", r"hub: a hub directory carries its own open_clip_config.json"),
     ],
 )
 def test_bad_input_is_one_line_naming_it(small, tmp_path, case, message):
@@ -175,6 +181,8 @@ def test_bad_input_is_one_line_naming_it(small, tmp_path, case, message):
         call = lambda: load_openclip(checkpoint, model_name="ViT-Q-99")  # noqa: E731
     elif case == "wrong-shapes":
         call = lambda: load_openclip(checkpoint, model_name="ViT-B-32")  # noqa: E731
+    elif case == "name-for-hub-dir":
+        call = lambda: load_openclip(hub, model_name="ViT-B-32")  # noqa: E731
     elif case == "no-weights":
         (broken / "open_clip_config.json").write_text(json.dumps({"model_cfg": SMALL_CFG}))
         call = lambda: clipforge.load(broken)  # noqa: E731

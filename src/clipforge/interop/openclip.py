@@ -124,6 +124,11 @@ def load_openclip(
     architecture; a hub directory carries its own."""
     path = resolve_openclip_source(source)
     if path.is_dir():
+        if model_name or model_config:
+            raise ValueError(
+                f"{source}: a hub directory carries its own {CONFIG_FILE}; "
+                "a model name or config is only for checkpoints"
+            )
         model, tokenizer = _load_hub_dir(path)
     else:
         model, tokenizer = _load_checkpoint(path, model_name, model_config)
@@ -167,7 +172,9 @@ def _load_checkpoint(
         if _params(path).get("force_quick_gelu") == "True":
             model_cfg["quick_gelu"] = True
     config = model_config_from_openclip(model_cfg, None, name, str(path))
-    return _build(config, state, str(path)), _tokenizer(model_cfg, config, None)
+    # an HF tokenizer the config names is looked for beside the config file
+    tokenizer_dir = Path(model_config).parent if model_config is not None else None
+    return _build(config, state, str(path)), _tokenizer(model_cfg, config, tokenizer_dir)
 
 
 def _params(checkpoint: Path) -> dict[str, str]:
