@@ -232,3 +232,27 @@ def test_named_architectures_equal_openclips_own_configs():
     for name, ours in OPENCLIP_MODELS.items():
         theirs = json.loads((openclip_root() / "model_configs" / f"{name}.json").read_text())
         assert with_defaults(ours) == with_defaults(theirs), name
+
+
+@pytest.mark.parametrize(
+    "section, key, value, accepted",
+    [
+        ("vision_cfg", "ls_init_value", 1e-5, False),  # layer scale: another network
+        ("text_cfg", "hf_model_name", "roberta-base", False),
+        ("text_cfg", "proj_type", "mlp", False),
+        ("vision_cfg", "qk_norm", False, True),  # spelled out at the default: fine
+        ("vision_cfg", "final_ln_after_pool", True, True),  # LayerNorm is per token
+        ("text_cfg", "norm_kwargs", {"eps": 1e-6}, True),
+    ],
+)
+def test_config_keys_are_mapped_or_refused_by_name(section, key, value, accepted):
+    from clipforge.interop.openclip_config import model_config_from_openclip
+
+    cfg = json.loads(json.dumps(SMALL_CFG))
+    cfg[section][key] = value
+    if accepted:
+        config = model_config_from_openclip(cfg, None, "m", "m.json")
+        assert config.text.layer_norm_eps == (1e-6 if key == "norm_kwargs" else 1e-5)
+    else:
+        with pytest.raises(ValueError, match=f"m.json: OpenCLIP {section} key {key}="):
+            model_config_from_openclip(cfg, None, "m", "m.json")

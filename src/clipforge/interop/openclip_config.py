@@ -76,18 +76,17 @@ OPENCLIP_MODELS: dict[str, dict[str, Any]] = {
     **{f"{name}-quickgelu": _row_config(_VIT_ROWS[name], True) for name in _QUICKGELU},
 }
 
-# Keys that do not change the network at inference (training-time or bookkeeping options)
-_IGNORED = {"patch_dropout", "output_tokens", "final_ln_after_pool", "mode", "fill_color"}
-_IGNORED |= {"nonscalar_logit_scale", "custom_text", "hf_tokenizer_name", "tokenizer_kwargs"}
-_IGNORED |= {"tokenizer_mode", "pad_id", "eos_id", "pool_type", "norm_kwargs", "embed_cls"}
-_IGNORED |= {"no_ln_pre", "ls_init_value", "attentional_pool", "proj_bias", "proj_type"}
-_IGNORED |= {"block_type", "pos_embed_type", "act_kwargs", "no_causal_mask"}
 _VISION_KEYS = {"image_size", "layers", "width", "head_width", "mlp_ratio", "patch_size"}
 _TEXT_KEYS = {"context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio"}
 _TOP_KEYS = {"embed_dim", "vision_cfg", "text_cfg", "quick_gelu", "init_logit_bias"}
 _TOP_KEYS |= {"init_logit_scale"}
-# (key, values that clipforge's network equals): any other value is refused
-_ALLOWED_VALUES: dict[str, tuple[Any, ...]] = {
+# read where they matter (pooling, tokenizer, norms) or inert at inference (dropout, outputs,
+# the order of the final LayerNorm and the pooling, the text tower's place in the state dict)
+_ACCEPTED = {"pool_type", "eos_id", "pad_id", "hf_tokenizer_name", "tokenizer_kwargs"}
+_ACCEPTED |= {"norm_kwargs", "patch_dropout", "output_tokens", "final_ln_after_pool"}
+_ACCEPTED |= {"nonscalar_logit_scale", "custom_text"}
+# accepted only at the value that gives clipforge's network; any other is refused
+_ONLY_AT: dict[str, tuple[Any, ...]] = {
     "no_ln_pre": (False,),
     "ls_init_value": (None,),
     "attentional_pool": (False,),
@@ -98,20 +97,23 @@ _ALLOWED_VALUES: dict[str, tuple[Any, ...]] = {
     "block_type": (None, "default"),
     "pos_embed_type": ("learnable",),
     "act_kwargs": (None, {}),
-    "custom_text": (False, True),
     "tokenizer_mode": (None,),
+    **dict.fromkeys(
+        ("qk_norm", "scaled_cosine_attn", "scale_heads", "scale_attn_inner", "scale_attn"),
+        (False,),
+    ),
+    "scale_fc": (False,),
 }
 
 
 def _check_keys(section: dict[str, Any], known: set[str], where: str, source: str) -> None:
     for key, value in section.items():
-        if key in known:
+        if key in known or key in _ACCEPTED or value in _ONLY_AT.get(key, ()):
             continue
-        if key not in _IGNORED or (key in _ALLOWED_VALUES and value not in _ALLOWED_VALUES[key]):
-            raise ValueError(
-                f"{source}: OpenCLIP {where} {key}={value!r} is not supported by clipforge "
-                "(it loads the plain ViT + text-Transformer CLIP)"
-            )
+        raise ValueError(
+            f"{source}: OpenCLIP {where} {key}={value!r} is not supported by clipforge "
+            "(it loads the plain ViT + text-Transformer CLIP)"
+        )
 
 
 def _eps(section: dict[str, Any], source: str) -> float:
