@@ -171,6 +171,7 @@ def test_hf_hub_name_resolves_offline_from_the_cache(small, tmp_path, monkeypatc
         ("no-config", r"open_clip_config.json: OpenCLIP model config not found"),
         ("unsupported", r"OpenCLIP vision_cfg key timm_model_name='vit_base' is not supported"),
         ("name-for-hub-dir", r"hub: a hub directory carries its own open_clip_config.json"),
+        ("bad-json", r"broken/open_clip_config.json: not valid JSON"),
     ],
 )
 def test_bad_input_is_one_line_naming_it(small, tmp_path, case, message):
@@ -181,6 +182,9 @@ def test_bad_input_is_one_line_naming_it(small, tmp_path, case, message):
         call = lambda: load_openclip(checkpoint, model_name="ViT-Q-99")  # noqa: E731
     elif case == "wrong-shapes":
         call = lambda: load_openclip(checkpoint, model_name="ViT-B-32")  # noqa: E731
+    elif case == "bad-json":
+        (broken / "open_clip_config.json").write_text("{model_cfg: ")
+        call = lambda: clipforge.load(broken)  # noqa: E731
     elif case == "name-for-hub-dir":
         call = lambda: load_openclip(hub, model_name="ViT-B-32")  # noqa: E731
     elif case == "no-weights":
