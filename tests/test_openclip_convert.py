@@ -143,6 +143,8 @@ def test_train_checkpoint_names_its_model_in_params_txt(small, tmp_path):
     model, _, tokenizer = clipforge.load(run / "epoch_latest.pt")
     assert model.config.activation == "quick_gelu" and tokenizer.vocab_size == 49408
     assert torch.equal(model.visual.proj.weight, b32["visual.proj.weight"])
+    named, _, _ = clipforge.load("ViT-B-32-quickgelu", weights=run / "epoch_latest.pt")
+    assert named.config.name == "ViT-B-32-quickgelu" and named.config.activation == "quick_gelu"
 
 
 def test_hf_hub_name_resolves_offline_from_the_cache(small, tmp_path, monkeypatch):
