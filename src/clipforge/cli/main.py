@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "evaluate a model: zero-shot classification or image-text retrieval"),
     "explain": ("explain", "show where a model finds a text in an image: score map + box"),
     "benchmark": ("benchmark", "run models × data sets × tasks; CLIP_benchmark JSONs and CSV"),
-    "convert": ("convert", "convert between clipforge and Hugging Face CLIP directories"),
+    "convert": ("convert", "convert between clipforge, Hugging Face CLIP/SigLIP and OpenCLIP formats"),
     "data": ("data", "data-set chores: clipforge data prepare openclipart"),
 }
 

@@ -26,6 +26,8 @@ import torch
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
+from .text_clean import cleaner
+
 PAD, SOT, EOT = "<pad>", "<start_of_text>", "<end_of_text>"
 CLIP_SOT, CLIP_EOT = "<|startoftext|>", "<|endoftext|>"
 STREAM_TOKENIZER_CAPTIONS = 100_000  # captions of a stream a new tokenizer is trained on
@@ -41,8 +43,11 @@ class Tokenizer:
         sot_token: str,
         eot_token: str,
         pad_token: str,
+        clean: str | None = None,
     ):
         self.backend = backend
+        self.clean = clean  # a text_clean name applied before the BPE (OpenCLIP: "lower")
+        self._clean_fn = cleaner(clean)
         self.context_length = context_length
         self.sot_token, self.eot_token, self.pad_token = sot_token, eot_token, pad_token
         self.sot_id = self._id(sot_token)
@@ -67,6 +72,8 @@ class Tokenizer:
         if isinstance(texts, str):
             texts = [texts]
         length = context_length or self.context_length
+        if self._clean_fn is not None:
+            texts = [self._clean_fn(text) for text in texts]
         encodings = self.backend.encode_batch(list(texts), add_special_tokens=False)
         out = torch.full((len(texts), length), self.pad_id, dtype=torch.long)
         for row, encoding in enumerate(encodings):
@@ -75,8 +82,15 @@ class Tokenizer:
         return out
 
     def decode(self, ids: Iterable[int]) -> str:
-        specials = {self.sot_id, self.eot_id, self.pad_id}
-        return self.backend.decode([i for i in ids if i not in specials]).strip()
+        """The text of a row up to its first EOT (what follows is padding; OpenCLIP pads
+        with id 0, an ordinary token, so padding is cut by position, not by id)."""
+        kept = []
+        for i in map(int, ids):
+            if i == self.eot_id:
+                break
+            kept.append(i)
+        # the backend skips its special tokens (SOT, <pad>), not an ordinary id 0
+        return self.backend.decode(kept, skip_special_tokens=True).strip()
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -89,6 +103,8 @@ class Tokenizer:
             "eot_token": self.eot_token,
             "pad_token": self.pad_token,
         }
+        if self.clean is not None:
+            meta["clean"] = self.clean
         (directory / "tokenizer_config.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -113,6 +129,7 @@ class Tokenizer:
             meta.get("sot_token", SOT),
             meta.get("eot_token", EOT),
             meta.get("pad_token", PAD),
+            clean=meta.get("clean"),
         )
 
     @classmethod

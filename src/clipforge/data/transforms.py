@@ -21,9 +21,13 @@ RESAMPLE = Image.Resampling.BICUBIC
 
 
 def resize_shortest(image: Image.Image, size: int) -> Image.Image:
+    """Shortest side to ``size``, the other to ``int(size * long / short)``: truncated as
+    torchvision's ``Resize(size)`` (OpenAI CLIP, OpenCLIP) and HF's ``CLIPImageProcessor`` do, so
+    the same image gives those models the same pixels."""
     width, height = image.size
-    scale = size / min(width, height)
-    new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
+    short, long = min(width, height), max(width, height)
+    new_long = max(size, int(size * long / short))
+    new_size = (size, new_long) if width <= height else (new_long, size)
     if image.format == "JPEG" and max(width, height) > 2 * size:
         image.draft("RGB", new_size)  # decode JPEG at reduced scale: far less work
     return image.resize(new_size, RESAMPLE, reducing_gap=3.0)
