@@ -13,6 +13,7 @@ from PIL import Image
 
 import clipforge
 from clipforge.data.tokenizer import Tokenizer
+from clipforge.interop.openclip_config import OPENCLIP_MODELS
 from clipforge.models import MODELS, create_model, model_config
 from clipforge.models.io import save_model_dir
 
@@ -48,9 +49,28 @@ def picture(seed: int = 0) -> Image.Image:
     return Image.fromarray(pixels.numpy())
 
 
-def test_list_models_is_the_registry():
+def test_list_models_is_the_registry_and_the_openclip_architectures():
     names = clipforge.list_models()
-    assert names == sorted(MODELS) and {"tiny", "ViT-B-32", "ViT-L-14"} <= set(names)
+    assert names == sorted(set(MODELS) | set(OPENCLIP_MODELS))
+    assert {"tiny", "ViT-B-32", "ViT-L-14", "ViT-B-32-quickgelu", "ViT-H-14"} <= set(names)
+
+
+def test_openclip_names_work_as_in_open_clip(tmp_path):
+    """open_clip.get_tokenizer("ViT-B-32") and an OpenCLIP-only name with an epoch_N.pt."""
+    tokenizer = clipforge.get_tokenizer("ViT-B-32-quickgelu")
+    ids = tokenizer(["a diagram", "a dog"])
+    assert ids.shape == (2, 77) and ids[0, 0].item() == 49406  # OpenAI's start-of-text
+    assert (ids[0] == 49407).any()  # and end-of-text
+    model, _, preprocess_val = clipforge.create_model_and_transforms("ViT-B-32-quickgelu")
+    assert model.config.activation == "quick_gelu" and preprocess_val.preprocess.image_size == 224
+    state = {f"module.{key}": value for key, value in _openclip_state(model).items()}
+    torch.save({"epoch": 1, "state_dict": state}, tmp_path / "epoch_1.pt")
+    loaded, _, _ = clipforge.create_model_and_transforms(
+        "ViT-B-32-quickgelu", pretrained=tmp_path / "epoch_1.pt"
+    )
+    pixels = preprocess_val(picture())[None]
+    with torch.no_grad():
+        assert torch.equal(loaded.encode_image(pixels), model.encode_image(pixels))
 
 
 def test_create_model_and_transforms_from_a_model_directory(model_dir):
@@ -172,3 +192,10 @@ def test_every_caller_in_clipforge_says_normalize():
             ):
                 implicit.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert not implicit, f"encode_image/encode_text without normalize=: {implicit}"
+
+
+def _openclip_state(model):
+    """The model's weights under OpenCLIP's names, as open_clip_train saves them."""
+    from clipforge.interop.openclip_weights import to_openclip_state_dict
+
+    return to_openclip_state_dict(model.state_dict(), model.config)

@@ -30,8 +30,10 @@ from pathlib import Path
 
 import torch
 
+from .data.openclip_tokenizer import openclip_tokenizer
 from .data.tokenizer import Tokenizer
 from .data.transforms import ImageTransform
+from .interop.openclip_config import OPENCLIP_MODELS
 from .loading import load, resolve_model_dir
 from .models import CLIP, MODELS, create_model, model_config
 from .models.io import CONFIG_FILE, FORMAT, is_model_dir
@@ -42,8 +44,9 @@ TRAIN_CROP_SCALE = (0.8, 1.0)  # clipforge's training default (data.crop_scale);
 
 
 def list_models() -> list[str]:
-    """The registered architecture names, sorted (``clipforge list models`` prints the same)."""
-    return MODELS.names()
+    """The architecture names, sorted: clipforge's registered sizes and the OpenCLIP
+    architectures whose weights it reads (``ViT-B-32-quickgelu`` …)."""
+    return sorted(set(MODELS.names()) | set(OPENCLIP_MODELS))
 
 
 def _unknown(name: str) -> ValueError:
@@ -97,8 +100,12 @@ def create_model_and_transforms(
       crop, the weights' own mean/std); ``preprocess_train`` is the training one (random resized
       crop of area ``crop_scale``, the same normalisation). Both map a PIL image to [3, S, S].
     """
+    openclip_only = model_name in OPENCLIP_MODELS and model_name not in MODELS
     if pretrained is None and model_name in MODELS and not Path(model_name).exists():
         model = create_model(model_name).to(device).eval()
+    elif openclip_only and not Path(model_name).exists():
+        # an OpenCLIP architecture: random init, or its OpenCLIP weights (epoch_N.pt, hub dir)
+        model = load(model_name, weights=pretrained, device=device)[0]
     elif pretrained is None:
         if not Path(model_name).exists():
             raise _unknown(model_name)
@@ -128,6 +135,8 @@ def get_tokenizer(name_or_path: str | Path, context_length: int | None = None) -
     raises ``ValueError`` saying to pass the model's directory.
     """
     path = Path(name_or_path)
+    if not path.exists() and str(name_or_path) in OPENCLIP_MODELS:
+        return openclip_tokenizer(context_length or 77)  # OpenAI's BPE, as open_clip's
     if not path.exists():
         if str(name_or_path) in MODELS:
             raise ValueError(
