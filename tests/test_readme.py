@@ -38,6 +38,11 @@ NOT_RUN = {
     "clipforge refine": "slow: one epoch",
     "clipforge serve": "slow: serves until Ctrl-C",
     "clipforge bench train": "slow: times real training steps (tests/test_bench.py covers it)",
+    "clipforge convert --from-openclip logs/my-run": "the reader's OpenCLIP checkpoint",
+    "clipforge train --data train.csv": "the reader's own table",
+    "clipforge index --embeddings cr_emb": "the reader's clip-retrieval output",
+    "tensorboard --logdir": "slow: serves until Ctrl-C",
+    "WANDB_MODE=offline clipforge train": "slow: W&B's start-up (tests/test_tracking.py covers it)",
 }
 STAND_IN_FOR_DEMO = (
     "clipforge train --model tiny --steps 2 --batch-size 8 --val none "
