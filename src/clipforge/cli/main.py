@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "refine": ("refine", "CLIP-Refine a trained model: close the modality gap (hycd + rafa)"),
     "train": ("train", "train a model (YAML config, flags, key=value overrides)"),
     "bench": ("bench", "measure training speed: clipforge bench train --json"),
-    "eval": ("eval", "evaluate a model: zero-shot classification or image-text retrieval"),
+    "eval": ("eval", "evaluate a model: zero-shot, retrieval, linear probe, embedding geometry"),
     "convert": ("convert", "convert between clipforge and Hugging Face CLIP directories"),
     "data": ("data", "data-set chores: clipforge data prepare openclipart"),
 }

@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-RATE_PREFIXES = ("acc", "mean_per_class_recall", "image_retrieval_recall", "text_retrieval_recall")
+RATE_PREFIXES = (
+    "acc",
+    "mean_per_class_recall",
+    "image_retrieval_recall",
+    "text_retrieval_recall",
+    "lp_acc",
+    "lp_mean_per_class_recall",
+)
 SKIPPED_SHOWN = 5
 
 
