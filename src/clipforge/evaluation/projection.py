@@ -59,8 +59,10 @@ def plot_projection(
             alpha=0.7,
             zorder=1,
         )
-    axis.scatter(*images[shown_images].T, s=8, color="tab:blue", label="images", zorder=2)
-    axis.scatter(*texts[shown_texts].T, s=8, color="tab:orange", label="texts", zorder=2)
+    text_x, text_y = texts[shown_texts].T
+    image_x, image_y = images[shown_images].T
+    axis.scatter(text_x, text_y, s=7, color="tab:orange", alpha=0.5, label="texts", zorder=2)
+    axis.scatter(image_x, image_y, s=9, color="tab:blue", label="images", zorder=3)
     axis.set_xlabel("PC 1")
     axis.set_ylabel("PC 2")
     axis.set_title(title or "image and text embeddings (PCA)")
