@@ -12,6 +12,7 @@ from test_evaluation import make_class_folder, micro_model_dir, one_thread  # no
 import clipforge.evaluation.feature_cache as feature_cache
 import clipforge.evaluation.logistic as logistic
 from clipforge.cli.main import main
+from clipforge.data.sources.base import MapSource
 from clipforge.evaluation.linear_probe import train_spec_for
 from clipforge.evaluation.logistic import (
     L2_GRID,
@@ -177,7 +178,7 @@ def test_cli_end_to_end_with_feature_cache(micro_model_dir, tmp_path, capsys, mo
     assert few["l2_regularization"] == 0.01 and few["num_val"] == 0
 
 
-@pytest.mark.parametrize("case", ["unknown", "k-shot-0", "no-classes", "too-few"])
+@pytest.mark.parametrize("case", ["unknown", "k-shot-0", "no-classes", "too-few", "empty-val"])
 def test_cli_bad_input(case, micro_model_dir, tmp_path, capsys, monkeypatch):  # noqa: F811
     folder = make_class_folder(tmp_path / "shapes", per_class=2)
     train, test, extra, named = folder, folder, [], None
@@ -191,7 +192,52 @@ def test_cli_bad_input(case, micro_model_dir, tmp_path, capsys, monkeypatch):  #
         train = named = f"csv:{pairs}"
     if case == "too-few":
         extra, named = ["--k-shot", "3", "--l2", "1"], "fewer than 3"
+    if case == "empty-val":  # 2 per class: 10 % of 2 rounds to none held out
+        named = "--val-proportion 0.1 holds out no image"
     code, _ = run_probe(micro_model_dir, train, test, tmp_path, *extra)
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("clipforge eval: error:") and named in err, err
     assert err.count("\n") == 1
+
+
+class Handful(MapSource):
+    """The first ``count`` records of a source, with its class names (built-in data, fast)."""
+
+    def __init__(self, source, count=40):
+        self.source, self.count = source, count
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, index):
+        return self.source[index]
+
+    def class_names(self):
+        return self.source.class_names()
+
+
+def test_both_commands_on_builtin_emoji(micro_model_dir, tmp_path, capsys, monkeypatch):  # noqa: F811
+    import clipforge.evaluation.runner as runner
+
+    real_open = runner.open_source
+    monkeypatch.setattr(runner, "open_source", lambda spec: Handful(real_open(spec)))
+    train, test = "builtin:emoji?split=train", "builtin:emoji?split=val"
+    code, result = run_probe(micro_model_dir, train, test, tmp_path, "--val-proportion", "0.3")
+    assert code == 0, capsys.readouterr().err
+    assert result["num_classes"] == 99 and result["num_samples"] == 40
+    assert result["num_train"] == 40 and 0 < result["num_val"] < 40  # refit on train + val
+    assert 0 <= result["metrics"]["lp_acc1"] <= result["metrics"]["lp_acc5"] <= 1
+    names = sorted(path.name for path in (tmp_path / "cache").glob("*/*.pt"))
+    assert [name.rsplit("-", 1)[0] for name in names] == [
+        "builtin_emoji_split=train",
+        "builtin_emoji_split=val",
+    ]
+
+    plot, out_json = tmp_path / "gap.png", tmp_path / "geometry.json"
+    code = main(
+        ["eval", "geometry", "--model", str(micro_model_dir), "--data", test, "--plot", str(plot)]
+        + ["--json", str(out_json), "--workers", "0", "--no-progress"]
+    )
+    geometry = json.loads(out_json.read_text())
+    assert code == 0 and geometry["num_samples"] == 40 and geometry["num_texts"] >= 40
+    assert plot.stat().st_size > 5000 and geometry["metrics"]["modality_gap"] > 0

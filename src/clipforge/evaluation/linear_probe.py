@@ -187,6 +187,11 @@ def linear_probe(
         val_x, val_y = features["val"].features.to(device), features["val"].labels
     elif config.l2 is None:
         train_rows, val_rows = stratified_split(train_y, config.val_proportion, config.seed)
+        if len(val_rows) == 0:
+            raise ValueError(
+                f"{train_source.spec}: --val-proportion {config.val_proportion} holds out no "
+                f"image (too few per class); give --val SPEC or a fixed --l2"
+            )
         val_x, val_y = train_x[val_rows.to(device)], train_y[val_rows]
         train_x, train_y = train_x[train_rows.to(device)], train_y[train_rows]
     if config.k_shot is not None:
