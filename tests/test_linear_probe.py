@@ -241,3 +241,19 @@ def test_both_commands_on_builtin_emoji(micro_model_dir, tmp_path, capsys, monke
     geometry = json.loads(out_json.read_text())
     assert code == 0 and geometry["num_samples"] == 40 and geometry["num_texts"] >= 40
     assert plot.stat().st_size > 5000 and geometry["metrics"]["modality_gap"] > 0
+
+
+def test_usable_from_an_evals_entry_and_the_registry(tmp_path):
+    from clipforge.evaluation import EVALUATORS, LinearProbeConfig
+
+    evaluator = EVALUATORS.get("linear-probe")
+    config = evaluator.config_from_options(
+        {"train": "builtin:emoji?split=train", "k_shot": 2, "cache_dir": str(tmp_path)}
+    )
+    assert isinstance(config, LinearProbeConfig) and config.cache_dir == tmp_path
+    assert config.k_shot == 2 and evaluator.data_flag == "--test"
+    for bad in ({"k_shot": 0}, {"val_proportion": 1.5}, {"l2": -1.0}):
+        with pytest.raises(ValueError):
+            evaluator.config_from_options(bad)
+    with pytest.raises(ValueError, match="unknown options"):
+        evaluator.config_from_options({"shots": 2})
