@@ -177,6 +177,13 @@ def test_cli_end_to_end_with_feature_cache(micro_model_dir, tmp_path, capsys, mo
     assert code == 0 and few["num_train"] == 6 and few["k_shot"] == 2 and few["sweep"] == []
     assert few["l2_regularization"] == 0.01 and few["num_val"] == 0
 
+    monkeypatch.undo()  # a new data set must be encoded
+    val = make_class_folder(tmp_path / "val", per_class=1)
+    code, with_val = run_probe(micro_model_dir, train, test, tmp_path, "--val", str(val))
+    assert code == 0 and with_val["val_dataset"] == str(val) and with_val["num_val"] == 3
+    assert with_val["num_train"] == 21  # all 18 training images + the 3 validation ones
+    assert with_val["features_cached"] == {"train": True, "val": False, "test": True}
+
 
 @pytest.mark.parametrize("case", ["unknown", "k-shot-0", "no-classes", "too-few", "empty-val"])
 def test_cli_bad_input(case, micro_model_dir, tmp_path, capsys, monkeypatch):  # noqa: F811
