@@ -11,12 +11,17 @@ ENCODE = "clipforge.evaluation.embedding:EncodeConfig"
 DESCRIPTION = """Evaluate a model. zeroshot: classify images by their class names through prompt
 templates (acc1, acc5, mean per-class recall). retrieval: image→text and text→image recall@k.
 grounding: pointing game and box IoU of patch-text maps on region captions.
+linear-probe: logistic regression on cached image features (lp_acc1, lp_acc5, …). geometry:
+modality gap, alignment, uniformity, effective rank (and a 2-D plot).
 Metric names follow CLIP_benchmark; --json writes them with the model and data used."""
 EXAMPLES = """examples:
   clipforge eval zeroshot  --model runs/demo --data "builtin:emoji?split=val"
   clipforge eval zeroshot  --model runs/demo --data path/to/class_folders --templates prompts.txt
   clipforge eval retrieval --model runs/demo --data "builtin:emoji?split=val" --json ret.json
-  clipforge eval grounding --model runs/demo --data "builtin:emoji-scenes?split=val\""""
+  clipforge eval grounding --model runs/demo --data "builtin:emoji-scenes?split=val"
+  clipforge eval linear-probe --model runs/demo --train "builtin:emoji?split=train" \
+      --test "builtin:emoji?split=val" --k-shot 1
+  clipforge eval geometry --model runs/demo --data "builtin:emoji?split=val" --plot gap.png"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help=evaluator.description,
             description=evaluator.description[:1].upper() + evaluator.description[1:] + ".",
         )
-        task.add_argument("--data", required=True, help=evaluator.data_help)
+        task.add_argument(evaluator.data_flag, dest="data", required=True, help=evaluator.data_help)
         evaluator.add_arguments(task)
 
 

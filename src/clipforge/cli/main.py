@@ -21,10 +21,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "refine": ("refine", "CLIP-Refine a trained model: close the modality gap (hycd + rafa)"),
     "train": ("train", "train a model (YAML config, flags, key=value overrides)"),
     "bench": ("bench", "measure training speed: clipforge bench train --json"),
-    "eval": ("eval", "evaluate a model: zero-shot classification or image-text retrieval"),
+    "eval": ("eval", "evaluate a model: zero-shot, retrieval, linear probe, geometry, grounding"),
     "explain": ("explain", "show where a model finds a text in an image: score map + box"),
     "benchmark": ("benchmark", "run models × data sets × tasks; CLIP_benchmark JSONs and CSV"),
-    "convert": ("convert", "convert between clipforge, Hugging Face CLIP/SigLIP and OpenCLIP formats"),
+    "convert": (
+        "convert",
+        "convert between clipforge, Hugging Face CLIP/SigLIP and OpenCLIP formats",
+    ),
     "data": ("data", "data-set chores: clipforge data prepare openclipart"),
 }
 

@@ -1,4 +1,5 @@
-"""Evaluation: zero-shot classification, image-text retrieval and grounding, chosen by name.
+"""Evaluation: zero-shot classification, image-text retrieval, grounding, linear probe and
+embedding geometry, chosen by name.
 
 ``clipforge eval NAME`` runs one through :func:`run_evaluation` (its flags come from the
 registry entry); the trainer calls :func:`evaluate` for both at once on its validation source,
@@ -9,10 +10,14 @@ is one file plus one line in :data:`EVALUATORS` (``docs/extending.md``).
 from __future__ import annotations
 
 from ..registry import Registry
+from . import geometry as geometry_task
 from . import grounding as grounding_task
+from . import linear_probe as linear_probe_task
 from . import retrieval as retrieval_task
 from . import zeroshot as zeroshot_task
 from .embedding import EncodeConfig, EncodedImages, encode_images, encode_texts
+from .geometry import GeometryConfig, geometry
+from .linear_probe import LinearProbeConfig, linear_probe
 from .retrieval import RetrievalConfig, retrieval
 from .runner import Evaluator, open_classification_data, open_data, run_evaluation, write_json
 from .scheduled import EvalSpec, run_scheduled
@@ -51,6 +56,26 @@ EVALUATORS: Registry[Evaluator] = Registry(
             grounding_task.add_arguments,
             grounding_task.config_from_args,
         ),
+        "linear-probe": Evaluator(
+            linear_probe,
+            LinearProbeConfig,
+            linear_probe_task.open_labelled,
+            "logistic-regression probe on cached image features, L2 swept on validation data",
+            "labelled test data: an image folder (one sub-folder per class) or a data spec, "
+            "e.g. builtin:emoji?split=val",
+            linear_probe_task.add_arguments,
+            linear_probe_task.config_from_args,
+            data_flag="--test",
+        ),
+        "geometry": Evaluator(
+            geometry,
+            GeometryConfig,
+            open_data,
+            "modality gap, alignment, uniformity and effective rank of the embeddings",
+            "image-caption data spec, e.g. builtin:emoji?split=val",
+            geometry_task.add_arguments,
+            geometry_task.config_from_args,
+        ),
     },
 )
 
@@ -60,12 +85,16 @@ __all__ = [
     "EncodedImages",
     "EvalSpec",
     "Evaluator",
+    "GeometryConfig",
+    "LinearProbeConfig",
     "RetrievalConfig",
     "ZeroShotConfig",
     "build_classifier",
     "encode_images",
     "encode_texts",
     "evaluate",
+    "geometry",
+    "linear_probe",
     "retrieval",
     "run_evaluation",
     "run_scheduled",

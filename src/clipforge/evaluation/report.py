@@ -12,6 +12,8 @@ RATE_PREFIXES = (
     "text_retrieval_recall",
     "pointing_game",
     "box_iou50",
+    "lp_acc",
+    "lp_mean_per_class_recall",
 )
 SKIPPED_SHOWN = 5
 

@@ -53,10 +53,11 @@ def config_from_args(args: argparse.Namespace, encode: EncodeConfig) -> Retrieva
     return RetrievalConfig(recall_k=tuple(args.recall_k), encode=encode)
 
 
-def retrieval_metrics(
-    model, tokenizer, encoded: EncodedImages, config: RetrievalConfig
-) -> tuple[dict[str, float], int, int, list[tuple[str, str]]]:
-    """Metrics from already-encoded images; returns (metrics, images, texts, caption-less)."""
+def caption_pairs(
+    encoded: EncodedImages,
+) -> tuple[list[int], list[str], torch.Tensor, list[tuple[str, str]]]:
+    """The captioned images' rows, all their captions, each caption's position among those
+    rows ([M] long), and the caption-less images as (key, "empty caption")."""
     kept = [row for row, captions in enumerate(encoded.captions) if captions]
     uncaptioned = [
         (encoded.keys[row], "empty caption")
@@ -64,12 +65,20 @@ def retrieval_metrics(
         if not captions
     ]
     if not kept:
-        raise ValueError("no images with captions to retrieve (every record was bad or empty)")
+        raise ValueError("no images with captions (every record was bad or had no caption)")
     texts = [caption for row in kept for caption in encoded.captions[row]]
     text_image_index = torch.tensor(
         [position for position, row in enumerate(kept) for _ in encoded.captions[row]],
         dtype=torch.long,
     )
+    return kept, texts, text_image_index, uncaptioned
+
+
+def retrieval_metrics(
+    model, tokenizer, encoded: EncodedImages, config: RetrievalConfig
+) -> tuple[dict[str, float], int, int, list[tuple[str, str]]]:
+    """Metrics from already-encoded images; returns (metrics, images, texts, caption-less)."""
+    kept, texts, text_image_index, uncaptioned = caption_pairs(encoded)
     image_embeds = encoded.embeds[kept]  # [N, D]
     text_embeds = encode_texts(model, tokenizer, texts, config.encode)  # [M, D]
     metrics = retrieval_recalls(

@@ -61,6 +61,7 @@ class Evaluator:
     # (parsed flags, EncodeConfig) → config; None: the config's defaults
     config_from_args: Callable[[argparse.Namespace, Any], Any] | None = None
     task_name: str | None = None  # the CLIP_benchmark task its results name; None: its own name
+    data_flag: str = "--data"  # the CLI flag naming the evaluated data (linear probe: --test)
 
     def config_from_cli(self, args: argparse.Namespace, encode: Any) -> Any:
         if self.config_from_args is not None:
@@ -136,8 +137,8 @@ def open_classification_data(spec: str) -> MapSource:
     source = open_data(spec)
     if not isinstance(source, MapSource) or not source.class_names():
         raise ValueError(
-            f"{spec}: has no class names; zero-shot classification needs an image "
-            f"folder with one sub-folder per class, or a labelled data source "
+            f"{spec}: has no class names; classification (zero-shot, linear probe) needs an "
+            f"image folder with one sub-folder per class, or a labelled data source "
             f"such as builtin:emoji?split=val"
         )
     return source
