@@ -1,4 +1,4 @@
-"""``clipforge adapt prompt``: learn CoOp context vectors (GRAM-regulated) from k shots per class."""
+"""``clipforge adapt prompt``: CoOp context vectors, GRAM-regulated, from k shots per class."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     prompt.add_argument("--out", required=True, help="folder for curve.json, curve.png, prompts")
     prompt.add_argument(
-        "--shots", default="1,2,4,8,16", help="shots per class, one prompt each (default: %(default)s)"
+        "--shots",
+        default="1,2,4,8,16",
+        help="shots per class, one prompt each (default: %(default)s)",
     )
     add = prompt.add_argument
     shows_default(add("--n-ctx", type=int, help="context vectors M"), f"{TUNING}.n_ctx")
@@ -59,7 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="prompt template with {c}; the context goes before {c}; repeat for an ensemble "
         "(default: CoOp's '{c}.')",
     )
-    shows_default(add("--steps", type=int, help="optimiser steps per shot count"), f"{TUNING}.steps")
+    shows_default(
+        add("--steps", type=int, help="optimiser steps per shot count"), f"{TUNING}.steps"
+    )
     shows_default(add("--lr", type=float, help="Adam learning rate (cosine decay)"), f"{TUNING}.lr")
     shows_default(
         add("--regulation", choices=["gram", "none"], help="gradient regulation"),
@@ -123,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
     eval_spec = held_out_spec(args.data, args.eval_data)
     train_source = open_classification_data(args.data)
     eval_source = open_classification_data(eval_spec)
-    device = args.device if args.device != "auto" else (
-        "cuda" if torch.cuda.is_available() else "cpu"
+    device = (
+        args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
     model, preprocess, tokenizer = load(args.model, device=device)
     if tokenizer is None:
@@ -148,5 +152,6 @@ def run(args: argparse.Namespace) -> int:
             f"{100 * point['metrics']['acc1']:.2f}  ({point['num_train']} images, "
             f"prompt {out / point['prompt']})"
         )
-    print(f"wrote {write_json(result, out / 'curve.json')} and {plot_curve(result, out / 'curve.png')}")
+    curve_json = write_json(result, out / "curve.json")
+    print(f"wrote {curve_json} and {plot_curve(result, out / 'curve.png')}")
     return 0

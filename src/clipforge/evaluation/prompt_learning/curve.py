@@ -55,7 +55,9 @@ def parse_shots(text: str) -> tuple[int, ...]:
     try:
         shots = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise ValueError(f"--shots {text!r}: expected comma-separated integers, e.g. 1,2,4") from None
+        raise ValueError(
+            f"--shots {text!r}: expected comma-separated integers, e.g. 1,2,4"
+        ) from None
     if not shots or min(shots) < 1:
         raise ValueError(f"--shots {text!r}: every shot count must be ≥ 1")
     return tuple(sorted(set(shots)))

@@ -71,30 +71,34 @@ class SubsetSource(MapSource):
         return self.source.class_names()
 
 
-class AugmentedView:
+class AugmentedView(ImageTransform):
     """A random resized crop + flip whose randomness depends on (pixels, seed, view) only."""
 
     def __init__(self, base: ImageTransform, seed: int, view: int):
-        self.preprocess = base.preprocess  # read by the record decoder (background colour)
-        self.augment = ImageTransform(
-            base.preprocess, train=True, crop_scale=AUGMENT_CROP_SCALE, hflip=True
-        )
+        super().__init__(base.preprocess, train=True, crop_scale=AUGMENT_CROP_SCALE, hflip=True)
         self.salt = f"{seed}:{view}".encode()
 
-    def __call__(self, image) -> torch.Tensor:
+    def __call__(self, image, rng: random.Random | None = None) -> torch.Tensor:
         key = zlib.crc32(self.salt + image.convert("RGB").tobytes())
-        return self.augment(image, random.Random(key))
+        return super().__call__(image, random.Random(key))
 
 
 def encode_views(
-    model, preprocess: ImageTransform, source: MapSource, views: int, seed: int, config: EncodeConfig
+    model,
+    preprocess: ImageTransform,
+    source: MapSource,
+    views: int,
+    seed: int,
+    config: EncodeConfig,
 ) -> tuple[torch.Tensor, list[int]]:
     """Features [views, N, D] (L2-normalised) and labels [N] of the decodable labelled records."""
     if views < 1:
         raise ValueError(f"views must be ≥ 1, got {views}")
     per_view, labels = [], None
     for view in range(views):
-        transform = preprocess if view == 0 else AugmentedView(preprocess, seed, view)
+        transform: ImageTransform = (
+            preprocess if view == 0 else AugmentedView(preprocess, seed, view)
+        )
         encoded = encode_images(model, transform, source, config)
         keep = [row for row, label in enumerate(encoded.labels) if label is not None]
         per_view.append(encoded.embeds[keep])

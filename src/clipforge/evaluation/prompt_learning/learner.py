@@ -16,8 +16,9 @@ normalised mean of its normalised prompt embeddings, exactly as in zero-shot pro
 So with M = 0 and the hand templates the weights *are* zero-shot's (tested).
 
 How the slots are found: each prompt is tokenised once with M placeholder words ``X`` before the
-name (as CoOp does; another one-token word if the tokenizer splits ``X``) and once without; the M extra token positions are the slots whose embeddings
-are replaced by the context. Shapes: P = C·K prompts (K templates), T = the tower's context.
+name (as CoOp does; another one-token word if the tokenizer splits ``X``) and once without; the
+M extra token positions are the slots whose embeddings are replaced by the context.
+Shapes: P = C·K prompts (K templates), T = the longest prompt (≤ the tower's context).
 """
 
 from __future__ import annotations
@@ -46,10 +47,16 @@ def _slot_start(full: torch.Tensor, base: torch.Tensor, eos_of, n_ctx: int) -> i
     differs = (full[:end_base] != base[:end_base]).nonzero()
     start = int(differs[0]) if len(differs) else end_base - 1
     same = bool((full[start : start + n_ctx] == full[start]).all())
-    return start if same and torch.equal(full[start + n_ctx : end_full], base[start:end_base]) else None
+    return (
+        start
+        if same and torch.equal(full[start + n_ctx : end_full], base[start:end_base])
+        else None
+    )
 
 
-def _prompt_ids(tokenizer, eos_of, template: str, name: str, n_ctx: int) -> tuple[torch.Tensor, int]:
+def _prompt_ids(
+    tokenizer, eos_of, template: str, name: str, n_ctx: int
+) -> tuple[torch.Tensor, int]:
     """The ids [T] of ``template`` filled with n_ctx placeholders + ``name``, and the position
     of the first placeholder (the first context slot)."""
     base = tokenizer([fill(template, name)])[0]
@@ -79,6 +86,10 @@ class PromptLearner(nn.Module):
     the context from those words' embeddings and sets M to their token count (CoOp's
     ``CTX_INIT``); otherwise ``n_ctx`` vectors are drawn from N(0, 0.02²) with ``generator``.
     """
+
+    ids: torch.Tensor  # [P, T] token ids, placeholders at the slots
+    slots: torch.Tensor  # [P, M] positions of the context vectors
+    pool_at: torch.Tensor  # [P] where each prompt is pooled (its EOT)
 
     def __init__(
         self,
@@ -130,9 +141,13 @@ class PromptLearner(nn.Module):
         self.register_buffer("ids", ids_tensor, persistent=False)
         self.register_buffer("slots", slots, persistent=False)  # [P, M]
         self.register_buffer("pool_at", text_tower.pool_positions(ids_tensor), persistent=False)
-        shape = (len(self.class_names), n_ctx, weight.shape[1]) if class_specific else (
-            n_ctx,
-            weight.shape[1],
+        shape = (
+            (len(self.class_names), n_ctx, weight.shape[1])
+            if class_specific
+            else (
+                n_ctx,
+                weight.shape[1],
+            )
         )
         if init is not None:
             ctx = init.expand(shape).clone()
@@ -150,8 +165,10 @@ class PromptLearner(nn.Module):
         ctx = self.ctx if ctx is None else ctx
         embeds = self.tower.token_embedding(self.ids)  # [P, T, W]
         if self.n_ctx:
-            per_prompt = ctx[None].expand(len(self.ids), -1, -1) if ctx.dim() == 2 else (
-                ctx.repeat_interleave(len(self.templates), dim=0)
+            per_prompt = (
+                ctx[None].expand(len(self.ids), -1, -1)
+                if ctx.dim() == 2
+                else (ctx.repeat_interleave(len(self.templates), dim=0))
             )  # [P, M, W]
             index = self.slots[..., None].expand(-1, -1, embeds.shape[-1])
             embeds = embeds.scatter(1, index, per_prompt.to(embeds.dtype))

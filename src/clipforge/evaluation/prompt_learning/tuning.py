@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .gram import regulated_meta_step
+from .gram import Loss, regulated_meta_step
 from .learner import PromptLearner
 
 REGULATIONS = ("gram", "none")
@@ -30,14 +30,15 @@ REGULATIONS = ("gram", "none")
 
 @dataclass
 class PromptTuningConfig:
-    """How the context is learnt. Defaults: CoOp's M=16 unified context and ``"{c}."`` prompt."""
+    """How the context is learnt. Defaults: CoOp's unified context and ``"{c}."`` prompt; M = 4
+    rather than CoOp's 16, as clipforge's small models have 32-token contexts."""
 
-    n_ctx: int = 16  # context vectors M (ignored with ctx_init: its token count)
+    n_ctx: int = 4  # context vectors M (CoOp: 16 at 77 tokens; ignored with ctx_init)
     ctx_init: str | None = None  # e.g. "a photo of a": start from these words' embeddings
     class_specific: bool = False  # CoOp's CSC: one context per class
     templates: tuple[str, ...] = ("{c}.",)  # the context goes right before {c}
     steps: int = 100  # optimiser steps (full batch)
-    lr: float = 2e-3  # Adam, cosine-decayed to 0
+    lr: float = 1e-2  # Adam, cosine-decayed to 0
     regulation: Literal["gram", "none"] = "gram"  # "none": plain CoOp
     inner_lr: float = 1.0  # GRAM's α of the regulated inner step
     second_order: bool = False  # GRAM: back-propagate through the inner gradient
@@ -84,8 +85,19 @@ def prompt_loss(
     return F.cross_entropy(logits, labels)
 
 
+def _loss_on(
+    learner: PromptLearner, features: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+) -> Loss:
+    """The prompt loss on these features, as a function of the context alone."""
+    return lambda ctx: prompt_loss(learner, ctx, features, labels, scale)
+
+
 def train_prompt(
-    model, learner: PromptLearner, features: torch.Tensor, labels: list[int], config: PromptTuningConfig
+    model,
+    learner: PromptLearner,
+    features: torch.Tensor,
+    labels: list[int],
+    config: PromptTuningConfig,
 ) -> list[float]:
     """Learn ``learner.ctx`` on cached features [V, N, D]; returns the loss of every step."""
     device = learner.ctx.device
@@ -106,14 +118,18 @@ def train_prompt(
             view = torch.randint(views, (len(labels),), generator=generator).to(device)
             support = features[view, rows]
             if config.regulation == "gram":
-                other = (view + torch.randint(1, max(views, 2), (len(labels),), generator=generator)
-                         .to(device)) % views
+                other = (
+                    view
+                    + torch.randint(1, max(views, 2), (len(labels),), generator=generator).to(
+                        device
+                    )
+                ) % views
                 query = features[other, rows]
                 _, loss = regulated_meta_step(
                     learner.ctx,
                     gate,
-                    lambda ctx: prompt_loss(learner, ctx, support, targets, scale),
-                    lambda ctx: prompt_loss(learner, ctx, query, targets, scale),
+                    _loss_on(learner, support, targets, scale),
+                    _loss_on(learner, query, targets, scale),
                     config.inner_lr,
                     config.second_order,
                 )
