@@ -353,3 +353,14 @@ def test_cli_bad_input(case, micro, tmp_path, capsys):
         named = str(tmp_path / "p")
     code, _, err = run_cli([*argv, *common], capsys)
     assert code == 2 and named in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_held_out_data_defaults_to_val_and_is_never_the_training_data():
+    from clipforge.cli.adapt import held_out_spec
+
+    assert held_out_spec("builtin:emoji", None) == "builtin:emoji?split=val"
+    assert held_out_spec("folder_a", "folder_b") == "folder_b"
+    with pytest.raises(ValueError, match="--data folder_a: give --eval-data"):
+        held_out_spec("folder_a", None)
+    with pytest.raises(ValueError, match="is the training data"):
+        held_out_spec("builtin:emoji?split=val", None)
