@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a model (YAML config, flags, key=value overrides)"),
     "bench": ("bench", "measure training speed: clipforge bench train --json"),
     "eval": ("eval", "evaluate a model: zero-shot, retrieval, linear probe, geometry, grounding"),
+    "adapt": ("adapt", "adapt a model without changing it: learnt prompts (CoOp + GRAM)"),
     "explain": ("explain", "show where a model finds a text in an image: score map + box"),
     "benchmark": ("benchmark", "run models × data sets × tasks; CLIP_benchmark JSONs and CSV"),
     "convert": (

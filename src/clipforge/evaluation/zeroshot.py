@@ -9,6 +9,8 @@ records must carry ``metadata["label"]``, an index into those names; records wit
 skipped. Prompts, first found: ``templates`` / ``templates_file``, per-class ``prompts_file``
 (CuPL, :mod:`.class_prompts`), the data set's own templates (a CLIP_benchmark
 ``zeroshot_classification_templates.txt``), the built-in ensemble — CLIP_benchmark's order.
+A learnt prompt (``prompt_file``, from ``clipforge adapt prompt``: CoOp context vectors) replaces
+all of them; it must have been learnt on the same model and class names.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class ZeroShotConfig:
     templates_file: Path | None = None  # None: the data set's own, else the built-in templates.txt
     class_names_file: Path | None = None  # .txt/.json names in label order; None: the source's
     prompts_file: Path | None = None  # CuPL JSON {class: [prompts]}; replaces the templates
+    prompt_file: Path | None = None  # a learnt prompt (clipforge adapt prompt); replaces both
     block_size: int = DEFAULT_BLOCK_SIZE  # images scored at a time
     encode: EncodeConfig = field(default_factory=EncodeConfig)
 
@@ -49,6 +52,12 @@ class ZeroShotConfig:
             raise ValueError(
                 f"{self.prompts_file}: per-class prompts replace the templates; "
                 f"give templates or prompts, not both"
+            )
+        given = [self.templates, self.templates_file, self.prompts_file]
+        if self.prompt_file is not None and any(value is not None for value in given):
+            raise ValueError(
+                f"{self.prompt_file}: a learnt prompt replaces templates and per-class prompts; "
+                f"give --prompt alone"
             )
 
     def resolved_templates(self, own: Sequence[str] | None = None) -> tuple[str, ...]:
@@ -82,6 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CuPL-style per-class prompts, JSON {class: [prompts]}; replaces the templates "
         "(default: none)",
     )
+    parser.add_argument(
+        "--prompt",
+        metavar="FILE",
+        help="a learnt prompt from `clipforge adapt prompt` (prompt-Kshot.safetensors or its "
+        ".json); replaces the templates (default: none)",
+    )
 
 
 def config_from_args(args: argparse.Namespace, encode: EncodeConfig) -> ZeroShotConfig:
@@ -89,8 +104,13 @@ def config_from_args(args: argparse.Namespace, encode: EncodeConfig) -> ZeroShot
         templates_file=Path(args.templates) if args.templates else None,
         class_names_file=Path(args.classnames) if args.classnames else None,
         prompts_file=Path(args.prompts) if args.prompts else None,
+        prompt_file=Path(args.prompt) if args.prompt else None,
         encode=encode,
     )
+    if config.prompt_file is not None:  # a missing or foreign file fails before the model loads
+        from .prompt_learning.prompt_file import read_prompt_info
+
+        read_prompt_info(config.prompt_file)
     if config.templates_file is not None:
         config.resolved_templates()  # a bad templates file fails before the model loads
     if config.class_names_file is not None:
@@ -178,14 +198,23 @@ def zeroshot_classification(
     if tokenizer is None:
         raise ValueError("the model has no tokenizer (no tokenizer.json beside its weights)")
     class_names = class_names_of(source, getattr(source, "name", "data"), config.class_names_file)
-    if config.prompts_file is not None:
-        templates: Any = load_class_prompts(config.prompts_file, class_names, dataset_key(source))
+    if config.prompt_file is not None:
+        from .prompt_learning.prompt_file import load_prompt  # imports this module
+
+        learner = load_prompt(config.prompt_file, model, tokenizer, class_names)
+        with torch.no_grad():
+            classifier = learner.class_weights().cpu()
+        templates: Any = tuple(learner.describe())
+        num_templates = len(templates)
+    elif config.prompts_file is not None:
+        templates = load_class_prompts(config.prompts_file, class_names, dataset_key(source))
         num_templates = sum(len(prompts) for prompts in templates.values())
     else:
         own = source.templates() if isinstance(source, MapSource) else None
         templates = config.resolved_templates(own)
         num_templates = len(templates)
-    classifier = build_classifier(model, tokenizer, class_names, templates, config.encode)
+    if config.prompt_file is None:
+        classifier = build_classifier(model, tokenizer, class_names, templates, config.encode)
     encoded = encode_images(model, preprocess, source, config.encode)
     metrics, num_samples, unlabelled = classify(encoded, classifier, config.block_size)
     skipped = encoded.skipped + unlabelled

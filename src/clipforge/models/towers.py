@@ -160,8 +160,23 @@ class TextTower(nn.Module):
 
     def encode_tokens(self, text: torch.Tensor) -> torch.Tensor:
         """token ids [B, T] → final-LN token features [B, T, W] (before the projection)."""
-        x = self.token_embedding(text) + self.positional_embedding[: text.shape[1]]
+        return self.encode_token_embeddings(self.token_embedding(text))
+
+    def encode_token_embeddings(self, token_embeds: torch.Tensor) -> torch.Tensor:
+        """Token embeddings [B, T, W] (rows of ``token_embedding`` or learnt vectors in their
+        place) → final-LN token features [B, T, W]; positions are added here."""
+        x = token_embeds + self.positional_embedding[: token_embeds.shape[1]]
         return self.ln_final(self.transformer(x, causal=self.config.causal))
+
+    def forward_embeddings(self, token_embeds: torch.Tensor, pool_at: torch.Tensor) -> torch.Tensor:
+        """Token embeddings [B, T, W] and pooling positions [B] → pooled, projected [B, D].
+
+        The entry point for soft prompts (CoOp): learnt context vectors replace some rows of the
+        token embeddings; ``pool_at`` is :meth:`pool_positions` of the ids they stand in for.
+        Equal to :meth:`forward` when the embeddings are ``token_embedding(ids)``.
+        """
+        x = self.encode_token_embeddings(token_embeds)
+        return self.proj(x[torch.arange(x.shape[0], device=x.device), pool_at])
 
     def pooled_by_length(self, text: torch.Tensor, eos: torch.Tensor) -> torch.Tensor:
         """The EOS features [B, W], skipping the padding.
