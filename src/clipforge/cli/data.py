@@ -49,7 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Write a data set in CLIP_benchmark's wds_* layout (as "
         "clip_benchmark_export_wds does): OUT/SPLIT/0.tar … with nshards.txt, and "
         "classnames.txt + zeroshot_classification_templates.txt, or dataset_type.txt for "
-        "--retrieval. Example: clipforge data export-wds builtin:emoji?split=val --out wds_emoji",
+        "--retrieval.",
+        epilog="""examples:
+  clipforge data export-wds "builtin:emoji?split=val" --out wds_emoji     # classification
+  clipforge data export-wds "builtin:emoji?split=val" --out wds_emoji_captions --retrieval""",
+        formatter_class=parser.formatter_class,
     )
     export.add_argument("data", help="data spec, e.g. builtin:emoji?split=val or an image folder")
     export.add_argument("--out", required=True, help="the data set's root folder")
