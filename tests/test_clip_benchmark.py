@@ -302,7 +302,9 @@ def test_benchmark_grid_and_skip_existing(models, tmp_path, capsys):
             ("pairs", "zeroshot_retrieval"),
         )
     ]
-    assert names_in(out) == sorted([*files, "benchmark.csv"])
+    assert names_in(out) == sorted([*files, "benchmark.csv", "report.html"])
+    report = (out / "report.html").read_text()
+    assert all(f"<th>{name}</th>" in report for name in ("alpha", "beta"))  # a column each
     first = json.loads((out / files[0]).read_text())
     assert first["dataset"] == "wds/colours" and first["model"] == str(models[0])
     assert set(json.loads((out / files[1]).read_text())["metrics"]) >= {"image_retrieval_recall@5"}

@@ -1,4 +1,5 @@
-"""``clipforge benchmark --models A,B --suite default|FILE --out DIR [--skip-existing]``."""
+"""``clipforge benchmark --models A,B --suite default|FILE --out DIR [--skip-existing]``;
+``clipforge benchmark --report-only --out DIR`` rebuilds DIR/report.html from its JSONs."""
 
 from __future__ import annotations
 
@@ -10,22 +11,29 @@ ENCODE = "clipforge.evaluation.embedding:EncodeConfig"
 DESCRIPTION = """Run a model × (task, data set) grid, like CLIP_benchmark's `clip_benchmark eval`
 over several models and data sets: one result JSON per (model, task, data set) in OUT, in
 CLIP_benchmark's schema and file naming ({dataset}_{pretrained}_{model}_{language}_{task}.json),
-then OUT/benchmark.csv with every result JSON in OUT, as `clip_benchmark build` makes it."""
+then OUT/benchmark.csv with every result JSON in OUT, as `clip_benchmark build` makes it, and
+OUT/report.html, a self-contained page comparing the models side by side (tables and plots)."""
 EXAMPLES = """examples:
   clipforge benchmark --models runs/demo --out bench              # default suite, built-in data
   clipforge benchmark --models runs/a,runs/b --datasets /data/wds_cifar10 \\
       "wds/flickr30k=clip_benchmark:/data/wds_flickr30k" --out bench --skip-existing
   clipforge benchmark --models runs/demo --suite my-suite.yaml --out bench
+  clipforge benchmark --report-only --out bench                   # rebuild bench/report.html
 A suite YAML: entries: [{task: zeroshot_classification, data: SPEC, name: N, options: {…}}]"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models",
-        required=True,
         nargs="+",
         metavar="MODEL",
-        help="models, comma- or space-separated: run dirs, checkpoints, model dirs",
+        help="models, comma- or space-separated: run dirs, checkpoints, model dirs "
+        "(required unless --report-only)",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: rebuild OUT/report.html from the result JSONs in OUT",
     )
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
@@ -83,8 +91,16 @@ def run(args: argparse.Namespace) -> int:
 
     from ..evaluation.benchmark import OUTPUT_TEMPLATE, BenchmarkConfig, run_benchmark
     from ..evaluation.embedding import EncodeConfig
+    from ..evaluation.report_html import write_report
     from ..evaluation.suite_file import entries_from_datasets, load_suite
 
+    if args.report_only:
+        if args.models:
+            raise ValueError("--report-only runs no model: leave out --models")
+        print(f"wrote {write_report(Path(args.out))}")
+        return 0
+    if not args.models:
+        raise ValueError("--models is required (unless --report-only)")
     models = tuple(part for item in args.models for part in item.split(",") if part)
     suite = (
         entries_from_datasets(args.datasets, args.task) if args.datasets else load_suite(args.suite)
@@ -107,6 +123,6 @@ def run(args: argparse.Namespace) -> int:
     summary = run_benchmark(config)
     print(
         f"{len(summary.written)} results written, {len(summary.skipped)} skipped (existing); "
-        f"{summary.csv}: {summary.rows} rows"
+        f"{summary.csv}: {summary.rows} rows; {summary.report}"
     )
     return 0

@@ -9,7 +9,8 @@ file's); clipforge's models and data specs are paths, so every field is made fil
 ``skip_existing`` skips a cell whose file exists (CLIP_benchmark's ``--skip_existing``: resume a
 grid that stopped; files are written atomically, so an existing one is complete). Finally
 ``benchmark.csv`` aggregates every result JSON in ``out``, as ``clip_benchmark build out`` does
-(:mod:`.aggregate`), so a resumed grid's CSV still has every row.
+(:mod:`.aggregate`), so a resumed grid's CSV still has every row, and ``report.html`` compares
+the models side by side from the same files (:mod:`.report_html`).
 
 Everything is checked before the first model loads: each entry's task resolves to an evaluator,
 its data opens, its options fit the evaluator's config, each model exists, and no two cells
@@ -28,6 +29,7 @@ from typing import Any
 from ..data.sources.base import MapSource, StreamSource
 from .aggregate import CSV_NAME, collect_rows, write_csv
 from .embedding import EncodeConfig
+from .report_html import write_report
 from .runner import (
     LANGUAGE,
     Evaluator,
@@ -60,6 +62,7 @@ class BenchmarkSummary:
     skipped: list[Path]
     csv: Path
     rows: int  # rows in the CSV: every result JSON in ``out``
+    report: Path  # report.html
 
 
 @dataclass
@@ -204,4 +207,6 @@ def run_benchmark(config: BenchmarkConfig, log: Callable[[str], None] = print) -
     rows = collect_rows([config.out])
     csv_path = write_csv(rows, config.out / CSV_NAME)
     log(f"wrote {csv_path} ({len(rows)} rows)")
-    return BenchmarkSummary(written, skipped, csv_path, len(rows))
+    report = write_report(config.out)
+    log(f"wrote {report}")
+    return BenchmarkSummary(written, skipped, csv_path, len(rows), report)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from ...registry import Registry
 from .base import MapSource, SourceOptions, SourceSpec, StreamSource
 from .builtin import open_builtin
+from .class_table import ClassTableSource
 from .classfolder import ClassFolderSource
 from .clip_benchmark import CLIPBenchmarkSource
+from .coco_captions import COCOCaptionsSource
 from .folder import FolderSource
+from .karpathy import KarpathySplitSource
 from .table import TableSource
 from .webdataset import WebDatasetSource
 
@@ -23,6 +26,9 @@ DATA_SOURCES: Registry = Registry(
         "parquet": TableSource,
         "wds": WebDatasetSource,
         "clip_benchmark": CLIPBenchmarkSource,
+        "coco": COCOCaptionsSource,
+        "karpathy": KarpathySplitSource,
+        "classcsv": ClassTableSource,
     },
 )
 

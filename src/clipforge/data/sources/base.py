@@ -55,6 +55,9 @@ class SourceOptions:
     shuffle_buffer: int = 1000  # wds: samples held for shuffling (0 = off)
     resampled: bool = False  # wds: draw shards with replacement, endless
     seed: int = 0
+    image_root: str | None = None  # coco, karpathy, classcsv: the image folder (see each)
+    label_column: str | None = None  # classcsv: the label column; None: label
+    classnames: str | None = None  # classcsv: class names file (.txt lines or .json list)
 
     @classmethod
     def from_query(cls, query: dict[str, str], **overrides) -> SourceOptions:
