@@ -293,6 +293,11 @@ def main() -> int:
         metavar="N",
         help="rerun the N best from-scratch methods with seed+1 (rows beside the first seed's)",
     )
+    parser.add_argument(
+        "--second-seed-for",
+        metavar="LABELS",
+        help="rerun these methods (comma-separated) with seed+1 instead of the N best",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "compare")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "objectives.md")
     args = parser.parse_args()
@@ -300,6 +305,8 @@ def main() -> int:
     unknown = [c for c in chosen if c not in METHODS]
     if unknown:
         parser.error(f"unknown methods {unknown}; known: {list(METHODS)}")
+    if args.second_seed_for and set(args.second_seed_for.split(",")) - set(chosen):
+        parser.error(f"--second-seed-for names methods not run: {args.second_seed_for}")
     missing = {METHODS[c].after for c in chosen} - set(chosen) - {None}
     missing = {m for m in missing if not (args.out / m / "metrics.json").exists()}
     if missing:
@@ -315,7 +322,11 @@ def main() -> int:
         reuse=args.reuse,
     )
     ordered = [rows[label] for label in chosen]
-    again = top_labels(ordered, args.second_seed_top)
+    again = (
+        args.second_seed_for.split(",")
+        if args.second_seed_for
+        else top_labels(ordered, args.second_seed_top)
+    )
     if again:
         print(f"second seed for {again}", flush=True)
         second = run_all(
