@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..registry import Registry
 from . import grounding as grounding_task
 from . import retrieval as retrieval_task
+from . import robustness as robustness_task
 from . import zeroshot as zeroshot_task
 from .embedding import EncodeConfig, EncodedImages, encode_images, encode_texts
 from .retrieval import RetrievalConfig, retrieval
@@ -50,6 +51,15 @@ EVALUATORS: Registry[Evaluator] = Registry(
             "data with region boxes and captions, e.g. builtin:emoji-scenes?split=val",
             grounding_task.add_arguments,
             grounding_task.config_from_args,
+        ),
+        "robustness": Evaluator(
+            robustness_task.robustness,
+            robustness_task.RobustnessConfig,
+            robustness_task.open_robustness_data,
+            "adversarial robustness (pgd, uap, sga) and view invariance: clean vs adversarial",
+            "labelled and/or captioned data, e.g. builtin:emoji?split=val",
+            robustness_task.add_arguments,
+            robustness_task.config_from_args,
         ),
     },
 )
