@@ -131,12 +131,20 @@ def run(directory, templates, source, **options):
     return robustness(model, preprocess, tokenizer, source, config)
 
 
-def test_parse_eps():
+def test_parse_eps_and_config_checks():
     assert parse_eps("4/255") == pytest.approx(4 / 255)
     assert parse_eps("0.03") == pytest.approx(0.03)
     for bad in ("0", "-1/255", "300/255", "4/0", "four/255", "1/2/3", ""):
         with pytest.raises(ValueError, match="eps"):
             parse_eps(bad)
+    assert RobustnessConfig().eps == pytest.approx((4 / 255,))
+    assert RobustnessConfig(eps=("1/255", 0.5)).eps == pytest.approx((1 / 255, 0.5))
+    with pytest.raises(ValueError, match="unknown attack 'fgsm'; known: pgd, uap, sga, views"):
+        RobustnessConfig(attack="fgsm")
+    with pytest.raises(ValueError, match="eps 1.5"):
+        RobustnessConfig(eps=(1.5,))
+    with pytest.raises(ValueError, match="unknown views"):
+        RobustnessConfig(attack="views", views=("zoom",))
 
 
 def test_pgd_stays_in_the_ball_and_lowers_accuracy(trained):
@@ -305,7 +313,7 @@ def test_cli_robustness_json_and_registry(trained, tmp_path, capsys, monkeypatch
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--attack", "fgsm"], "unknown attack 'fgsm'"),
+        (["--attack", "fgsm"], "argument --attack: invalid choice: 'fgsm'"),
         (["--eps", "0"], "eps '0': must lie in (0, 1]"),
         (["--eps", "2"], "eps '2': must lie in (0, 1]"),
         (["--eps", "4/zero"], "eps '4/zero': expected a number or a fraction"),
@@ -316,7 +324,10 @@ def test_cli_robustness_json_and_registry(trained, tmp_path, capsys, monkeypatch
 def test_cli_bad_input_is_one_line(flags, message, trained, capsys):
     directory, _ = trained
     argv = ["eval", "robustness", "--model", str(directory), "--data", "builtin:emoji?split=val"]
-    code = main(argv + flags)
+    try:
+        code = main(argv + flags)
+    except SystemExit as exit_:  # argparse's own errors (an unknown --attack choice)
+        code = exit_.code
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1, err

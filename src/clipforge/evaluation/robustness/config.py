@@ -51,7 +51,7 @@ class RobustnessConfig:
     """
 
     attack: str = "pgd"
-    eps: tuple[float, ...] = (4 / 255,)
+    eps: tuple[float | str, ...] = ("4/255",)  # floats after __post_init__
     steps: int = 10
     step_size: float | None = None  # α; None: ε/4
     random_start: bool = True
