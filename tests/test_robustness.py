@@ -331,3 +331,27 @@ def test_cli_bad_input_is_one_line(flags, message, trained, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_benchmark_runner_runs_robustness(trained, tmp_path, monkeypatch):
+    """A suite entry ``task: robustness`` with options: one CLIP_benchmark-layout JSON + CSV row."""
+    from clipforge.evaluation.benchmark import BenchmarkConfig, run_benchmark
+    from clipforge.evaluation.suite_file import SuiteEntry
+    import clipforge.evaluation.runner as runner
+
+    directory, templates = trained
+    monkeypatch.setattr(runner, "open_source", lambda spec: ColourShapes(8, seed=6))
+    entry = SuiteEntry(
+        "robustness", "folder:x", name="shapes",
+        options={"eps": ["16/255"], "steps": 2, "on": "zeroshot", "templates_file": str(templates)},
+    )
+    summary = run_benchmark(
+        BenchmarkConfig(models=(str(directory),), suite=(entry,), out=tmp_path, encode=QUIET),
+        log=lambda line: None,
+    )
+    (written,) = summary.written
+    result = json.loads(written.read_text())
+    assert result["task"] == "robustness" and result["dataset"] == "shapes"
+    assert {"clean_acc1", "adv_acc1"} <= set(result["metrics"])
+    assert result["eps"] == [pytest.approx(16 / 255)]
+    assert "adv_acc1" in summary.csv.read_text().splitlines()[0]

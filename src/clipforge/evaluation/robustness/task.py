@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ...data.sources.base import MapSource
 from ...data.transforms import ImageTransform
 from ..embedding import encode_texts
-from ..runner import open_data
+from ..runner import dataset_key, open_data
 from ..templates import fill
 from ..zeroshot import ZeroShotConfig, build_classifier
 from .config import RobustnessConfig
@@ -180,7 +180,8 @@ def _attack(context: Context, perturber, source, preprocess, tasks) -> dict[str,
     if config.plot is not None:
         from .plot import plot_sweep
 
-        result["plot"] = str(plot_sweep(result, config.plot))
+        titled = {**result, "dataset": dataset_key(source) or getattr(source, "name", "data")}
+        result["plot"] = str(plot_sweep(titled, config.plot))
     return result
 
 
