@@ -49,8 +49,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import clipforge
     from clipforge.data.sources.base import MapSource
-    from clipforge.evaluation import EncodeConfig, ZeroShotConfig, encode_images
-    from clipforge.evaluation import zeroshot_classification
+    from clipforge.evaluation import (
+        EncodeConfig,
+        ZeroShotConfig,
+        encode_images,
+        zeroshot_classification,
+    )
     from clipforge.evaluation.robustness import RobustnessConfig, open_robustness_data, robustness
     from clipforge.machine import describe, machine_info
 
@@ -76,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     model, preprocess, tokenizer = clipforge.load(args.model)
     source = FirstN(open_robustness_data(args.data), args.limit)
     encode = EncodeConfig(batch_size=args.batch_size, workers=0, progress=False)
-    zeroshot_classification(model, preprocess, tokenizer, FirstN(source, 8), ZeroShotConfig(encode=encode))  # warm-up
+    zeroshot_classification(
+        model, preprocess, tokenizer, FirstN(source, 8), ZeroShotConfig(encode=encode)
+    )  # warm-up
     clean_runs = []
     images_runs = []
     attack = None
@@ -88,13 +94,17 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             clean_runs.append((wall, cpu))
-            _, image_wall, image_cpu = timed(lambda: encode_images(model, preprocess, source, encode))
+            _, image_wall, image_cpu = timed(
+                lambda: encode_images(model, preprocess, source, encode)
+            )
             images_runs.append((image_wall, image_cpu))
         else:
             config = RobustnessConfig(
                 attack="pgd", eps=(args.eps,), steps=args.steps, on="zeroshot", encode=encode
             )
-            result, wall, cpu = timed(lambda: robustness(model, preprocess, tokenizer, source, config))
+            result, wall, cpu = timed(
+                lambda config=config: robustness(model, preprocess, tokenizer, source, config)
+            )
             attack = (wall, cpu, result)
     clean_wall = sum(w for w, _ in clean_runs) / 2
     clean_cpu = sum(c for _, c in clean_runs) / 2
@@ -110,11 +120,17 @@ def main(argv: list[str] | None = None) -> int:
         "steps": args.steps,
         "batch_size": args.batch_size,
         "torch_threads": torch.get_num_threads(),
-        "clean_s": {"wall": round(clean_wall, 2), "cpu": round(clean_cpu, 2),
-                    "runs": [[round(w, 2), round(c, 2)] for w, c in clean_runs]},
+        "clean_s": {
+            "wall": round(clean_wall, 2),
+            "cpu": round(clean_cpu, 2),
+            "runs": [[round(w, 2), round(c, 2)] for w, c in clean_runs],
+        },
         "clean_images_only_s": {"wall": round(image_wall, 2), "cpu": round(image_cpu, 2)},
         "pgd_s": {"wall": round(attack_wall, 2), "cpu": round(attack_cpu, 2)},
-        "ratio": {"wall": round(attack_wall / clean_wall, 2), "cpu": round(attack_cpu / clean_cpu, 2)},
+        "ratio": {
+            "wall": round(attack_wall / clean_wall, 2),
+            "cpu": round(attack_cpu / clean_cpu, 2),
+        },
         "image_ratio": {
             "wall": round((attack_wall - clean_wall + image_wall) / image_wall, 2),
             "cpu": round((attack_cpu - clean_cpu + image_cpu) / image_cpu, 2),
@@ -137,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         f"per image vs one clean image pass {report['image_ratio']['wall']}× wall, "
         f"{report['image_ratio']['cpu']}× CPU"
     )
-    print(f"clean_acc1 {result['metrics']['clean_acc1']:.4f} adv_acc1 {result['metrics']['adv_acc1']:.4f}")
+    metrics = result["metrics"]
+    print(f"clean_acc1 {metrics['clean_acc1']:.4f} adv_acc1 {metrics['adv_acc1']:.4f}")
     print(f"wrote {out}")
     return 0
 

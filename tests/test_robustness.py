@@ -40,7 +40,8 @@ class ColourShapes(MapSource):
     def __init__(self, count: int, seed: int):
         rng = random.Random(seed)
         self.items = [
-            (rng.randrange(len(COLOURS)), rng.choice(SHAPES), rng.randint(2, 6)) for _ in range(count)
+            (rng.randrange(len(COLOURS)), rng.choice(SHAPES), rng.randint(2, 6))
+            for _ in range(count)
         ]
 
     def __len__(self):
@@ -56,7 +57,9 @@ class ColourShapes(MapSource):
         elif shape == "square":
             pen.rectangle(box, fill=fill)
         else:
-            pen.polygon([(16, margin), (margin, 32 - margin), (32 - margin, 32 - margin)], fill=fill)
+            pen.polygon(
+                [(16, margin), (margin, 32 - margin), (32 - margin, 32 - margin)], fill=fill
+            )
         return image
 
     def __getitem__(self, index):
@@ -161,7 +164,9 @@ def test_pgd_stays_in_the_ball_and_lowers_accuracy(trained):
     noise = torch.randint(0, 2, batch.pixels.shape, generator=torch.Generator().manual_seed(0))
     noisy = (batch.pixels + (2 * noise - 1) * eps).clamp(0, 1)
     with frozen(model):
-        adversarial = pgd(zeroshot_loss(encoder, classifier, labels), batch.pixels, eps, eps / 4, 10)
+        adversarial = pgd(
+            zeroshot_loss(encoder, classifier, labels), batch.pixels, eps, eps / 4, 10
+        )
         clean = (encoder(batch.pixels) @ classifier.T).argmax(-1)
         attacked = (encoder(adversarial) @ classifier.T).argmax(-1)
         by_noise = (encoder(noisy) @ classifier.T).argmax(-1)
@@ -178,13 +183,24 @@ def test_pgd_stays_in_the_ball_and_lowers_accuracy(trained):
 def test_robustness_pgd_result_keys_and_sweep(trained, tmp_path):
     directory, templates = trained
     result = run(
-        directory, templates, ColourShapes(24, seed=8), eps=("1/255", "16/255"), steps=5,
+        directory,
+        templates,
+        ColourShapes(24, seed=8),
+        eps=("1/255", "16/255"),
+        steps=5,
         plot=tmp_path / "sweep.png",
     )
     metrics = result["metrics"]
-    for key in ("clean_acc1", "adv_acc1", "clean_image_retrieval_recall@1",
-                "adv_image_retrieval_recall@1", "clean_text_retrieval_recall@1",
-                "adv_text_retrieval_recall@1", "adv_acc1@eps=1/255", "adv_acc1@eps=16/255"):
+    for key in (
+        "clean_acc1",
+        "adv_acc1",
+        "clean_image_retrieval_recall@1",
+        "adv_image_retrieval_recall@1",
+        "clean_text_retrieval_recall@1",
+        "adv_text_retrieval_recall@1",
+        "adv_acc1@eps=1/255",
+        "adv_acc1@eps=16/255",
+    ):
         assert key in metrics, key
     assert metrics["adv_acc1"] == metrics["adv_acc1@eps=16/255"]  # headline: the largest ε
     assert metrics["adv_acc1"] < metrics["clean_acc1"]
@@ -219,29 +235,48 @@ def test_universal_perturbation_transfers_across_splits(trained, tmp_path):
     perturbers.UAPPerturber._train = train_on_a
     try:
         universal = run(
-            directory, templates, test, attack="uap", eps=(eps,), uap_data="split-a",
-            uap_epochs=4, on="zeroshot", save_perturbation=tmp_path / "uap.pt",
+            directory,
+            templates,
+            test,
+            attack="uap",
+            eps=(eps,),
+            uap_data="split-a",
+            uap_epochs=4,
+            on="zeroshot",
+            save_perturbation=tmp_path / "uap.pt",
         )
     finally:
         perturbers.UAPPerturber._train = original
     assert opened["train"] and (tmp_path / "uap.pt").is_file()
     saved = torch.load(tmp_path / "uap.pt", weights_only=True)
     assert saved["delta"].abs().max() <= eps + 1e-6 and saved["delta"].shape == (1, 3, 32, 32)
-    noise = (torch.randint(0, 2, (3, 32, 32), generator=torch.Generator().manual_seed(0)) * 2 - 1)
+    noise = torch.randint(0, 2, (3, 32, 32), generator=torch.Generator().manual_seed(0)) * 2 - 1
     save_perturbation(tmp_path / "noise.pt", {eps: noise.float() * eps}, {})
     random_noise = run(
-        directory, templates, test, attack="uap", eps=(eps,), on="zeroshot",
+        directory,
+        templates,
+        test,
+        attack="uap",
+        eps=(eps,),
+        on="zeroshot",
         perturbation=tmp_path / "noise.pt",
     )
     # the saved δ, tested again from its file, gives the same number
     reloaded = run(
-        directory, templates, test, attack="uap", eps=(eps,), on="zeroshot",
+        directory,
+        templates,
+        test,
+        attack="uap",
+        eps=(eps,),
+        on="zeroshot",
         perturbation=tmp_path / "uap.pt",
     )
     clean = universal["metrics"]["clean_acc1"]
     assert reloaded["metrics"]["adv_acc1"] == universal["metrics"]["adv_acc1"]
     assert universal["metrics"]["adv_acc1"] < random_noise["metrics"]["adv_acc1"] - 0.2, (
-        clean, universal["metrics"]["adv_acc1"], random_noise["metrics"]["adv_acc1"]
+        clean,
+        universal["metrics"]["adv_acc1"],
+        random_noise["metrics"]["adv_acc1"],
     )
     assert universal["max_linf"] <= eps + 1e-6
 
@@ -253,8 +288,13 @@ def test_sga_transfers_from_a_surrogate(trained, tmp_path):
     target_model, tokenizer = train_micro(5, 150, start=clipforge.load(directory)[0])
     target = save_model_dir(tmp_path / "target", target_model, tokenizer)
     result = run(
-        target, templates, ColourShapes(32, seed=13), attack="sga", surrogate=str(directory),
-        eps=(32 / 255,), on="zeroshot",
+        target,
+        templates,
+        ColourShapes(32, seed=13),
+        attack="sga",
+        surrogate=str(directory),
+        eps=(32 / 255,),
+        on="zeroshot",
     )
     metrics = result["metrics"]
     assert metrics["clean_acc1"] >= 0.9
@@ -297,11 +337,27 @@ def test_cli_robustness_json_and_registry(trained, tmp_path, capsys, monkeypatch
     assert "robustness" in EVALUATORS
     monkeypatch.setattr(runner, "open_source", lambda spec: ColourShapes(12, seed=5))
     out = tmp_path / "rob.json"
-    code = main([
-        "eval", "robustness", "--model", str(directory), "--data", "folder:x",
-        "--templates", str(templates), "--eps", "8/255", "--steps", "3", "--workers", "0",
-        "--no-progress", "--json", str(out),
-    ])
+    code = main(
+        [
+            "eval",
+            "robustness",
+            "--model",
+            str(directory),
+            "--data",
+            "folder:x",
+            "--templates",
+            str(templates),
+            "--eps",
+            "8/255",
+            "--steps",
+            "3",
+            "--workers",
+            "0",
+            "--no-progress",
+            "--json",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     result = json.loads(out.read_text())
@@ -335,14 +391,16 @@ def test_cli_bad_input_is_one_line(flags, message, trained, capsys):
 
 def test_benchmark_runner_runs_robustness(trained, tmp_path, monkeypatch):
     """A suite entry ``task: robustness`` with options: one CLIP_benchmark-layout JSON + CSV row."""
+    import clipforge.evaluation.runner as runner
     from clipforge.evaluation.benchmark import BenchmarkConfig, run_benchmark
     from clipforge.evaluation.suite_file import SuiteEntry
-    import clipforge.evaluation.runner as runner
 
     directory, templates = trained
     monkeypatch.setattr(runner, "open_source", lambda spec: ColourShapes(8, seed=6))
     entry = SuiteEntry(
-        "robustness", "folder:x", name="shapes",
+        "robustness",
+        "folder:x",
+        name="shapes",
         options={"eps": ["16/255"], "steps": 2, "on": "zeroshot", "templates_file": str(templates)},
     )
     summary = run_benchmark(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..embedding import EncodeConfig
 
@@ -25,9 +26,7 @@ def parse_eps(text: str) -> float:
     try:
         value = float(numerator) / float(denominator) if slash else float(numerator)
     except (ValueError, ZeroDivisionError):
-        raise ValueError(
-            f"eps {text!r}: expected a number or a fraction such as 4/255"
-        ) from None
+        raise ValueError(f"eps {text!r}: expected a number or a fraction such as 4/255") from None
     if not 0.0 < value <= 1.0:
         raise ValueError(f"eps {text!r}: must lie in (0, 1] (pixels are in [0, 1]), got {value:g}")
     return value
@@ -51,7 +50,7 @@ class RobustnessConfig:
     """
 
     attack: str = "pgd"
-    eps: tuple[float | str, ...] = ("4/255",)  # floats after __post_init__
+    eps: tuple[float, ...] = (4 / 255,)  # strings such as "4/255" are parsed
     steps: int = 10
     step_size: float | None = None  # α; None: ε/4
     random_start: bool = True
@@ -72,11 +71,10 @@ class RobustnessConfig:
     def __post_init__(self):
         if self.attack not in ATTACKS:
             raise ValueError(f"unknown attack {self.attack!r}; known: {', '.join(ATTACKS)}")
-        if isinstance(self.eps, (int, float, str)):
-            self.eps = (self.eps,)
-        self.eps = tuple(
-            parse_eps(value) if isinstance(value, str) else float(value) for value in self.eps
-        )
+        given: Any = self.eps  # a YAML option or flag may give one value or strings
+        if isinstance(given, (int, float, str)):
+            given = (given,)
+        self.eps = tuple(parse_eps(v) if isinstance(v, str) else float(v) for v in given)
         for value in self.eps:
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"eps {value:g}: must lie in (0, 1]")
@@ -89,7 +87,9 @@ class RobustnessConfig:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be ≥ 1, got {self.limit}")
         if self.attack == "sga" and not self.surrogate:
-            raise ValueError("--attack sga needs --surrogate MODEL (the model the attack is run on)")
+            raise ValueError(
+                "--attack sga needs --surrogate MODEL (the model the attack is run on)"
+            )
         if self.attack == "uap" and not self.uap_data and self.perturbation is None:
             raise ValueError(
                 "--attack uap needs --uap-data SPEC (the split the perturbation is trained on; "

@@ -14,7 +14,6 @@ from ..embedding import EncodeConfig
 from .config import ATTACKS, VIEWS, RobustnessConfig, parse_eps_list
 
 
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     def flag(name: str, field: str, **kwargs) -> None:
         default = getattr(RobustnessConfig, field)

@@ -6,7 +6,6 @@ it was (surrogate, perturbation file) to the result.
 
 from __future__ import annotations
 
-
 import torch
 
 from ...data.transforms import ImageTransform
@@ -33,8 +32,13 @@ class PGDPerturber:
         else:
             loss = retrieval_loss(context.encoder, self.own_mean[rows])
         return pgd(
-            loss, self.batch.pixels[rows], eps, config.alpha(eps), config.steps,
-            config.random_start, self.generator,
+            loss,
+            self.batch.pixels[rows],
+            eps,
+            config.alpha(eps),
+            config.steps,
+            config.random_start,
+            self.generator,
         )
 
     def describe(self) -> dict:
@@ -56,8 +60,9 @@ class UAPPerturber:
                     f"{config.perturbation}: has no perturbation for eps "
                     f"{', '.join(f'{e:g}' for e in missing)}; it holds {sorted(saved)}"
                 )
-            self.deltas = {e: next(d for s, d in saved.items() if abs(e - s) < 1e-9)
-                           for e in config.eps}
+            self.deltas = {
+                e: next(d for s, d in saved.items() if abs(e - s) < 1e-9) for e in config.eps
+            }
         else:
             self.deltas = self._train(preprocess, size)
             if config.save_perturbation is not None:
@@ -89,8 +94,9 @@ class UAPPerturber:
                 labels = torch.tensor([-1 if y is None else y for y in batch.labels], device=device)
                 if context.classifier is not None and bool((labels >= 0).any()):
                     rows = labels >= 0
-                    yield batch.pixels[rows], zeroshot_loss(
-                        context.encoder, context.classifier, labels[rows]
+                    yield (
+                        batch.pixels[rows],
+                        zeroshot_loss(context.encoder, context.classifier, labels[rows]),
                     )
                 else:
                     _, _, own_mean = context.own_captions(batch)
@@ -98,8 +104,15 @@ class UAPPerturber:
 
         generator = torch.Generator().manual_seed(config.seed)
         return {
-            eps: train_uap(batches, (3, size, size), eps, config.alpha(eps), config.uap_epochs,
-                           device, generator)
+            eps: train_uap(
+                batches,
+                (3, size, size),
+                eps,
+                config.alpha(eps),
+                config.uap_epochs,
+                device,
+                generator,
+            )
             for eps in config.eps
         }
 
@@ -158,8 +171,13 @@ class SGAPerturber:
             loss = sga_loss(self.encoder, self.captions, self.mask, config.sga_scales)
             with frozen(self.model):
                 self.cache[eps] = pgd(
-                    loss, self.batch.pixels, eps, config.alpha(eps), config.steps,
-                    config.random_start, self.generator,
+                    loss,
+                    self.batch.pixels,
+                    eps,
+                    config.alpha(eps),
+                    config.steps,
+                    config.random_start,
+                    self.generator,
                 )
         return self.cache[eps][rows]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ...data.sources.base import MapSource, StreamSource
 from ...data.transforms import ImageTransform
@@ -46,14 +46,17 @@ class PixelReader:
 
     def batches(self, source: MapSource | StreamSource, device) -> Iterator[PixelBatch]:
         read = _ReadRecord(self.transform)
+        dataset: Dataset
         if isinstance(source, StreamSource):
             dataset = _StreamItems(source, read)
         else:
-            dataset = _MapItems(source, read)
-            if self.limit is not None:
-                dataset = Subset(dataset, range(min(self.limit, len(dataset))))
+            items = _MapItems(source, read)
+            count = len(items) if self.limit is None else min(self.limit, len(items))
+            dataset = Subset(items, range(count))
         loader = DataLoader(
-            dataset, batch_size=self.encode.batch_size, num_workers=self.encode.workers,
+            dataset,
+            batch_size=self.encode.batch_size,
+            num_workers=self.encode.workers,
             collate_fn=list,
         )
         self.skipped = []

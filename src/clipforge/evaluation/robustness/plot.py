@@ -40,6 +40,8 @@ def plot_sweep(result: dict[str, Any], path: str | Path) -> Path:
     axes.legend(fontsize=8)
     figure.tight_layout()
     try:
-        return atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=110))
+        return atomic_write(
+            path, lambda temporary: figure.savefig(temporary, format="png", dpi=110)
+        )
     finally:
         pyplot.close(figure)

@@ -63,15 +63,17 @@ def retrieval_metrics(scores: TaskScores, ks=(1, 5, 10)) -> dict[float | None, d
 def flatten(per_task: list[dict[float | None, dict]], eps_values: tuple[float, ...]) -> dict:
     """The result's flat ``metrics`` (see the module docstring) and its per-ε ``sweep``."""
     metrics: dict[str, float] = {}
-    sweep = [{"eps": eps, "eps_label": eps_label(eps), "metrics": {}} for eps in eps_values]
+    per_eps: dict[float, dict[str, float]] = {eps: {} for eps in eps_values}
     for table in per_task:
         metrics.update({f"clean_{k}": v for k, v in table[None].items()})
     for table in per_task:
-        headline = max(eps_values)
-        metrics.update({f"adv_{k}": v for k, v in table[headline].items()})
-        for entry in sweep:
-            values = table[entry["eps"]]
-            entry["metrics"].update({f"adv_{k}": v for k, v in values.items()})
+        metrics.update({f"adv_{k}": v for k, v in table[max(eps_values)].items()})
+        for eps in eps_values:
+            per_eps[eps].update({f"adv_{k}": v for k, v in table[eps].items()})
             if len(eps_values) > 1:
-                metrics.update({f"adv_{k}@eps={entry['eps_label']}": v for k, v in values.items()})
+                label = eps_label(eps)
+                metrics.update({f"adv_{k}@eps={label}": v for k, v in table[eps].items()})
+    sweep = [
+        {"eps": eps, "eps_label": eps_label(eps), "metrics": per_eps[eps]} for eps in eps_values
+    ]
     return {"metrics": metrics, "sweep": sweep}

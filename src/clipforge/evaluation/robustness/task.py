@@ -126,9 +126,11 @@ def _attack(context: Context, perturber, source, preprocess, tasks) -> dict[str,
         images += len(batch.pixels)
         labels = torch.tensor([-1 if y is None else y for y in batch.labels])
         labels = labels.to(batch.pixels.device)
-        texts, owner, own_mean = (
-            context.own_captions(batch) if "retrieval" in tasks else (None, None, None)
-        )
+        if "retrieval" in tasks:
+            texts, owner, own_mean = context.own_captions(batch)
+        else:  # no text encoding: a zero-shot attack needs only the labels
+            texts = own_mean = torch.zeros(0)
+            owner = torch.zeros(0, dtype=torch.long)
         perturber.start_batch(batch, labels, own_mean)
         for task in tasks:
             rows = (labels >= 0) if task == "zeroshot" else (own_mean.norm(dim=-1) > 0)
@@ -157,6 +159,7 @@ def _attack(context: Context, perturber, source, preprocess, tasks) -> dict[str,
         if scores[task].rows == 0:
             continue
         if task == "zeroshot":
+            assert context.classifier is not None  # tasks_of: zero-shot data has class names
             tables.append(zeroshot_metrics(scores[task], context.classifier))
         else:
             tables.append(retrieval_metrics(scores[task]))

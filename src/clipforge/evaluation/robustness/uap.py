@@ -35,7 +35,8 @@ def train_uap(
     device,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """δ [3, S, S] from ``epochs`` passes over ``batches()`` (pixels, loss of adversarial pixels)."""
+    """δ [3, S, S] from ``epochs`` passes over ``batches()``: (pixels, loss of adversarial
+    pixels) pairs."""
     noise = torch.rand(shape, generator=generator)
     delta = ((2 * noise - 1) * eps).to(device)
     for _ in range(epochs):
@@ -58,7 +59,12 @@ def save_perturbation(path: Path, deltas: dict[float, torch.Tensor], meta: dict)
     eps = sorted(deltas)
     buffer = io.BytesIO()
     torch.save(
-        {"format": FORMAT, "eps": eps, "delta": torch.stack([deltas[e].cpu() for e in eps]), **meta},
+        {
+            "format": FORMAT,
+            "eps": eps,
+            "delta": torch.stack([deltas[e].cpu() for e in eps]),
+            **meta,
+        },
         buffer,
     )
     return atomic_write_bytes(path, buffer.getvalue())

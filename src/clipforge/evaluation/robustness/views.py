@@ -73,7 +73,7 @@ def colour(pixels: torch.Tensor) -> torch.Tensor:
     bright = pixels * 1.2
     mean = bright.mean(dim=(1, 2, 3), keepdim=True)
     contrast = (bright - mean) * 0.8 + mean
-    grey = (contrast * torch.tensor([0.299, 0.587, 0.114], device=pixels.device).view(1, 3, 1, 1))
+    grey = contrast * torch.tensor([0.299, 0.587, 0.114], device=pixels.device).view(1, 3, 1, 1)
     grey = grey.sum(dim=1, keepdim=True)
     return ((contrast - grey) * 0.5 + grey).clamp(0.0, 1.0)
 
