@@ -37,7 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "zeroshot", "retrieval"],
         help="task attacked; auto: each the data supports (labels, captions)",
     )
-    parser.add_argument("--limit", type=int, help="attack only the first N images (default: all)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        help="attack only the first N images (and train a UAP on the first N of --uap-data) (default: all)",
+    )
     flag("--seed", "seed", type=int, help="seed of the random start and of the UAP's init")
     parser.add_argument("--surrogate", help="sga: model the attack is computed on (required)")
     parser.add_argument(

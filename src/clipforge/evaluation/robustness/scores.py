@@ -68,6 +68,7 @@ def flatten(per_task: list[dict[float | None, dict]], eps_values: tuple[float, .
         metrics.update({f"clean_{k}": v for k, v in table[None].items()})
     for table in per_task:
         metrics.update({f"adv_{k}": v for k, v in table[max(eps_values)].items()})
+    for table in per_task:  # then every ε of a sweep, suffixed
         for eps in eps_values:
             per_eps[eps].update({f"adv_{k}": v for k, v in table[eps].items()})
             if len(eps_values) > 1:

@@ -44,14 +44,14 @@ def rotation(pixels: torch.Tensor, degrees: float = 15.0) -> torch.Tensor:
 
 
 def perspective(pixels: torch.Tensor, narrow: float = 0.2) -> torch.Tensor:
-    """Output corners → source corners by a homography; the top edge shows a wider span."""
+    """A keystone (trapezoid) warp: each output row samples a span that widens linearly towards
+    the top, by ``narrow`` there, so the top of the picture shrinks like a plane tilted away."""
     size = pixels.shape[-1]
     ys, xs = torch.meshgrid(
         torch.linspace(-1, 1, size, device=pixels.device),
         torch.linspace(-1, 1, size, device=pixels.device),
         indexing="ij",
     )
-    # x_src = x / (1 − k(1 − y)/2)·…: widen the sampled span towards the top (y = −1)
     widen = 1.0 + narrow * (1.0 - ys) / 2.0
     grid = torch.stack([xs * widen, ys], dim=-1)
     return _sample(pixels, grid.expand(len(pixels), size, size, 2))
