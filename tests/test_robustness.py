@@ -413,3 +413,14 @@ def test_benchmark_runner_runs_robustness(trained, tmp_path, monkeypatch):
     assert {"clean_acc1", "adv_acc1"} <= set(result["metrics"])
     assert result["eps"] == [pytest.approx(16 / 255)]
     assert "adv_acc1" in summary.csv.read_text().splitlines()[0]
+
+
+def test_uap_trains_on_the_train_split_by_default():
+    from clipforge.evaluation.robustness.flags import default_uap_data
+
+    assert default_uap_data("builtin:emoji?split=val") == "builtin:emoji?split=train"
+    assert (
+        default_uap_data("clip_benchmark:/d?split=test&x=1") == "clip_benchmark:/d?split=train&x=1"
+    )
+    assert default_uap_data("builtin:emoji?split=train") is None  # never test on the train split
+    assert default_uap_data("/data/folder") is None
