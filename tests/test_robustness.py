@@ -324,6 +324,7 @@ def test_views_on_the_trained_model(trained):
     directory, templates = trained
     result = run(directory, templates, ColourShapes(16, seed=4), attack="views")
     metrics = result["metrics"]
+    assert metrics["clean_acc1"] >= 0.9
     assert 0 < metrics["views_consistency"] <= 1 + 1e-6
     assert metrics["views_consistency_flip"] > 0.9  # colour survives a flip
     for view in ("rotation", "perspective", "crop", "flip", "colour"):

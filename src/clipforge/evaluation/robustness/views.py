@@ -7,6 +7,8 @@ changes — and the model is scored on how little it cares:
 * ``views_consistency`` — mean over images and views of cos(f(v(x)), f(x));
 * ``views_prediction_agreement`` — fraction of (image, view) whose zero-shot top-1 class is the
   one predicted for x itself (labelled data only);
+* ``clean_acc1`` — zero-shot top-1 accuracy on the original images (the reference for the
+  per-view accuracies);
 * per view ``views_consistency_<view>``, ``views_prediction_agreement_<view>`` and
   ``views_acc1_<view>``.
 
@@ -97,6 +99,7 @@ class ViewScores:
         self.correct = dict.fromkeys(views, 0)
         self.images = 0
         self.labelled = 0
+        self.correct_original = 0
 
     @torch.no_grad()
     def add(self, encoder, pixels, classifier=None, labels=None) -> None:
@@ -106,6 +109,7 @@ class ViewScores:
         if has_label:
             known = labels >= 0
             base = (original @ classifier.T).argmax(dim=-1)
+            self.correct_original += int((base == labels)[known].sum())
         for name, view in self.views.items():
             embeds = encoder(view(pixels))
             self.cosine[name] += float((embeds * original).sum())
@@ -121,6 +125,7 @@ class ViewScores:
         names = list(self.views)
         out = {"views_consistency": sum(self.cosine.values()) / (self.images * len(names))}
         if self.labelled:
+            out["clean_acc1"] = self.correct_original / self.labelled
             out["views_prediction_agreement"] = sum(self.agree.values()) / (
                 self.labelled * len(names)
             )
