@@ -425,3 +425,11 @@ def test_uap_trains_on_the_train_split_by_default():
     )
     assert default_uap_data("builtin:emoji?split=train") is None  # never test on the train split
     assert default_uap_data("/data/folder") is None
+
+
+def test_limit_spreads_over_a_sorted_data_set():
+    from clipforge.evaluation.robustness.pixels import spread
+
+    assert spread(10, 5) == [0, 2, 4, 6, 8]
+    assert spread(3, 5) == [0, 1, 2] and spread(4, None) == [0, 1, 2, 3]
+    assert len(set(spread(564, 128))) == 128

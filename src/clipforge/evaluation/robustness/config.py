@@ -55,7 +55,7 @@ class RobustnessConfig:
     step_size: float | None = None  # α; None: ε/4
     random_start: bool = True
     on: str = "auto"  # auto | zeroshot | retrieval
-    limit: int | None = None  # attack only the first N images (None: all)
+    limit: int | None = None  # attack N images spread evenly over the data (None: all)
     seed: int = 0
     surrogate: str | None = None  # sga: the model the attack is computed on
     sga_scales: tuple[float, ...] = (0.5, 0.75, 1.25, 1.5)  # sga: resize factors of the image set

@@ -40,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit",
         type=int,
-        help="attack only the first N images; a UAP also trains on the first N of --uap-data "
-        "(default: all)",
+        help="attack N images spread evenly over the data (every k-th); a UAP also trains on N "
+        "of --uap-data (default: all)",
     )
     flag("--seed", "seed", type=int, help="seed of the random start and of the UAP's init")
     parser.add_argument("--surrogate", help="sga: model the attack is computed on (required)")

@@ -30,9 +30,18 @@ class PixelBatch:
     captions: list[tuple[str, ...]]
 
 
+def spread(total: int, limit: int | None) -> list[int]:
+    """``limit`` record indices spread evenly over ``total`` (all when None): data sets stored
+    sorted by class (``builtin:emoji`` by subgroup) give every class a share, not the first few."""
+    if limit is None or limit >= total:
+        return list(range(total))
+    return [index * total // limit for index in range(limit)]
+
+
 @dataclass
 class PixelReader:
-    """Reads a source's decodable records as :class:`PixelBatch`es, bad ones listed by key."""
+    """Reads a source's decodable records as :class:`PixelBatch`es, bad ones listed by key;
+    with ``limit``, that many records spread evenly over a map source (:func:`spread`)."""
 
     transform: ImageTransform
     encode: EncodeConfig
@@ -51,8 +60,7 @@ class PixelReader:
             dataset = _StreamItems(source, read)
         else:
             items = _MapItems(source, read)
-            count = len(items) if self.limit is None else min(self.limit, len(items))
-            dataset = Subset(items, range(count))
+            dataset = Subset(items, spread(len(items), self.limit))
         loader = DataLoader(
             dataset,
             batch_size=self.encode.batch_size,
