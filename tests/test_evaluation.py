@@ -377,7 +377,7 @@ def test_library_api_and_evaluate(micro_model_dir):
     )
     assert tiny_blocks["metrics"] == pytest.approx(zeroshot["metrics"], nan_ok=True)
     assert not model.training
-    assert set(EVALUATORS.names()) == {"grounding", "retrieval", "zeroshot"}
+    assert set(EVALUATORS.names()) == {"grounding", "retrieval", "robustness", "zeroshot"}
     assert "mean_per_class_recall" in format_result({**zeroshot, "model": "m", "dataset": "d"})
 
 
