@@ -48,7 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--uap-data", help="uap: data the perturbation is trained on (default: --data, split=train)"
     )
-    flag("--uap-epochs", "uap_epochs", type=int, help="uap: passes over --uap-data")
+    flag(
+        "--uap-epochs",
+        "uap_epochs",
+        type=int,
+        help="uap: passes over --uap-data, one step per batch (small data: lower --batch-size)",
+    )
     parser.add_argument("--save-perturbation", metavar="FILE", help="uap: write δ here (.pt)")
     parser.add_argument(
         "--perturbation", metavar="FILE", help="uap: test this saved δ (no training)"
