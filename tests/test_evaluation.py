@@ -382,6 +382,7 @@ def test_library_api_and_evaluate(micro_model_dir):
         "grounding",
         "linear-probe",
         "retrieval",
+        "robustness",
         "zeroshot",
     }
     assert "mean_per_class_recall" in format_result({**zeroshot, "model": "m", "dataset": "d"})

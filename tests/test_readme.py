@@ -43,7 +43,7 @@ NOT_RUN = {
     "clipforge index --embeddings cr_emb": "the reader's clip-retrieval output",
     "tensorboard --logdir": "slow: serves until Ctrl-C",
     "clipforge eval linear-probe": "slow: encodes all 3,655 emoji, then ~12 L-BFGS fits",
-    "clipforge benchmark --models runs/demo": "slow: the default suite (tests/test_clip_benchmark.py)",
+    "clipforge benchmark --models runs/demo": "slow: the default suite",
     "WANDB_MODE=offline clipforge train": "slow: W&B's start-up (tests/test_tracking.py covers it)",
 }
 STAND_IN_FOR_DEMO = (

@@ -14,6 +14,7 @@ from . import geometry as geometry_task
 from . import grounding as grounding_task
 from . import linear_probe as linear_probe_task
 from . import retrieval as retrieval_task
+from . import robustness as robustness_task
 from . import zeroshot as zeroshot_task
 from .embedding import EncodeConfig, EncodedImages, encode_images, encode_texts
 from .geometry import GeometryConfig, geometry
@@ -75,6 +76,15 @@ EVALUATORS: Registry[Evaluator] = Registry(
             "image-caption data spec, e.g. builtin:emoji?split=val",
             geometry_task.add_arguments,
             geometry_task.config_from_args,
+        ),
+        "robustness": Evaluator(
+            robustness_task.robustness,
+            robustness_task.RobustnessConfig,
+            robustness_task.open_robustness_data,
+            "adversarial robustness (pgd, uap, sga) and view invariance: clean vs adversarial",
+            "labelled and/or captioned data, e.g. builtin:emoji?split=val",
+            robustness_task.add_arguments,
+            robustness_task.config_from_args,
         ),
     },
 )

@@ -14,14 +14,20 @@ RATE_PREFIXES = (
     "box_iou50",
     "lp_acc",
     "lp_mean_per_class_recall",
+    "views_prediction_agreement",
+    "views_acc1",
 )
+ROBUSTNESS_PREFIXES = ("clean_", "adv_")  # robustness: clean_acc1, adv_acc1 … are rates too
 SKIPPED_SHOWN = 5
 
 
 def format_value(name: str, value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    if name.startswith(RATE_PREFIXES):
+    bare = name
+    for prefix in ROBUSTNESS_PREFIXES:
+        bare = bare.removeprefix(prefix)
+    if bare.startswith(RATE_PREFIXES):
         return f"{100 * value:.2f}"
     return f"{value:.4f}"
 
