@@ -80,6 +80,7 @@ NOTES = {
 }
 COLUMNS = [
     ("acc1", "zero-shot acc1"),
+    ("mean_per_class_recall", "per-class recall"),
     ("image_retrieval_recall@1", "T→I R@1"),
     ("image_retrieval_recall@5", "T→I R@5"),
     ("text_retrieval_recall@1", "I→T R@1"),
