@@ -254,7 +254,7 @@ def format_table(
         else ""
     )
     flags = f"--budget {budget:g} --jobs {jobs}" + (
-        f" --second-seed-top {len(again)}" if again else ""
+        f" --second-seed-for {','.join(again)}" if again else ""
     )
     return (
         f"Budget {budget:g} CPU-minutes of training per method ({setting}; the budget counts "
