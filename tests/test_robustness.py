@@ -14,9 +14,10 @@ from robust_models import COLOURS, QUIET, ColourShapes, train_micro
 import clipforge
 from clipforge.cli.main import main
 from clipforge.evaluation import EVALUATORS
+from clipforge.evaluation.embedding import frozen
 from clipforge.evaluation.robustness import RobustnessConfig, parse_eps, pgd, robustness
 from clipforge.evaluation.robustness.pgd import zeroshot_loss
-from clipforge.evaluation.robustness.pixels import PixelEncoder, PixelReader, frozen
+from clipforge.evaluation.robustness.pixels import PixelEncoder, PixelReader
 from clipforge.evaluation.robustness.uap import save_perturbation
 from clipforge.evaluation.robustness.views import ViewScores
 from clipforge.evaluation.zeroshot import build_classifier

@@ -181,3 +181,20 @@ def encode_texts(
             ids = tokenizer(list(texts[start : start + config.batch_size])).to(device)
             chunks.append(F.normalize(model.encode_text(ids, normalize=True).float(), dim=-1).cpu())
     return torch.cat(chunks) if chunks else torch.empty(0, model.config.embed_dim)
+
+
+@contextlib.contextmanager
+def frozen(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and no parameter gradients for the duration (a backward pass then computes only
+    the input's gradient: learnt prompts, adversarial pixels); both restored after."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for parameter, _ in flags:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+        model.train(was_training)

@@ -14,14 +14,13 @@ epochs of batch 32. ``regulation="gram"`` replaces the plain step by
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+from ..embedding import frozen
 from .gram import Loss, regulated_meta_step
 from .learner import PromptLearner
 
@@ -55,22 +54,6 @@ class PromptTuningConfig:
             )
         if self.views < 1:
             raise ValueError(f"views must be ≥ 1, got {self.views}")
-
-
-@contextlib.contextmanager
-def frozen(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients for the duration; both restored after."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    was_training = model.training
-    model.eval()
-    for parameter, _ in flags:
-        parameter.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for parameter, flag in flags:
-            parameter.requires_grad_(flag)
-        model.train(was_training)
 
 
 def prompt_loss(

@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 
 from ...data.transforms import ImageTransform
+from ..embedding import frozen
 from .pgd import pgd, retrieval_loss, zeroshot_loss
-from .pixels import PixelBatch, PixelEncoder, PixelReader, frozen
+from .pixels import PixelBatch, PixelEncoder, PixelReader
 from .sga import sga_loss
 from .uap import apply_uap, load_perturbation, save_perturbation, train_uap
 

@@ -8,7 +8,6 @@ reach the pixels and the ε-ball is the one users mean (4/255 = four grey levels
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -111,20 +110,3 @@ class PixelEncoder:
             )
         embeds = self.model.encode_image((pixels - self.mean) / self.std, normalize=True)
         return F.normalize(embeds.float(), dim=-1)
-
-
-@contextlib.contextmanager
-def frozen(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients (the backward pass then computes only the input's
-    gradient: about half the cost); both restored after."""
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for parameter, _ in flags:
-        parameter.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for parameter, flag in flags:
-            parameter.requires_grad_(flag)
-        model.train(was_training)

@@ -24,13 +24,13 @@ import torch.nn.functional as F
 
 from ...data.sources.base import MapSource
 from ...data.transforms import ImageTransform
-from ..embedding import encode_texts
+from ..embedding import encode_texts, frozen
 from ..runner import dataset_key, open_data
 from ..templates import fill
 from ..zeroshot import ZeroShotConfig, build_classifier
 from .config import RobustnessConfig
 from .perturbers import make_perturber
-from .pixels import PixelBatch, PixelEncoder, PixelReader, frozen
+from .pixels import PixelBatch, PixelEncoder, PixelReader
 from .scores import TaskScores, eps_label, flatten, retrieval_metrics, zeroshot_metrics
 from .views import VIEW_FUNCTIONS, ViewScores
 
