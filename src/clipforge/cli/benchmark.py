@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from .defaults import given, shows_default
+from .defaults import given
+from .flags import add_encode_flags
 
-ENCODE = "clipforge.evaluation.embedding:EncodeConfig"
 DESCRIPTION = """Run a model × (task, data set) grid, like CLIP_benchmark's `clip_benchmark eval`
 over several models and data sets: one result JSON per (model, task, data set) in OUT, in
 CLIP_benchmark's schema and file naming ({dataset}_{pretrained}_{model}_{language}_{task}.json),
@@ -68,20 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="result file name template with CLIP_benchmark's fields "
         "(default: {dataset}_{pretrained}_{model}_{language}_{task}.json)",
     )
-    shows_default(
-        parser.add_argument("--batch-size", type=int, help="images per forward"),
-        f"{ENCODE}.batch_size",
-    )
-    shows_default(
-        parser.add_argument("--workers", type=int, help="data-loading processes"),
-        f"{ENCODE}.workers",
-    )
-    parser.add_argument(
-        "--device", default="auto", help="cpu, cuda, cuda:1 … (default: %(default)s = cuda if any)"
-    )
-    parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bars (default: bars on stderr)"
-    )
+    add_encode_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:

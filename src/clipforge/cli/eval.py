@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from .defaults import given, shows_default
+from .defaults import given
+from .flags import add_encode_flags
 
 AUTOCAST = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
-ENCODE = "clipforge.evaluation.embedding:EncodeConfig"
 DESCRIPTION = """Evaluate a model. zeroshot: classify images by their class names through prompt
 templates (acc1, acc5, mean per-class recall). retrieval: image→text and text→image recall@k.
 grounding: pointing game and box IoU of patch-text maps on region captions.
@@ -32,25 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run directory, checkpoint, model directory or Hugging Face CLIP dir",
     )
     common.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    shows_default(
-        common.add_argument("--batch-size", type=int, help="images per forward"),
-        f"{ENCODE}.batch_size",
-    )
-    shows_default(
-        common.add_argument("--workers", type=int, help="data-loading processes"),
-        f"{ENCODE}.workers",
-    )
-    common.add_argument(
-        "--device", default="auto", help="cpu, cuda, cuda:1 … (default: %(default)s = cuda if any)"
-    )
+    add_encode_flags(common)
     common.add_argument(
         "--precision",
         choices=list(AUTOCAST),
         default="fp32",
         help="autocast dtype for encoding; fp32: none (default: %(default)s)",
-    )
-    common.add_argument(
-        "--no-progress", action="store_true", help="no progress bars (default: bars on stderr)"
     )
     from ..evaluation import EVALUATORS  # this verb's parser only: imports torch
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..common.precision import PRECISIONS
+from .defaults import shows_default
+
+ENCODE = "clipforge.evaluation.embedding:EncodeConfig"  # where the encoding defaults live
 
 
 def add_run_length_flags(parser: argparse.ArgumentParser, epochs_help: str) -> None:
@@ -54,3 +57,22 @@ def add_data_key_flags(parser: argparse.ArgumentParser) -> None:
         else:
             metavar = "SEP" if name == "csv_separator" else "KEY"
             group.add_argument(flag, metavar=metavar, help=help_text)
+
+
+def add_encode_flags(parser: argparse.ArgumentParser) -> None:
+    """``--batch-size``, ``--workers``, ``--device``, ``--no-progress``: how a model encodes a
+    data set (eval, benchmark); the defaults shown are :class:`EncodeConfig`'s."""
+    shows_default(
+        parser.add_argument("--batch-size", type=int, help="images per forward"),
+        f"{ENCODE}.batch_size",
+    )
+    shows_default(
+        parser.add_argument("--workers", type=int, help="data-loading processes"),
+        f"{ENCODE}.workers",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1 … (default: %(default)s = cuda if any)"
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (default: bars on stderr)"
+    )
