@@ -13,7 +13,9 @@ from clipforge.data.record import RawRecord
 from clipforge.data.sources.base import MapSource
 from clipforge.data.tokenizer import Tokenizer
 from clipforge.evaluation import EncodeConfig
-from clipforge.models import CLIP, model_config
+from clipforge.models import CLIP
+
+from tiny_clip import micro_config
 
 QUIET = EncodeConfig(batch_size=32, workers=0, progress=False)
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 60, 220)}
@@ -70,13 +72,7 @@ def train_micro(seed: int, steps: int = 150, start: CLIP | None = None):
     ``start``, a copy of that model trained on (fine-tuned with another data order)."""
     torch.manual_seed(seed)
     tokenizer = Tokenizer.train(CAPTIONS, vocab_size=300, context_length=12, min_frequency=1)
-    config = model_config("tiny")
-    config.embed_dim = 32
-    config.vision.image_size = config.preprocess.image_size = 32
-    config.vision.patch_size, config.vision.width = 8, 32
-    config.vision.layers, config.vision.heads = 1, 2
-    config.text.width, config.text.layers, config.text.heads = 32, 1, 2
-    config.text.context_length, config.text.vocab_size = 12, tokenizer.vocab_size
+    config = micro_config(tokenizer, context_length=12)
     config.text.eos_token_id, config.text.pad_token_id = tokenizer.eot_id, tokenizer.pad_id
     model = CLIP(config)
     model.init_weights()

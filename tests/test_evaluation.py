@@ -31,10 +31,11 @@ from clipforge.evaluation.metrics import (
 )
 from clipforge.evaluation.report import format_result
 from clipforge.evaluation.templates import load_templates
-from clipforge.models import CLIP, model_config
+from clipforge.models import CLIP
 from clipforge.models.io import save_model_dir
 
 from synthetic import SHAPES, ShapesSource, draw
+from tiny_clip import micro_config
 
 QUIET = EncodeConfig(batch_size=4, workers=0, progress=False)
 
@@ -195,13 +196,7 @@ def micro_model_dir(tmp_path_factory):
         for shape in SHAPES
     ]
     tokenizer = Tokenizer.train(captions, vocab_size=300, context_length=16, min_frequency=1)
-    config = model_config("tiny")
-    config.embed_dim = 32
-    config.vision.image_size = config.preprocess.image_size = 32
-    config.vision.patch_size, config.vision.width = 8, 32
-    config.vision.layers, config.vision.heads = 1, 2
-    config.text.width, config.text.layers, config.text.heads = 32, 1, 2
-    config.text.context_length, config.text.vocab_size = 16, tokenizer.vocab_size
+    config = micro_config(tokenizer, context_length=16)
     model = CLIP(config)
     model.init_weights()
     return save_model_dir(tmp_path_factory.mktemp("model"), model, tokenizer)

@@ -22,10 +22,11 @@ from clipforge.evaluation.prompt_learning import (
     train_prompt,
 )
 from clipforge.evaluation.templates import load_templates
-from clipforge.models import CLIP, model_config
+from clipforge.models import CLIP
 from clipforge.models.io import save_model_dir
 
 from synthetic import COLORS, SHAPES, draw
+from tiny_clip import micro_config
 
 CLASSES = ["red circle", "blue square", "green triangle"]
 QUIET = EncodeConfig(batch_size=64, workers=0, progress=False)
@@ -47,13 +48,7 @@ def micro_model(seed=0):
         for shape in SHAPES
     ] + ["x x x"]
     tokenizer = Tokenizer.train(captions, vocab_size=300, context_length=16, min_frequency=1)
-    config = model_config("tiny")
-    config.embed_dim = 32
-    config.vision.image_size = config.preprocess.image_size = 32
-    config.vision.patch_size, config.vision.width = 8, 32
-    config.vision.layers, config.vision.heads = 1, 2
-    config.text.width, config.text.layers, config.text.heads = 32, 1, 2
-    config.text.context_length, config.text.vocab_size = 16, tokenizer.vocab_size
+    config = micro_config(tokenizer, context_length=16)
     torch.manual_seed(seed)
     model = CLIP(config)
     model.init_weights()

@@ -57,3 +57,16 @@ def real_batch(size=4) -> Batch:
         [str(i) for i in range(size)],
         extras=extras,
     )
+
+
+def micro_config(tokenizer, context_length: int = 16):
+    """``tiny`` shrunk to 32 px images in 8 px patches, width 32, one layer per tower, sized to
+    ``tokenizer``'s vocabulary: a model that trains in seconds (evaluation, attacks, prompts)."""
+    config = model_config("tiny")
+    config.embed_dim = 32
+    config.vision.image_size = config.preprocess.image_size = 32
+    config.vision.patch_size, config.vision.width = 8, 32
+    config.vision.layers, config.vision.heads = 1, 2
+    config.text.width, config.text.layers, config.text.heads = 32, 1, 2
+    config.text.context_length, config.text.vocab_size = context_length, tokenizer.vocab_size
+    return config
