@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 
 import pytest
@@ -133,8 +134,13 @@ def test_a_resumed_run_continues_its_log_csv_and_wandb_run(tmp_path, monkeypatch
     assert steps == [row["step"] for row in jsonl(out / "metrics.jsonl")] == [2, 4, 6]
     text = (out / "train.log").read_text()
     assert text.count("plan: ") == 2 and "step 6/6" in text
-    runs = sorted((out / "wandb").glob("offline-run-*"), key=lambda p: p.name.split("-")[-2])
-    assert len(runs) == 2 and len({run.name.rsplit("-", 1)[1] for run in runs}) == 1  # one id
+    # offline-run-DATE_TIME-ID, and W&B adds "-1" when the resumed run starts in the same second
+    named = [
+        (re.fullmatch(r"offline-run-(\d{8}_\d{6})-([a-z0-9]+)(-\d+)?", p.name), p)
+        for p in (out / "wandb").glob("offline-run-*")
+    ]
+    runs = [p for _, p in sorted(named, key=lambda m: (m[0][1], m[0][3] or ""))]
+    assert len(runs) == 2 and len({m[0][2] for m in named}) == 1  # one run id, resumed
     resumed = history(next(runs[1].glob("run-*.wandb")))
     assert [row["_step"] for row in resumed] == [6]
 

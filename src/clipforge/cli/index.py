@@ -97,7 +97,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "folder; never / or the home folder)",
     )
     parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bar (default: a bar on stderr)"
+        "--no-progress",
+        action="store_true",
+        default=None,
+        help="no progress bar (default: a bar on stderr)",
     )
 
 

@@ -21,3 +21,12 @@ def require(module: str, extra: str, purpose: str, package: str | None = None) -
             f"{purpose} needs {package!r}, which is not installed: "
             f"pip install 'clipforge[{extra}]' (or pip install {package})"
         ) from error
+
+
+def try_import(module: str) -> ModuleType | None:
+    """``module`` if it imports, else None: for what degrades rather than fails without it
+    (a loss curve or a report's plots without matplotlib)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.files import atomic_write, atomic_write_text
+from ..common.optional import try_import
 from . import console
 
 
@@ -47,17 +48,15 @@ def plot_loss_curve(rows: list[dict[str, Any]], path: Path, title: str = "") -> 
     """Training loss (and learning rate on a second axis) against step. matplotlib comes with
     the ``plots`` extra: without it this says so in one line and returns False (the numbers
     are in ``metrics.jsonl``)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    matplotlib = try_import("matplotlib")
+    if matplotlib is None:
         console.say(
             f"note: {path.name} not drawn: matplotlib is not installed "
             f"(pip install 'clipforge[plots]'); the numbers are in metrics.jsonl"
         )
         return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in rows if "loss" in r and math.isfinite(r["loss"])]
     losses = [r["loss"] for r in rows if "loss" in r and math.isfinite(r["loss"])]
