@@ -92,18 +92,21 @@ def test_class_sampling_matches_partial_fc():
     assert sample_classes(labels, 20, 2, torch.Generator()).tolist() == [4, 9, 17]
 
 
+CLUSTERED = dict(  # 3 clusters over a 12-entry bank, held between refreshes every 50 steps
+    dim=3,
+    num_clusters=3,
+    positives=1,
+    negative_ratio=1.0,
+    scale=4.0,
+    margin=0.2,
+    bank_size=12,
+    refresh_every=50,
+)
+
+
 def clustered(steps=3):
     """An objective whose bank (12 embeddings near the 3 axes, keys k0…k11) has been clustered."""
-    objective = objective_of(
-        dim=3,
-        num_clusters=3,
-        positives=1,
-        negative_ratio=1.0,
-        scale=4.0,
-        margin=0.2,
-        bank_size=12,
-        refresh_every=50,
-    )
+    objective = objective_of(**CLUSTERED)
     generator = torch.Generator().manual_seed(0)
     for step in range(1, steps + 1):
         keys = [f"k{4 * (step - 1) + i}" for i in range(4)]
@@ -155,16 +158,7 @@ def test_held_labels_survive_a_checkpoint(tmp_path):
     objective = clustered()
     objective(outputs(F.normalize(torch.tensor([[0.0, 1.0, 0.1]]), dim=-1)), batch_of(["extra"]))
     save_objectives(tmp_path, {"mlcd": objective})
-    resumed = objective_of(
-        dim=3,
-        num_clusters=3,
-        positives=1,
-        negative_ratio=1.0,
-        scale=4.0,
-        margin=0.2,
-        bank_size=12,
-        refresh_every=50,
-    )
+    resumed = objective_of(**CLUSTERED)
     load_objectives(tmp_path, {"mlcd": resumed})
     assert torch.equal(resumed.label_keys, objective.label_keys)
     assert torch.equal(resumed.label_table, objective.label_table)
