@@ -22,30 +22,20 @@ from fastapi.responses import Response
 
 from .knn import KnnService
 from .knn_request import KnnRequest, MetadataRequest
-from .request import BadRequest, clean_errors, parse_json_body
+from .request import BadRequest, parse_json_body, validate
 
 JSON_ALLOWANCE = 64 * 1024  # the keys beside a base64 image
 
 
 def checked(model, body: bytes):
     """``model`` validated from a strict JSON body: 400 unreadable, 422 invalid."""
-    from fastapi.exceptions import RequestValidationError
-    from pydantic import ValidationError
-
     try:
         raw = parse_json_body(body)
     except BadRequest as error:
         raise HTTPException(400, str(error)) from None
     except TypeError as error:
         raise HTTPException(422, str(error)) from None
-    try:
-        return model.model_validate(raw)
-    except ValidationError as error:
-        raise RequestValidationError(
-            clean_errors(
-                error.errors(include_url=False, include_context=False, include_input=False)
-            )
-        ) from None
+    return validate(raw, model)
 
 
 class KnnRoutes:

@@ -119,13 +119,14 @@ def clean_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict]:
     ]
 
 
-def validate(raw: dict):
-    """A :class:`SearchRequest`, or ``RequestValidationError`` with cleaned errors (422)."""
+def validate(raw: dict, model=None):
+    """``model`` (default :class:`SearchRequest`) validated from ``raw``, or
+    ``RequestValidationError`` with cleaned errors (422)."""
     from fastapi.exceptions import RequestValidationError
     from pydantic import ValidationError
 
     try:
-        return SearchRequest.model_validate(raw)
+        return (model or SearchRequest).model_validate(raw)
     except ValidationError as error:
         raise RequestValidationError(
             clean_errors(
