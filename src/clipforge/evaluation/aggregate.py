@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..common.files import atomic_write_text
+from ..common.files import atomic_write_text, read_json
 
 SCHEMA_KEYS = ("dataset", "model", "pretrained", "task", "language")
 CSV_NAME = "benchmark.csv"  # clip_benchmark build's default --output
@@ -58,17 +57,15 @@ def result_row(data: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def load_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every result JSON among ``paths`` (files, or folders read one level deep); other JSON
+    files are passed over."""
+    return [data for data in map(read_json, result_files(paths)) if is_result(data)]
+
+
 def collect_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Rows of every result JSON among ``paths``; other JSON files are passed over."""
-    rows = []
-    for path in result_files(paths):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
-        if is_result(data):
-            rows.append(result_row(data))
-    return rows
+    """Rows of every result JSON among ``paths``."""
+    return [result_row(data) for data in load_results(paths)]
 
 
 def columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -16,19 +16,17 @@ classifier weight is the normalised mean of their normalised embeddings. The JSO
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ..common.files import read_json
 
 
 def _read_json(path: Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    return read_json(path)
 
 
 def _pick_dataset(table: dict, path: Path, dataset: str | None, what: str) -> Any:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..common.files import atomic_write_text
 from ..common.optional import try_import
-from .aggregate import is_result, result_files
+from . import aggregate
 from .report import format_value
 from .report_plots import PLOT_RENDERERS, Plot
 
@@ -53,17 +53,7 @@ class ResultGroup:
 
 def load_results(folder: str | Path) -> list[dict[str, Any]]:
     """Every result JSON directly in ``folder`` (other JSON files are passed over)."""
-    import json
-
-    results = []
-    for path in result_files([folder]):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
-        if is_result(data):
-            results.append(data)
-    return results
+    return aggregate.load_results([folder])
 
 
 def model_labels(models: list[str]) -> list[str]:

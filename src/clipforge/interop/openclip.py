@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ..common.files import atomic_write_text
+from ..common.files import atomic_write_text, read_json
 from ..data.openclip_tokenizer import openclip_tokenizer
 from ..data.tokenizer import Tokenizer
 from ..models.clip import CLIP
@@ -103,18 +103,11 @@ def read_model_config_json(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model config file not found")
-    data = _read_json(path)
+    data = read_json(path)
     data = data.get("model_cfg", data) if isinstance(data, dict) else data
     if not isinstance(data, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(data):
         raise ValueError(f"{path}: not an OpenCLIP model config (embed_dim, vision_cfg, text_cfg)")
     return data
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
 
 
 def load_openclip(
@@ -143,7 +136,7 @@ def _load_hub_dir(directory: Path) -> tuple[CLIP, Tokenizer | None]:
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path}: OpenCLIP model config not found")
-    data = _read_json(config_path)
+    data = read_json(config_path)
     if not isinstance(data, dict) or not isinstance(data.get("model_cfg"), dict):
         raise ValueError(f"{config_path}: no model_cfg in this OpenCLIP config")
     weights = next((directory / n for n in WEIGHT_FILES if (directory / n).is_file()), None)

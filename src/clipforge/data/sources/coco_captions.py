@@ -18,11 +18,11 @@ names has nothing to retrieve: it is left out and counted in ``uncaptioned``.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
+from ...common.files import read_json
 from ..record import RawRecord
 from .base import MapSource, SourceOptions
 
@@ -35,10 +35,7 @@ def read_json_keys(path: Path, keys: tuple[str, ...], layout: str) -> dict[str, 
     one-line error naming it and the expected ``layout``."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such annotation file ({layout})")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    data = read_json(path)
     for key in keys:
         if not isinstance(data, dict) or not isinstance(data.get(key), list):
             raise ValueError(f"{path}: no list under key {key!r} (expected {layout})")

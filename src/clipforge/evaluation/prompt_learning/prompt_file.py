@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from ...common.files import atomic_write_text
+from ...common.files import atomic_write_text, read_json
 from ...models.io import save_safetensors
 from .learner import PromptLearner
 
@@ -77,10 +77,7 @@ def read_prompt_info(path: str | Path) -> dict[str, Any]:
     for file in (description, weights):
         if not file.is_file():
             raise FileNotFoundError(f"{file}: learnt prompt file not found")
-    try:
-        info = json.loads(description.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise ValueError(f"{description}: not valid JSON ({error})") from None
+    info = read_json(description)
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise ValueError(f"{description}: not a {FORMAT} prompt description")
     return info
